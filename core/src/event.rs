@@ -1,0 +1,359 @@
+//! The node's vocabulary with its embedder: [`Event`]s in, [`Action`]s out, the
+//! [`Notification`]s inside actions, typed reasons for closes and rejections, and the
+//! [`Metrics`] counters.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::config::ConfigError;
+use crate::routing::RouteChange;
+use crate::scheduler::Time;
+use crate::sentry::Fingerprint;
+use crate::wire::{Addr, AsLink, Asn, ConnId, NodeId, WireError};
+
+/// Which side opened a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// A remote node dialed us.
+    Inbound,
+    /// We dialed (after an [`Action::Connect`]).
+    Outbound,
+}
+
+/// Something the embedder tells the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A connection is open. For outbound ones `remote` is the address of the
+    /// [`Action::Connect`] that asked for it.
+    Connected {
+        /// Handle chosen by the embedder.
+        conn: ConnId,
+        /// Who dialed.
+        direction: Direction,
+        /// Remote address (for inbound ones, as the transport sees it).
+        remote: Addr,
+    },
+    /// A dial asked for by [`Action::Connect`] failed.
+    ConnectFailed {
+        /// The address that could not be reached.
+        addr: Addr,
+    },
+    /// Bytes arrived on a connection, in any chunking.
+    Received {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// The connection is gone (closed by the remote side or failed).
+    Disconnected {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Nothing happened but time passed: run due timers (every event does that too).
+    Tick,
+    /// An operator's command.
+    Command(Command),
+}
+
+/// What an operator or embedding program can ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Leave the network gracefully: gossip a signed leave, close every link, stop.
+    Leave,
+    /// Replace own AS links and advertise them at once.
+    SetLinks(Vec<AsLink>),
+    /// Dial this address now.
+    Connect(Addr),
+}
+
+/// Something the node asks the embedder to do or wants it to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Open a connection and report it with [`Event::Connected`] (or [`Event::ConnectFailed`]).
+    Connect {
+        /// Where to dial.
+        addr: Addr,
+    },
+    /// Write these bytes, in order, after everything sent before on this connection.
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// Flush what was sent, then close. The node has already forgotten the connection.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// For the embedder's information.
+    Notify(Notification),
+}
+
+/// What the embedder may want to know (log, metrics, UI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// A handshake completed: a direct peer is up.
+    PeerUp {
+        /// The connection.
+        conn: ConnId,
+        /// The peer.
+        node: NodeId,
+        /// Its AS.
+        asn: Asn,
+        /// Where it listens.
+        addr: Addr,
+        /// Its key.
+        fingerprint: Fingerprint,
+    },
+    /// A direct peer's link ended.
+    PeerDown {
+        /// The connection.
+        conn: ConnId,
+        /// The peer.
+        node: NodeId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A controller was first heard of (or came back).
+    MemberJoined {
+        /// The member.
+        node: NodeId,
+        /// Its AS.
+        asn: Asn,
+        /// Where it listens.
+        addr: Addr,
+    },
+    /// A controller left gracefully.
+    MemberLeft {
+        /// The member.
+        node: NodeId,
+    },
+    /// A controller was silent past the advertisement age limit (a failure).
+    MemberExpired {
+        /// The member.
+        node: NodeId,
+    },
+    /// A controller was evicted by a quorum of accusers.
+    MemberEvicted {
+        /// The member.
+        node: NodeId,
+        /// The accusers.
+        accusers: Vec<NodeId>,
+    },
+    /// This node banned a direct peer and accused it to the network.
+    PeerBanned {
+        /// The peer.
+        node: NodeId,
+        /// Its key.
+        fingerprint: Fingerprint,
+        /// End of the ban.
+        until: Time,
+    },
+    /// The routing table changed.
+    RoutesChanged {
+        /// One entry per destination whose route changed.
+        changes: Vec<RouteChange>,
+    },
+    /// An operator command was refused (e.g. invalid links).
+    CommandFailed(ConfigError),
+    /// A frame or message was rejected.
+    Rejected {
+        /// The connection it came on.
+        conn: ConnId,
+        /// The direct peer, when authenticated.
+        node: Option<NodeId>,
+        /// Why.
+        reason: RejectReason,
+    },
+}
+
+/// Why a connection was closed.
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// The remote side closed it or it failed.
+    #[error("connection lost")]
+    Lost,
+    /// The remote side said goodbye.
+    #[error("peer closed: {0}")]
+    Bye(String),
+    /// This node is leaving.
+    #[error("leaving")]
+    Leaving,
+    /// The handshake did not finish in time.
+    #[error("handshake timeout")]
+    HandshakeTimeout,
+    /// The handshake failed.
+    #[error("handshake failed: {0}")]
+    HandshakeFailed(RejectReason),
+    /// The listener is at `max_peers` (it sent its peer list).
+    #[error("peer at capacity")]
+    AtCapacity,
+    /// Nothing was heard for three heartbeat intervals.
+    #[error("heartbeat timeout")]
+    HeartbeatTimeout,
+    /// Frames kept failing hop authentication (the link may have been tampered with).
+    #[error("link reset after hop authentication failures")]
+    HopAuthFailures,
+    /// A frame's length prefix exceeded the maximum.
+    #[error("frame too large")]
+    FrameTooLarge,
+    /// The peer sent too many invalid messages and is banned.
+    #[error("peer banned")]
+    Banned,
+    /// The peer was evicted by a quorum.
+    #[error("peer evicted")]
+    Evicted,
+    /// A second link to the same node.
+    #[error("duplicate link")]
+    DuplicateLink,
+    /// This node dialed itself.
+    #[error("connection to self")]
+    SelfConnection,
+}
+
+/// Why a frame or a message was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// The frame failed hop authentication (not blamed on anyone).
+    #[error("hop authentication failed")]
+    HopAuth,
+    /// The length prefix exceeded the maximum.
+    #[error("frame too large")]
+    FrameTooLarge,
+    /// Not a valid message.
+    #[error("malformed: {0}")]
+    Malformed(String),
+    /// Valid JSON that breaks a limit or a rule.
+    #[error("protocol violation: {0}")]
+    Violation(String),
+    /// The origin's signature does not verify.
+    #[error("bad origin signature")]
+    BadSignature,
+    /// The origin's public key is unusable.
+    #[error("bad public key: {0}")]
+    BadKey(String),
+    /// The envelope disagrees with the signed body.
+    #[error("envelope does not match the signed body")]
+    EnvelopeMismatch,
+    /// The peer sent a rumor it had already sent (or an older one) on this link.
+    #[error("replayed rumor")]
+    Replay,
+    /// The origin sent rumors faster than `max_rumors_per_period`.
+    #[error("rate limited")]
+    RateLimited,
+    /// Another key already speaks for this node id.
+    #[error("identity conflict for {0}")]
+    IdentityConflict(NodeId),
+    /// The hello used a cluster key this node does not accept.
+    #[error("unknown cluster key")]
+    UnknownClusterKey,
+    /// The cluster-key proof did not verify.
+    #[error("bad cluster key proof")]
+    BadProof,
+    /// The handshake signature did not verify.
+    #[error("bad handshake signature")]
+    BadHandshakeSignature,
+    /// Protocol version not spoken here.
+    #[error("unsupported protocol version {0}")]
+    Version(u16),
+    /// The remote refused the handshake (unauthenticated reason).
+    #[error("refused by peer: {0}")]
+    Refused(String),
+    /// Banned or evicted key.
+    #[error("banned or evicted")]
+    Excluded,
+    /// The remote end is this node itself.
+    #[error("connection to self")]
+    SelfConnection,
+}
+
+impl RejectReason {
+    /// Whether the direct peer is to blame when this arrives on an authenticated link.
+    pub fn blames_peer(&self) -> bool {
+        matches!(
+            self,
+            RejectReason::Malformed(_)
+                | RejectReason::Violation(_)
+                | RejectReason::BadSignature
+                | RejectReason::BadKey(_)
+                | RejectReason::EnvelopeMismatch
+                | RejectReason::Replay
+                | RejectReason::RateLimited
+        )
+    }
+
+    /// A short stable label, for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RejectReason::HopAuth => "hop_auth",
+            RejectReason::FrameTooLarge => "frame_too_large",
+            RejectReason::Malformed(_) => "malformed",
+            RejectReason::Violation(_) => "violation",
+            RejectReason::BadSignature => "bad_signature",
+            RejectReason::BadKey(_) => "bad_key",
+            RejectReason::EnvelopeMismatch => "envelope_mismatch",
+            RejectReason::Replay => "replay",
+            RejectReason::RateLimited => "rate_limited",
+            RejectReason::IdentityConflict(_) => "identity_conflict",
+            RejectReason::UnknownClusterKey => "unknown_cluster_key",
+            RejectReason::BadProof => "bad_proof",
+            RejectReason::BadHandshakeSignature => "bad_handshake_signature",
+            RejectReason::Version(_) => "version",
+            RejectReason::Refused(_) => "refused",
+            RejectReason::Excluded => "excluded",
+            RejectReason::SelfConnection => "self_connection",
+        }
+    }
+}
+
+impl From<WireError> for RejectReason {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::FrameTooLarge { .. } => RejectReason::FrameTooLarge,
+            WireError::Malformed(m) => RejectReason::Malformed(m),
+            WireError::Violation(m) => RejectReason::Violation(m),
+        }
+    }
+}
+
+/// Counters since the node started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Metrics {
+    /// Frames received (complete).
+    pub frames_in: u64,
+    /// Frames sent.
+    pub frames_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Rumors received (before any check).
+    pub rumors_in: u64,
+    /// Rumors accepted as new.
+    pub rumors_accepted: u64,
+    /// Rumors dropped as duplicates or stale before any signature check.
+    pub rumors_duplicate: u64,
+    /// Rumors sent (counting each copy).
+    pub rumors_out: u64,
+    /// Signatures verified.
+    pub signatures_verified: u64,
+    /// Rejections by reason label.
+    pub rejects: BTreeMap<&'static str, u64>,
+    /// Handshakes completed.
+    pub handshakes: u64,
+    /// Peers this node banned.
+    pub bans: u64,
+    /// Members evicted by quorum.
+    pub evictions: u64,
+    /// Routing table changes (destinations changed, summed).
+    pub route_changes: u64,
+}

@@ -1,0 +1,478 @@
+//! Gossip owns the rumors: the store of the newest signed rumor per key (advertisements,
+//! leaves, accusations) with hop-by-hop ages and expiry, the acceptance pipeline (replay,
+//! duplicate, rate and identity checks before any RSA work, then verification), this
+//! node's own sequence numbers and signed rumors, and dissemination to direct peers in
+//! batches that fit the frame limit.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand_core::CryptoRng;
+use serde_json::value::RawValue;
+
+use crate::event::{Metrics, RejectReason};
+use crate::scheduler::Time;
+use crate::sentry::{Fingerprint, Identity, PublicIdentity};
+use crate::wire::{
+    ConnId, LinkMessage, MAX_BATCH, NodeId, RumorBody, RumorContent, RumorKey, SignedRumor,
+    from_json, to_json,
+};
+
+/// Limits and ages the gossip component works with.
+#[derive(Clone, Debug)]
+pub struct GossipPolicy {
+    /// Gossip period (rate-limit refill period).
+    pub period: Duration,
+    /// Age at which advertisements and leaves expire.
+    pub advert_max_age: Duration,
+    /// Age at which accusations expire.
+    pub accusation_max_age: Duration,
+    /// Rumors accepted per origin per period.
+    pub rumors_per_period: u32,
+    /// Most origins remembered (store keys are capped at twice this).
+    pub max_members: usize,
+    /// Largest frame body.
+    pub max_frame_bytes: usize,
+}
+
+/// Which kind of content a stored rumor holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A link-state advertisement.
+    Advert,
+    /// A leave.
+    Leave,
+    /// An accusation.
+    Accuse,
+}
+
+impl Kind {
+    fn of(content: &RumorContent) -> Kind {
+        match content {
+            RumorContent::Advert { .. } => Kind::Advert,
+            RumorContent::Leave { .. } => Kind::Leave,
+            RumorContent::Accuse { .. } => Kind::Accuse,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Stored {
+    rumor: SignedRumor,
+    kind: Kind,
+    received_at: Time,
+    expires_at: Time,
+}
+
+impl Stored {
+    /// A copy to send at `now`, its age brought up to date.
+    fn outgoing(&self, now: Time) -> SignedRumor {
+        let mut r = self.rumor.clone();
+        let held = u64::try_from(now.since(self.received_at).as_millis()).unwrap_or(u64::MAX);
+        r.age_ms = r.age_ms.saturating_add(held);
+        r
+    }
+}
+
+/// A rumor that passed every check and is now stored.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// Its key.
+    pub key: RumorKey,
+    /// The verified body.
+    pub body: RumorBody,
+    /// The origin's key fingerprint.
+    pub fingerprint: Fingerprint,
+}
+
+/// What became of one received rumor.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// New and valid: stored, to be applied and forwarded.
+    Accepted(Box<Accepted>),
+    /// Already known (same or older sequence number): dropped before any RSA work.
+    Duplicate,
+    /// A valid echo of this node's own earlier incarnation with this sequence number.
+    OwnEcho(u64),
+    /// Dropped, but the sender is not to blame.
+    Ignored(RejectReason),
+    /// Invalid: the sender is to blame.
+    Rejected(RejectReason),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    /// Tokens in thousandths.
+    milli_tokens: u64,
+    last: Time,
+}
+
+/// Signs `content` as `origin` with sequence number `seq`.
+pub fn sign<R: CryptoRng + ?Sized>(
+    origin: NodeId,
+    seq: u64,
+    identity: &Identity,
+    rng: &mut R,
+    content: RumorContent,
+) -> SignedRumor {
+    let subject = content.subject();
+    let body = RumorBody {
+        origin,
+        seq,
+        pubkey: identity.public().der().to_vec(),
+        content,
+    };
+    let text = String::from_utf8(to_json(&body)).unwrap_or_default();
+    let sig = identity.sign(rng, text.as_bytes());
+    // serde_json output is always valid JSON.
+    let body = RawValue::from_string(text)
+        .unwrap_or_else(|_| RawValue::from_string("null".to_string()).unwrap_or_default());
+    SignedRumor {
+        origin,
+        seq,
+        subject,
+        body,
+        sig,
+        age_ms: 0,
+    }
+}
+
+/// The rumor store and dissemination state.
+#[derive(Debug)]
+pub struct Gossip {
+    me: NodeId,
+    policy: GossipPolicy,
+    store: BTreeMap<RumorKey, Stored>,
+    /// Highest sequence number of keys no longer stored, so they cannot come back.
+    tombstones: BTreeMap<RumorKey, (u64, Time)>,
+    /// Per link, the highest sequence number it delivered per key (replay detection).
+    delivered: HashMap<ConnId, HashMap<RumorKey, u64>>,
+    buckets: HashMap<NodeId, Bucket>,
+    keys: HashMap<Fingerprint, Arc<PublicIdentity>>,
+    seq: u64,
+    outbox: BTreeMap<ConnId, Vec<SignedRumor>>,
+}
+
+/// What the acceptance pipeline needs to know about identities.
+pub struct Admission<'a> {
+    /// Whether a key is banned or evicted.
+    pub excluded: &'a dyn Fn(&Fingerprint) -> bool,
+    /// The key a live node id is bound to, if any.
+    pub bound: &'a dyn Fn(NodeId) -> Option<Fingerprint>,
+}
+
+impl Gossip {
+    /// An empty store for node `me`.
+    pub fn new(me: NodeId, policy: GossipPolicy) -> Self {
+        Gossip {
+            me,
+            policy,
+            store: BTreeMap::new(),
+            tombstones: BTreeMap::new(),
+            delivered: HashMap::new(),
+            buckets: HashMap::new(),
+            keys: HashMap::new(),
+            seq: 0,
+            outbox: BTreeMap::new(),
+        }
+    }
+
+    fn newest_seq(&self, key: &RumorKey) -> Option<u64> {
+        self.store
+            .get(key)
+            .map(|s| s.rumor.seq)
+            .or_else(|| self.tombstones.get(key).map(|&(seq, _)| seq))
+    }
+
+    /// Runs one received rumor through the acceptance pipeline.
+    pub fn receive(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        sender: NodeId,
+        rumor: SignedRumor,
+        admission: &Admission<'_>,
+        metrics: &mut Metrics,
+    ) -> Outcome {
+        metrics.rumors_in += 1;
+        let key = rumor.key();
+        let seq = rumor.seq;
+        let max_keys = self.policy.max_members;
+        let delivered = self.delivered.entry(conn).or_default();
+        if delivered.get(&key).is_some_and(|&s| s >= seq) {
+            return Outcome::Rejected(RejectReason::Replay);
+        }
+        if delivered.len() >= max_keys * 2 {
+            delivered.clear();
+        }
+        delivered.insert(key, seq);
+        if self.newest_seq(&key).is_some_and(|s| s >= seq) {
+            metrics.rumors_duplicate += 1;
+            return Outcome::Duplicate;
+        }
+        if !self.has_token(now, key.origin, false) {
+            let reason = RejectReason::RateLimited;
+            return if key.origin == sender {
+                Outcome::Rejected(reason)
+            } else {
+                Outcome::Ignored(reason)
+            };
+        }
+        let body: RumorBody = match from_json(rumor.body.get().as_bytes()) {
+            Ok(b) => b,
+            Err(e) => return Outcome::Rejected(e.into()),
+        };
+        if body.origin != rumor.origin
+            || body.seq != rumor.seq
+            || body.content.subject() != rumor.subject
+        {
+            return Outcome::Rejected(RejectReason::EnvelopeMismatch);
+        }
+        if let Err(e) = body.content.check_limits() {
+            return Outcome::Rejected(e.into());
+        }
+        let fingerprint = Fingerprint::of_der(&body.pubkey);
+        if (admission.excluded)(&fingerprint) {
+            return Outcome::Ignored(RejectReason::Excluded);
+        }
+        if (admission.bound)(body.origin).is_some_and(|b| b != fingerprint) {
+            return Outcome::Ignored(RejectReason::IdentityConflict(body.origin));
+        }
+        let public = match self.public_key(&fingerprint, &body.pubkey) {
+            Ok(p) => p,
+            Err(reason) => return Outcome::Rejected(reason),
+        };
+        metrics.signatures_verified += 1;
+        if public
+            .verify(rumor.body.get().as_bytes(), &rumor.sig)
+            .is_err()
+        {
+            return Outcome::Rejected(RejectReason::BadSignature);
+        }
+        if body.origin == self.me {
+            return Outcome::OwnEcho(body.seq);
+        }
+        if !self.store.contains_key(&key) && self.store.len() >= max_keys * 2 {
+            return Outcome::Ignored(RejectReason::Violation("rumor store full".into()));
+        }
+        self.has_token(now, key.origin, true);
+        let kind = Kind::of(&body.content);
+        self.insert(now, key, rumor, kind);
+        metrics.rumors_accepted += 1;
+        Outcome::Accepted(Box::new(Accepted {
+            key,
+            body,
+            fingerprint,
+        }))
+    }
+
+    fn public_key(
+        &mut self,
+        fp: &Fingerprint,
+        der: &[u8],
+    ) -> Result<Arc<PublicIdentity>, RejectReason> {
+        if let Some(p) = self.keys.get(fp) {
+            return Ok(Arc::clone(p));
+        }
+        let public = PublicIdentity::from_der(der)
+            .map(Arc::new)
+            .map_err(|e| RejectReason::BadKey(e.to_string()))?;
+        if self.keys.len() >= self.policy.max_members {
+            self.keys.clear();
+        }
+        self.keys.insert(*fp, Arc::clone(&public));
+        Ok(public)
+    }
+
+    /// Whether `origin` may send one more rumor now; takes the token when `take`.
+    fn has_token(&mut self, now: Time, origin: NodeId, take: bool) -> bool {
+        let cap = u64::from(self.policy.rumors_per_period) * 1000;
+        let period_ms = u64::try_from(self.policy.period.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        if !self.buckets.contains_key(&origin) && self.buckets.len() >= self.policy.max_members {
+            self.buckets.clear();
+        }
+        let bucket = self.buckets.entry(origin).or_insert(Bucket {
+            milli_tokens: cap,
+            last: now,
+        });
+        let elapsed = u64::try_from(now.since(bucket.last).as_millis()).unwrap_or(u64::MAX);
+        let refill = elapsed.saturating_mul(cap) / period_ms;
+        bucket.milli_tokens = bucket.milli_tokens.saturating_add(refill).min(cap);
+        bucket.last = now;
+        if bucket.milli_tokens < 1000 {
+            return false;
+        }
+        if take {
+            bucket.milli_tokens -= 1000;
+        }
+        true
+    }
+
+    fn expiry_for(&self, kind: Kind) -> Duration {
+        match kind {
+            Kind::Advert | Kind::Leave => self.policy.advert_max_age,
+            Kind::Accuse => self.policy.accusation_max_age,
+        }
+    }
+
+    fn insert(&mut self, now: Time, key: RumorKey, rumor: SignedRumor, kind: Kind) {
+        let age = Duration::from_millis(rumor.age_ms);
+        let remaining = self.expiry_for(kind).saturating_sub(age);
+        self.tombstones.remove(&key);
+        self.store.insert(
+            key,
+            Stored {
+                rumor,
+                kind,
+                received_at: now,
+                expires_at: now + remaining,
+            },
+        );
+    }
+
+    /// Signs and stores a rumor of this node; returns its key (forward it with
+    /// [`Gossip::forward`]).
+    pub fn originate<R: CryptoRng + ?Sized>(
+        &mut self,
+        now: Time,
+        identity: &Identity,
+        rng: &mut R,
+        content: RumorContent,
+    ) -> RumorKey {
+        self.seq += 1;
+        let kind = Kind::of(&content);
+        let rumor = sign(self.me, self.seq, identity, rng, content);
+        let key = rumor.key();
+        self.insert(now, key, rumor, kind);
+        key
+    }
+
+    /// This node's last sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Moves this node's sequence number past `seen` (an echo of an earlier incarnation).
+    pub fn skip_past(&mut self, seen: u64) {
+        self.seq = self.seq.max(seen);
+    }
+
+    /// Queues the stored rumor `key` for every link in `links` except `except`.
+    pub fn forward(&mut self, now: Time, key: &RumorKey, except: Option<ConnId>, links: &[ConnId]) {
+        let Some(stored) = self.store.get(key) else {
+            return;
+        };
+        let outgoing = stored.outgoing(now);
+        for &conn in links.iter().filter(|&&c| Some(c) != except) {
+            self.outbox.entry(conn).or_default().push(outgoing.clone());
+        }
+    }
+
+    /// Queues the whole store for a new link (both sides do this, so a joiner converges at
+    /// once and healed partitions re-merge).
+    pub fn sync_to(&mut self, now: Time, conn: ConnId) {
+        let all: Vec<SignedRumor> = self.store.values().map(|s| s.outgoing(now)).collect();
+        self.outbox.entry(conn).or_default().extend(all);
+    }
+
+    /// Drains the queued rumors as link messages that each fit in one frame.
+    pub fn take_outbox(&mut self, metrics: &mut Metrics) -> Vec<(ConnId, LinkMessage)> {
+        let budget = self.policy.max_frame_bytes / 2;
+        let mut out = Vec::new();
+        for (conn, rumors) in std::mem::take(&mut self.outbox) {
+            metrics.rumors_out += rumors.len() as u64;
+            let mut batch = Vec::new();
+            let mut size = 0;
+            for rumor in rumors {
+                let len = rumor.encoded_len();
+                if !batch.is_empty() && (size + len > budget || batch.len() >= MAX_BATCH) {
+                    out.push((
+                        conn,
+                        LinkMessage::Rumors {
+                            rumors: std::mem::take(&mut batch),
+                        },
+                    ));
+                    size = 0;
+                }
+                size += len;
+                batch.push(rumor);
+            }
+            if !batch.is_empty() {
+                out.push((conn, LinkMessage::Rumors { rumors: batch }));
+            }
+        }
+        out
+    }
+
+    /// Forgets what a closed link delivered.
+    pub fn link_closed(&mut self, conn: ConnId) {
+        self.delivered.remove(&conn);
+        self.outbox.remove(&conn);
+    }
+
+    /// Removes every rumor of `origin` (evicted), keeping tombstones so they stay out.
+    pub fn drop_origin(&mut self, now: Time, origin: NodeId) {
+        let keys: Vec<RumorKey> = self
+            .store
+            .range(
+                RumorKey {
+                    origin,
+                    subject: None,
+                }..,
+            )
+            .take_while(|(k, _)| k.origin == origin)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            if let Some(s) = self.store.remove(&key) {
+                self.tombstone(now, key, s.rumor.seq);
+            }
+        }
+    }
+
+    fn tombstone(&mut self, now: Time, key: RumorKey, seq: u64) {
+        if self.tombstones.len() >= self.policy.max_members * 2
+            && let Some((&oldest, _)) = self.tombstones.iter().min_by_key(|(_, (_, until))| *until)
+        {
+            self.tombstones.remove(&oldest);
+        }
+        self.tombstones
+            .insert(key, (seq, now + self.policy.advert_max_age));
+    }
+
+    /// Drops rumors past their age limit; returns each expired key with its kind.
+    pub fn expire(&mut self, now: Time) -> Vec<(RumorKey, Kind)> {
+        let expired: Vec<(RumorKey, Kind, u64)> = self
+            .store
+            .iter()
+            .filter(|(k, s)| s.expires_at <= now && k.origin != self.me)
+            .map(|(k, s)| (*k, s.kind, s.rumor.seq))
+            .collect();
+        for &(key, _, seq) in &expired {
+            self.store.remove(&key);
+            self.tombstone(now, key, seq);
+        }
+        self.tombstones.retain(|_, (_, until)| *until > now);
+        expired.into_iter().map(|(k, kind, _)| (k, kind)).collect()
+    }
+
+    /// The stored rumor for `key`, if any.
+    pub fn get(&self, key: &RumorKey) -> Option<&SignedRumor> {
+        self.store.get(key).map(|s| &s.rumor)
+    }
+
+    /// Sizes for cap checks: (stored rumors, tombstones, links tracked, origins rate-limited,
+    /// keys cached).
+    pub fn sizes(&self) -> (usize, usize, usize, usize, usize) {
+        (
+            self.store.len(),
+            self.tombstones.len(),
+            self.delivered.values().map(HashMap::len).max().unwrap_or(0),
+            self.buckets.len(),
+            self.keys.len(),
+        )
+    }
+}

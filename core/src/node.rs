@@ -1,0 +1,743 @@
+//! The node: a thin dispatcher. It matches each [`Event`], hands it to the component that
+//! owns it (swarm, gossip, routing, sentry, scheduler), carries their results to the
+//! components that react, and collects the [`Action`]s.
+
+use std::time::Duration;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::config::{Config, ConfigError};
+use crate::event::{Action, CloseReason, Command, Event, Metrics, Notification, RejectReason};
+use crate::gossip::{Accepted, Admission, Gossip, GossipPolicy, Kind, Outcome};
+use crate::routing::{Applied, Member, MemberState, Route, Routing};
+use crate::scheduler::{Scheduler, Time, Timer};
+use crate::sentry::{Fingerprint, Identity, Keyring, Reputation, ReputationPolicy, Verdict};
+use crate::swarm::{Io, Me, PeerInfo, Swarm, SwarmEvent, SwarmPolicy};
+use crate::wire::{Addr, ConnId, LinkMessage, MAX_BATCH, NodeId, RumorContent, SignedRumor};
+
+/// Builds the swarm's view of this node from disjoint fields (so the swarm can be
+/// borrowed mutably at the same time).
+macro_rules! me {
+    ($node:ident) => {
+        Me {
+            identity: &$node.identity,
+            keyring: &$node.keyring,
+            node: $node.config.node_id,
+            asn: $node.config.asn,
+            listen: &$node.config.listen_addr,
+            excluded: &|fp: &Fingerprint| $node.reputation.is_excluded(fp),
+            bound: &|node: NodeId| bound_key(&$node.routing, node),
+        }
+    };
+}
+
+/// The swarm's time, randomness, counters and output, borrowed from the node.
+macro_rules! io {
+    ($node:ident) => {
+        Io {
+            now: $node.now,
+            rng: &mut $node.rng,
+            metrics: &mut $node.metrics,
+            out: &mut $node.out,
+        }
+    };
+}
+
+/// A direct peer as reported to the embedder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Peer {
+    /// The connection.
+    pub conn: ConnId,
+    /// Its controller id.
+    pub node: NodeId,
+    /// Its AS.
+    pub asn: crate::wire::Asn,
+    /// Where it listens.
+    pub addr: Addr,
+    /// Its key.
+    pub fingerprint: Fingerprint,
+}
+
+/// A summary of the node's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// Own id.
+    pub node: NodeId,
+    /// Own AS.
+    pub asn: crate::wire::Asn,
+    /// Own key.
+    pub fingerprint: Fingerprint,
+    /// Own sequence number.
+    pub seq: u64,
+    /// Established direct peers.
+    pub peers: usize,
+    /// Live members (including this node).
+    pub members: usize,
+    /// Routes in the table.
+    pub routes: usize,
+    /// Whether the node has left.
+    pub left: bool,
+}
+
+/// Sizes of every bounded structure, to check caps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StateSizes {
+    /// Open connections.
+    pub connections: usize,
+    /// Dial candidates.
+    pub candidates: usize,
+    /// Member records.
+    pub members: usize,
+    /// Stored rumors.
+    pub rumors: usize,
+    /// Tombstones.
+    pub tombstones: usize,
+    /// Largest per-link delivery record.
+    pub per_link_keys: usize,
+    /// Rate-limited origins.
+    pub rate_buckets: usize,
+    /// Cached public keys.
+    pub cached_keys: usize,
+    /// Bytes in partial frames.
+    pub buffered_bytes: usize,
+    /// Set timers.
+    pub timers: usize,
+    /// Reputation records (offenders, bans, accused, evicted).
+    pub reputation: (usize, usize, usize, usize),
+}
+
+/// A route controller's protocol state machine. Feed it events with [`Node::handle`],
+/// execute the returned actions, and call it again at [`Node::next_wakeup`].
+pub struct Node {
+    config: Config,
+    identity: Identity,
+    keyring: Keyring,
+    rng: ChaCha20Rng,
+    now: Time,
+    scheduler: Scheduler,
+    swarm: Swarm,
+    gossip: Gossip,
+    routing: Routing,
+    reputation: Reputation,
+    metrics: Metrics,
+    left: bool,
+    last_routes: Option<Time>,
+    out: Vec<Action>,
+}
+
+impl Node {
+    /// A node with a validated `config`, its RSA `identity`, a 32-byte RNG seed (the only
+    /// randomness it uses) and the current time.
+    pub fn new(
+        config: Config,
+        identity: Identity,
+        seed: [u8; 32],
+        now: Time,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let keyring = Keyring::new(config.cluster_keys.clone()).ok_or(ConfigError::NoClusterKey)?;
+        let swarm = Swarm::new(
+            SwarmPolicy {
+                max_peers: config.max_peers,
+                target_peers: config.target(),
+                max_frame_bytes: config.max_frame_bytes,
+                heartbeat: config.heartbeat(),
+            },
+            &config.listen_addr,
+            &config.bootstrap,
+        );
+        let gossip = Gossip::new(
+            config.node_id,
+            GossipPolicy {
+                period: config.gossip_period,
+                advert_max_age: config.advert_max_age(),
+                accusation_max_age: config.ban_duration,
+                rumors_per_period: config.max_rumors_per_period,
+                max_members: config.max_members,
+                max_frame_bytes: config.max_frame_bytes,
+            },
+        );
+        let reputation = Reputation::new(ReputationPolicy {
+            reject_threshold: config.reject_threshold,
+            offense_window: config.gossip_period * 10,
+            ban_duration: config.ban_duration,
+            ban_quorum: config.ban_quorum,
+            max_tracked: config.max_members,
+        });
+        let mut node = Node {
+            routing: Routing::new(config.asn, config.max_members),
+            identity,
+            keyring,
+            rng: ChaCha20Rng::from_seed(seed),
+            now,
+            scheduler: Scheduler::new(),
+            swarm,
+            gossip,
+            reputation,
+            metrics: Metrics::default(),
+            left: false,
+            last_routes: None,
+            out: Vec::new(),
+            config,
+        };
+        node.advertise();
+        node.scheduler.set(Timer::Dial, now);
+        node.scheduler
+            .set(Timer::Heartbeat, now + node.config.heartbeat());
+        node.schedule_round();
+        Ok(node)
+    }
+
+    /// Processes one event at time `now` (never earlier than a previous call's) and any
+    /// timers due by then; returns what the embedder must do.
+    pub fn handle(&mut self, now: Time, event: Event) -> Vec<Action> {
+        self.now = self.now.max(now);
+        if self.left {
+            return Vec::new();
+        }
+        match event {
+            Event::Connected {
+                conn,
+                direction,
+                remote,
+            } => {
+                let me = me!(self);
+                let mut io = io!(self);
+                if self.swarm.opened(conn, direction, remote, &me, &mut io) {
+                    self.scheduler.set(
+                        Timer::HandshakeDeadline(conn),
+                        self.now + self.config.handshake_timeout,
+                    );
+                }
+            }
+            Event::ConnectFailed { addr } => {
+                self.swarm.connect_failed(&addr, self.now, &mut self.rng);
+                self.scheduler
+                    .set_earliest(Timer::Dial, self.now + Duration::from_millis(100));
+            }
+            Event::Received { conn, bytes } => {
+                let me = me!(self);
+                let mut io = io!(self);
+                let events = self.swarm.received(conn, &bytes, &me, &mut io);
+                self.on_swarm(events);
+            }
+            Event::Disconnected { conn } => {
+                let events = self.swarm.lost(conn).into_iter().collect();
+                self.on_swarm(events);
+            }
+            Event::Tick => {}
+            Event::Command(command) => self.command(command),
+        }
+        while !self.left {
+            let Some(timer) = self.scheduler.pop_due(self.now) else {
+                break;
+            };
+            self.timer(timer);
+        }
+        self.finish()
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Leave => self.leave(),
+            Command::SetLinks(links) => {
+                let mut candidate = self.config.clone();
+                candidate.links = links;
+                match candidate.validate() {
+                    Ok(()) => {
+                        self.config = candidate;
+                        self.advertise();
+                    }
+                    Err(e) => self.notify(Notification::CommandFailed(e)),
+                }
+            }
+            Command::Connect(addr) => {
+                self.swarm.learn(&addr, self.now);
+                self.swarm.dial(addr, &mut self.out);
+            }
+        }
+    }
+
+    fn timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::GossipRound => {
+                self.advertise();
+                for (key, kind) in self.gossip.expire(self.now) {
+                    if kind == Kind::Advert
+                        && self
+                            .routing
+                            .withdraw(key.origin, MemberState::Expired, None)
+                    {
+                        self.notify(Notification::MemberExpired { node: key.origin });
+                    }
+                }
+                self.schedule_round();
+            }
+            Timer::Heartbeat => {
+                let events = self
+                    .swarm
+                    .heartbeat(self.now, &mut self.metrics, &mut self.out);
+                self.on_swarm(events);
+                self.scheduler
+                    .set(Timer::Heartbeat, self.now + self.config.heartbeat());
+            }
+            Timer::Dial => {
+                self.swarm.maintain(self.now, &mut self.rng, &mut self.out);
+                let interval = self.config.gossip_period.min(Duration::from_secs(1));
+                self.scheduler.set(Timer::Dial, self.now + interval);
+            }
+            Timer::HandshakeDeadline(conn) => {
+                if self.swarm.is_handshaking(conn) {
+                    let events = self
+                        .swarm
+                        .close(conn, CloseReason::HandshakeTimeout, &mut self.out)
+                        .into_iter()
+                        .collect();
+                    self.on_swarm(events);
+                }
+            }
+            Timer::BanExpiry => {
+                for (node, _) in self.reputation.expire(self.now) {
+                    self.routing.forget(node);
+                }
+                self.schedule_ban_expiry();
+            }
+            Timer::RouteRecompute => self.recompute_routes(),
+        }
+    }
+
+    fn schedule_round(&mut self) {
+        // +-10% jitter keeps nodes from advertising in lockstep.
+        let ms = u64::try_from(self.config.gossip_period.as_millis()).unwrap_or(u64::MAX);
+        let jitter = self.rng.next_u64() % (ms / 5 + 1);
+        self.scheduler.set(
+            Timer::GossipRound,
+            self.now + Duration::from_millis(ms - ms / 10 + jitter),
+        );
+    }
+
+    fn schedule_ban_expiry(&mut self) {
+        match self.reputation.next_expiry() {
+            Some(at) => self.scheduler.set(Timer::BanExpiry, at),
+            None => self.scheduler.cancel(Timer::BanExpiry),
+        }
+    }
+
+    fn on_swarm(&mut self, events: Vec<SwarmEvent>) {
+        for event in events {
+            match event {
+                SwarmEvent::PeerUp { conn, peer } => {
+                    self.scheduler.cancel(Timer::HandshakeDeadline(conn));
+                    self.gossip.sync_to(self.now, conn);
+                    self.notify(Notification::PeerUp {
+                        conn,
+                        node: peer.node,
+                        asn: peer.asn,
+                        addr: peer.listen,
+                        fingerprint: peer.fingerprint,
+                    });
+                    self.scheduler.set_earliest(Timer::Dial, self.now);
+                }
+                SwarmEvent::Message { conn, peer, msg } => self.message(conn, &peer, msg),
+                SwarmEvent::Rejected { conn, peer, reason } => {
+                    self.rejected(conn, peer.as_ref(), reason)
+                }
+                SwarmEvent::Closed { conn, peer, reason } => {
+                    self.scheduler.cancel(Timer::HandshakeDeadline(conn));
+                    self.gossip.link_closed(conn);
+                    if let Some(peer) = peer {
+                        self.notify(Notification::PeerDown {
+                            conn,
+                            node: peer.node,
+                            reason,
+                        });
+                    }
+                    if self.swarm.below(self.config.min_peers) {
+                        self.scheduler.set_earliest(Timer::Dial, self.now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn message(&mut self, conn: ConnId, peer: &PeerInfo, msg: LinkMessage) {
+        match msg {
+            LinkMessage::Rumors { rumors } => {
+                if rumors.len() > MAX_BATCH {
+                    let reason =
+                        RejectReason::Violation(format!("batch of {} rumors", rumors.len()));
+                    self.rejected(conn, Some(peer), reason);
+                    return;
+                }
+                for rumor in rumors {
+                    if self.swarm.link_to(&peer.fingerprint) != Some(conn) {
+                        break;
+                    }
+                    self.rumor(conn, peer, rumor);
+                }
+            }
+            LinkMessage::Heartbeat | LinkMessage::Bye { .. } => {}
+        }
+    }
+
+    fn rumor(&mut self, conn: ConnId, peer: &PeerInfo, rumor: SignedRumor) {
+        let reputation = &self.reputation;
+        let routing = &self.routing;
+        let excluded = |fp: &Fingerprint| reputation.is_excluded(fp);
+        let bound = |node: NodeId| bound_key(routing, node);
+        let admission = Admission {
+            excluded: &excluded,
+            bound: &bound,
+        };
+        match self.gossip.receive(
+            self.now,
+            conn,
+            peer.node,
+            rumor,
+            &admission,
+            &mut self.metrics,
+        ) {
+            Outcome::Accepted(accepted) => self.apply(*accepted, Some(conn)),
+            Outcome::Duplicate => {}
+            Outcome::OwnEcho(seq) => {
+                self.gossip.skip_past(seq);
+                self.advertise();
+            }
+            Outcome::Ignored(reason) => {
+                *self.metrics.rejects.entry(reason.label()).or_default() += 1;
+            }
+            Outcome::Rejected(reason) => self.rejected(conn, Some(peer), reason),
+        }
+    }
+
+    /// Applies a new rumor to routing or reputation, then forwards it.
+    fn apply(&mut self, accepted: Accepted, from: Option<ConnId>) {
+        let Accepted {
+            key,
+            body,
+            fingerprint,
+        } = accepted;
+        let origin = body.origin;
+        match body.content {
+            RumorContent::Advert { asn, addr, links } => {
+                self.swarm.learn(&addr, self.now);
+                let member = Member {
+                    node: origin,
+                    asn,
+                    addr: addr.clone(),
+                    fingerprint,
+                    seq: body.seq,
+                    links,
+                    state: MemberState::Alive,
+                };
+                if self.routing.advertise(member) == Some(Applied::Joined) {
+                    self.notify(Notification::MemberJoined {
+                        node: origin,
+                        asn,
+                        addr,
+                    });
+                }
+            }
+            RumorContent::Leave { .. } => {
+                if let Some(addr) = self.routing.member(origin).map(|m| m.addr.clone()) {
+                    self.swarm.forget(&addr);
+                }
+                if self
+                    .routing
+                    .withdraw(origin, MemberState::Left, Some(body.seq))
+                {
+                    self.notify(Notification::MemberLeft { node: origin });
+                }
+            }
+            RumorContent::Accuse {
+                accused,
+                fingerprint: accused_fp,
+                ..
+            } => {
+                if let Some(fp) = Fingerprint::from_hex(&accused_fp) {
+                    self.accusation(origin, accused, fp);
+                }
+            }
+        }
+        let links = self.swarm.link_ids();
+        self.gossip.forward(self.now, &key, from, &links);
+    }
+
+    fn accusation(&mut self, accuser: NodeId, accused: NodeId, fp: Fingerprint) {
+        if let Some(eviction) = self.reputation.accusation(self.now, accuser, accused, fp) {
+            self.metrics.evictions += 1;
+            self.routing.withdraw(accused, MemberState::Evicted, None);
+            self.gossip.drop_origin(self.now, accused);
+            self.reputation.discard_accuser(accused);
+            if let Some(conn) = self.swarm.link_to(&fp) {
+                let events = self
+                    .swarm
+                    .close(conn, CloseReason::Evicted, &mut self.out)
+                    .into_iter()
+                    .collect();
+                self.on_swarm(events);
+            }
+            self.notify(Notification::MemberEvicted {
+                node: accused,
+                accusers: eviction.accusers,
+            });
+        }
+        self.schedule_ban_expiry();
+    }
+
+    fn rejected(&mut self, conn: ConnId, peer: Option<&PeerInfo>, reason: RejectReason) {
+        *self.metrics.rejects.entry(reason.label()).or_default() += 1;
+        let blamed = reason.blames_peer();
+        self.notify(Notification::Rejected {
+            conn,
+            node: peer.map(|p| p.node),
+            reason,
+        });
+        let Some(peer) = peer.filter(|_| blamed) else {
+            return;
+        };
+        if let Verdict::Banned(until) = self.reputation.offense(self.now, peer.fingerprint) {
+            if self.swarm.link_to(&peer.fingerprint).is_none() {
+                return;
+            }
+            self.metrics.bans += 1;
+            let events = self
+                .swarm
+                .close(conn, CloseReason::Banned, &mut self.out)
+                .into_iter()
+                .collect();
+            self.on_swarm(events);
+            self.notify(Notification::PeerBanned {
+                node: peer.node,
+                fingerprint: peer.fingerprint,
+                until,
+            });
+            let key = self.gossip.originate(
+                self.now,
+                &self.identity,
+                &mut self.rng,
+                RumorContent::Accuse {
+                    accused: peer.node,
+                    fingerprint: peer.fingerprint.to_hex(),
+                    reason: "invalid messages past reject_threshold".into(),
+                },
+            );
+            let links = self.swarm.link_ids();
+            self.gossip.forward(self.now, &key, None, &links);
+            self.accusation(self.config.node_id, peer.node, peer.fingerprint);
+        }
+    }
+
+    /// Signs and floods a fresh advertisement of own links.
+    fn advertise(&mut self) {
+        let content = RumorContent::Advert {
+            asn: self.config.asn,
+            addr: self.config.listen_addr.clone(),
+            links: self.config.links.clone(),
+        };
+        let key = self
+            .gossip
+            .originate(self.now, &self.identity, &mut self.rng, content);
+        self.routing.advertise(Member {
+            node: self.config.node_id,
+            asn: self.config.asn,
+            addr: self.config.listen_addr.clone(),
+            fingerprint: self.identity.fingerprint(),
+            seq: self.gossip.seq(),
+            links: self.config.links.clone(),
+            state: MemberState::Alive,
+        });
+        let links = self.swarm.link_ids();
+        self.gossip.forward(self.now, &key, None, &links);
+    }
+
+    fn leave(&mut self) {
+        let key = self.gossip.originate(
+            self.now,
+            &self.identity,
+            &mut self.rng,
+            RumorContent::Leave {
+                asn: self.config.asn,
+            },
+        );
+        let links = self.swarm.link_ids();
+        self.gossip.forward(self.now, &key, None, &links);
+        self.flush();
+        for conn in links {
+            let bye = LinkMessage::Bye {
+                reason: "leaving".into(),
+            };
+            self.swarm
+                .send(self.now, conn, &bye, &mut self.metrics, &mut self.out);
+            self.swarm.close(conn, CloseReason::Leaving, &mut self.out);
+        }
+        self.routing
+            .withdraw(self.config.node_id, MemberState::Left, None);
+        self.scheduler = Scheduler::new();
+        self.left = true;
+    }
+
+    fn recompute_routes(&mut self) {
+        self.last_routes = Some(self.now);
+        let changes = self.routing.recompute();
+        if !changes.is_empty() {
+            self.metrics.route_changes += changes.len() as u64;
+            self.notify(Notification::RoutesChanged { changes });
+        }
+    }
+
+    fn flush(&mut self) {
+        for (conn, msg) in self.gossip.take_outbox(&mut self.metrics) {
+            self.swarm
+                .send(self.now, conn, &msg, &mut self.metrics, &mut self.out);
+        }
+    }
+
+    fn finish(&mut self) -> Vec<Action> {
+        self.flush();
+        if self.routing.is_dirty() && !self.left {
+            let due = self
+                .last_routes
+                .map_or(self.now, |t| t + self.config.debounce());
+            if due <= self.now {
+                self.recompute_routes();
+            } else {
+                self.scheduler.set_earliest(Timer::RouteRecompute, due);
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn notify(&mut self, n: Notification) {
+        self.out.push(Action::Notify(n));
+    }
+
+    /// Fault injection: seals an arbitrary link message to the direct peer on `conn`,
+    /// bypassing every rule this node follows itself. For tests, fuzzing and the chaos
+    /// build; honest embedders never need it.
+    pub fn inject(&mut self, now: Time, conn: ConnId, msg: &LinkMessage) -> Vec<Action> {
+        self.now = self.now.max(now);
+        self.swarm
+            .send(self.now, conn, msg, &mut self.metrics, &mut self.out);
+        std::mem::take(&mut self.out)
+    }
+
+    /// Signs `content` as this node with an explicit sequence number, without storing or
+    /// sending it (fault injection and tests: replays, floods, forged variants).
+    pub fn sign_rumor(&mut self, seq: u64, content: RumorContent) -> SignedRumor {
+        crate::gossip::sign(
+            self.config.node_id,
+            seq,
+            &self.identity,
+            &mut self.rng,
+            content,
+        )
+    }
+
+    /// When the node next needs [`Event::Tick`] (or any event); `None` after leaving.
+    pub fn next_wakeup(&self) -> Option<Time> {
+        self.scheduler.next_wakeup()
+    }
+
+    /// The routing table, by destination.
+    pub fn routes(&self) -> Vec<Route> {
+        self.routing.routes().cloned().collect()
+    }
+
+    /// Every member record, by node id (including this node).
+    pub fn members(&self) -> Vec<Member> {
+        self.routing.members().cloned().collect()
+    }
+
+    /// Established direct peers.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.swarm
+            .links()
+            .map(|(conn, p)| Peer {
+                conn,
+                node: p.node,
+                asn: p.asn,
+                addr: p.listen.clone(),
+                fingerprint: p.fingerprint,
+            })
+            .collect()
+    }
+
+    /// Keys banned by this node, with the end of each ban.
+    pub fn bans(&self) -> Vec<(Fingerprint, Time)> {
+        self.reputation.bans().map(|(fp, t)| (*fp, t)).collect()
+    }
+
+    /// Keys evicted by quorum, with node ids and ends.
+    pub fn evictions(&self) -> Vec<(Fingerprint, NodeId, Time)> {
+        self.reputation
+            .evictions()
+            .map(|(fp, n, t)| (*fp, n, t))
+            .collect()
+    }
+
+    /// A summary.
+    pub fn status(&self) -> Status {
+        Status {
+            node: self.config.node_id,
+            asn: self.config.asn,
+            fingerprint: self.identity.fingerprint(),
+            seq: self.gossip.seq(),
+            peers: self.swarm.links().count(),
+            members: self.routing.alive(),
+            routes: self.routing.routes().count(),
+            left: self.left,
+        }
+    }
+
+    /// Counters since start.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The configuration in effect.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The node's key fingerprint.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.identity.fingerprint()
+    }
+
+    /// The stored signed rumor of `origin`'s membership (advert or leave), if any.
+    pub fn advert_of(&self, origin: NodeId) -> Option<&SignedRumor> {
+        self.gossip.get(&crate::wire::RumorKey {
+            origin,
+            subject: None,
+        })
+    }
+
+    /// Sizes of every bounded structure.
+    pub fn sizes(&self) -> StateSizes {
+        let (rumors, tombstones, per_link_keys, rate_buckets, cached_keys) = self.gossip.sizes();
+        StateSizes {
+            connections: self.swarm.connections(),
+            candidates: self.swarm.candidates(),
+            members: self.routing.members().count(),
+            rumors,
+            tombstones,
+            per_link_keys,
+            rate_buckets,
+            cached_keys,
+            buffered_bytes: self.swarm.buffered(),
+            timers: self.scheduler.len(),
+            reputation: self.reputation.sizes(),
+        }
+    }
+}
+
+/// The key a live node id is bound to.
+fn bound_key(routing: &Routing, node: NodeId) -> Option<Fingerprint> {
+    routing
+        .member(node)
+        .filter(|m| m.state == MemberState::Alive)
+        .map(|m| m.fingerprint)
+}

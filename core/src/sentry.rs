@@ -1,0 +1,846 @@
+//! The sentry guards the node: RSA identities and signatures, the cluster keyring, the
+//! handshake's transcript, proofs and link-key derivation, hop encryption with chained
+//! nonces, and the reputation of peers (offenses, bans, accusations, eviction by quorum).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::time::Duration;
+
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use rand_core::CryptoRng;
+use rsa::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
+use rsa::traits::PublicKeyParts;
+use rsa::{PrivateKey, PublicKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::scheduler::Time;
+use crate::wire::{Addr, HelloIdentity, NodeId, b64};
+
+/// Smallest RSA modulus accepted, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
+/// Largest RSA modulus accepted, in bits (bounds the cost of one verification).
+pub const MAX_RSA_BITS: usize = 4096;
+/// Bytes of the authentication tag of a sealed frame.
+pub const TAG_LEN: usize = 16;
+
+/// Failures of keys, signatures and sealed frames.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SentryError {
+    /// The PEM/DER text is not a usable RSA key.
+    #[error("invalid RSA key: {0}")]
+    BadKey(String),
+    /// The RSA modulus is outside the accepted sizes.
+    #[error("RSA key of {0} bits (accepted: {MIN_RSA_BITS} to {MAX_RSA_BITS})")]
+    KeySize(usize),
+    /// A signature does not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// A cluster key is not 32 bytes of base64.
+    #[error("cluster key must be 32 bytes of base64: {0}")]
+    BadClusterKey(String),
+    /// A sealed frame failed authentication (tampered, replayed, reordered or dropped).
+    #[error("hop authentication failed")]
+    HopAuth,
+    /// The private-key operation failed.
+    #[error("signing failed: {0}")]
+    Signing(String),
+}
+
+/// SHA-256 of a node's public key (SubjectPublicKeyInfo DER).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of a DER public key.
+    pub fn of_der(der: &[u8]) -> Self {
+        Fingerprint(Sha256::digest(der).into())
+    }
+
+    /// Lower-case hex.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        if text.len() != 64 || !text.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Fingerprint(out))
+    }
+
+    /// The first 8 hex digits, for logs.
+    pub fn short(&self) -> String {
+        self.to_hex().chars().take(8).collect()
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({})", self.short())
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <&str>::deserialize(d)?;
+        Fingerprint::from_hex(text).ok_or_else(|| serde::de::Error::custom("bad fingerprint"))
+    }
+}
+
+/// A verified public key with its DER form and fingerprint.
+#[derive(Clone, Debug)]
+pub struct PublicIdentity {
+    key: PublicKey,
+    der: Vec<u8>,
+    fingerprint: Fingerprint,
+}
+
+impl PublicIdentity {
+    /// Parses a SubjectPublicKeyInfo DER RSA key of an accepted size.
+    pub fn from_der(der: &[u8]) -> Result<Self, SentryError> {
+        let key =
+            PublicKey::from_public_key_der(der).map_err(|e| SentryError::BadKey(e.to_string()))?;
+        let bits = key.size() * 8;
+        if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+            return Err(SentryError::KeySize(bits));
+        }
+        Ok(PublicIdentity {
+            key,
+            der: der.to_vec(),
+            fingerprint: Fingerprint::of_der(der),
+        })
+    }
+
+    /// Checks a PKCS#1 v1.5 SHA-256 signature of `msg`.
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), SentryError> {
+        self.key
+            .pkcs1v15_verify::<Sha256>(msg, sig)
+            .map_err(|_| SentryError::BadSignature)
+    }
+
+    /// The DER encoding.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// SHA-256 of the DER encoding.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// Modulus size in bits.
+    pub fn bits(&self) -> usize {
+        self.key.size() * 8
+    }
+}
+
+/// A node's RSA identity: private key, public key, fingerprint.
+#[derive(Clone)]
+pub struct Identity {
+    key: PrivateKey,
+    public: PublicIdentity,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Identity({})", self.public.fingerprint.short())
+    }
+}
+
+impl Identity {
+    /// Generates a key of `bits` (2048 by default in the tools; 4096 allowed).
+    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R, bits: usize) -> Result<Self, SentryError> {
+        if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+            return Err(SentryError::KeySize(bits));
+        }
+        let key = PrivateKey::new(rng, bits).map_err(|e| SentryError::BadKey(e.to_string()))?;
+        Self::from_private(key)
+    }
+
+    /// Reads a PKCS#8 PEM private key.
+    pub fn from_pkcs8_pem(pem: &str) -> Result<Self, SentryError> {
+        let key =
+            PrivateKey::from_pkcs8_pem(pem).map_err(|e| SentryError::BadKey(e.to_string()))?;
+        Self::from_private(key)
+    }
+
+    fn from_private(key: PrivateKey) -> Result<Self, SentryError> {
+        let der = key
+            .to_public_key()
+            .to_public_key_der()
+            .map_err(|e| SentryError::BadKey(e.to_string()))?;
+        let public = PublicIdentity::from_der(der.as_bytes())?;
+        Ok(Identity { key, public })
+    }
+
+    /// Writes the private key as PKCS#8 PEM.
+    pub fn to_pkcs8_pem(&self) -> Result<String, SentryError> {
+        self.key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map(|pem| pem.to_string())
+            .map_err(|e| SentryError::BadKey(e.to_string()))
+    }
+
+    /// The public half.
+    pub fn public(&self) -> &PublicIdentity {
+        &self.public
+    }
+
+    /// SHA-256 of the public key's DER.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.public.fingerprint
+    }
+
+    /// PKCS#1 v1.5 SHA-256 signature of `msg` (blinded with `rng`).
+    pub fn sign<R: CryptoRng + ?Sized>(&self, rng: &mut R, msg: &[u8]) -> Vec<u8> {
+        // Signing with a valid 2048..4096-bit key and a SHA-256 digest cannot fail.
+        self.key
+            .pkcs1v15_sign_with_rng::<Sha256, R>(rng, msg)
+            .unwrap_or_default()
+    }
+}
+
+/// A 32-byte shared secret that admits nodes to the cluster.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterKey([u8; 32]);
+
+impl fmt::Debug for ClusterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClusterKey(id {})", self.id())
+    }
+}
+
+impl ClusterKey {
+    /// A key from raw bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        ClusterKey(bytes)
+    }
+
+    /// Parses base64 (standard alphabet) of exactly 32 bytes.
+    pub fn from_base64(text: &str) -> Result<Self, SentryError> {
+        let bytes =
+            b64::decode(text.trim()).map_err(|e| SentryError::BadClusterKey(e.to_string()))?;
+        <[u8; 32]>::try_from(bytes.as_slice())
+            .map(ClusterKey)
+            .map_err(|_| SentryError::BadClusterKey(format!("{} bytes", bytes.len())))
+    }
+
+    /// A fresh random key.
+    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut bytes = [0u8; 32];
+        rng.fill_bytes(&mut bytes);
+        ClusterKey(bytes)
+    }
+
+    /// Base64 text of the key.
+    pub fn to_base64(&self) -> String {
+        b64::encode(&self.0)
+    }
+
+    /// A public id of the key (16 hex digits of a hash), safe to send in hellos.
+    pub fn id(&self) -> String {
+        let digest = Sha256::new()
+            .chain_update(b"overlay-network cluster key id")
+            .chain_update(self.0)
+            .finalize();
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn hmac(&self, role: Role, transcript: &[u8; 32]) -> Hmac<Sha256> {
+        // HMAC accepts keys of any length.
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()));
+        mac.update(role.label());
+        mac.update(transcript);
+        mac
+    }
+
+    /// Proof that the sender holds this key, bound to the handshake transcript.
+    pub fn prove(&self, role: Role, transcript: &[u8; 32]) -> [u8; 32] {
+        self.hmac(role, transcript).finalize().into_bytes().into()
+    }
+
+    /// Checks a proof in constant time.
+    pub fn check_proof(&self, role: Role, transcript: &[u8; 32], proof: &[u8; 32]) -> bool {
+        self.hmac(role, transcript).verify_slice(proof).is_ok()
+    }
+}
+
+/// The cluster keys a node accepts; the first one is used when dialing.
+#[derive(Clone, Debug)]
+pub struct Keyring {
+    primary: ClusterKey,
+    others: Vec<ClusterKey>,
+}
+
+impl Keyring {
+    /// A keyring whose first key is used; `None` when empty.
+    pub fn new(keys: Vec<ClusterKey>) -> Option<Self> {
+        let mut keys = keys.into_iter();
+        let primary = keys.next()?;
+        Some(Keyring {
+            primary,
+            others: keys.collect(),
+        })
+    }
+
+    /// The key used when dialing.
+    pub fn primary(&self) -> &ClusterKey {
+        &self.primary
+    }
+
+    /// The key with this id, if accepted.
+    pub fn by_id(&self, id: &str) -> Option<&ClusterKey> {
+        std::iter::once(&self.primary)
+            .chain(&self.others)
+            .find(|k| k.id() == id)
+    }
+}
+
+/// Which side of a handshake a message or key belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The side that dialed.
+    Dialer,
+    /// The side that accepted the connection.
+    Listener,
+}
+
+impl Role {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Role::Dialer => b"overlay-network v1 dialer",
+            Role::Listener => b"overlay-network v1 listener",
+        }
+    }
+}
+
+/// Hashes the handshake transcript field by field (each length-prefixed).
+#[derive(Clone)]
+pub struct Transcript(Sha256);
+
+impl Default for Transcript {
+    fn default() -> Self {
+        Transcript::new()
+    }
+}
+
+impl Transcript {
+    /// A transcript with the protocol label.
+    pub fn new() -> Self {
+        let mut t = Transcript(Sha256::new());
+        t.field(b"overlay-network handshake v1");
+        t
+    }
+
+    /// Adds one field.
+    pub fn field(&mut self, bytes: &[u8]) -> &mut Self {
+        self.0.update((bytes.len() as u64).to_be_bytes());
+        self.0.update(bytes);
+        self
+    }
+
+    /// Adds every field of a hello.
+    pub fn hello(&mut self, h: &HelloIdentity) -> &mut Self {
+        self.field(&h.version.to_be_bytes())
+            .field(&h.node.0.to_be_bytes())
+            .field(&h.asn.0.to_be_bytes())
+            .field(&h.pubkey)
+            .field(&h.nonce)
+            .field(&h.ephemeral)
+            .field(h.listen.0.as_bytes())
+            .field(h.key_id.as_bytes())
+    }
+
+    /// Adds a list of addresses.
+    pub fn addrs(&mut self, addrs: &[Addr]) -> &mut Self {
+        self.field(&(addrs.len() as u64).to_be_bytes());
+        for a in addrs {
+            self.field(a.0.as_bytes());
+        }
+        self
+    }
+
+    /// The hash so far.
+    pub fn digest(&self) -> [u8; 32] {
+        self.0.clone().finalize().into()
+    }
+}
+
+/// The message an identity signs in a handshake.
+pub fn handshake_signing_input(role: Role, transcript: &[u8; 32]) -> Vec<u8> {
+    [role.label(), transcript.as_slice()].concat()
+}
+
+/// One direction of an established link: XChaCha20-Poly1305 with a nonce chained from the
+/// previous frame (`next = SHA-256(label ‖ nonce ‖ tag)[..24]`), so that a replayed,
+/// reordered, dropped or altered frame fails authentication.
+pub struct LinkCipher {
+    aead: XChaCha20Poly1305,
+    nonce: [u8; 24],
+    frames: u64,
+}
+
+impl fmt::Debug for LinkCipher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LinkCipher(frame {})", self.frames)
+    }
+}
+
+impl LinkCipher {
+    fn new(key: [u8; 32], nonce: [u8; 24]) -> Self {
+        LinkCipher {
+            aead: XChaCha20Poly1305::new(&key.into()),
+            nonce,
+            frames: 0,
+        }
+    }
+
+    fn advance(&mut self, ciphertext: &[u8]) {
+        let tag = ciphertext
+            .get(ciphertext.len().saturating_sub(TAG_LEN)..)
+            .unwrap_or_default();
+        let next = Sha256::new()
+            .chain_update(b"overlay-network nonce chain")
+            .chain_update(self.nonce)
+            .chain_update(tag)
+            .finalize();
+        self.nonce
+            .copy_from_slice(next.get(..24).unwrap_or(&[0; 24]));
+        self.frames += 1;
+    }
+
+    /// Encrypts one frame body and advances the chain.
+    pub fn seal(&mut self, plaintext: &[u8]) -> Vec<u8> {
+        let nonce = XNonce::from(self.nonce);
+        // Encryption only fails for messages beyond 256 GiB.
+        let ct = self.aead.encrypt(&nonce, plaintext).unwrap_or_default();
+        self.advance(&ct);
+        ct
+    }
+
+    /// Decrypts one frame body; on success advances the chain, on failure leaves it as is.
+    pub fn open(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, SentryError> {
+        let nonce = XNonce::from(self.nonce);
+        let plain = self
+            .aead
+            .decrypt(&nonce, ciphertext)
+            .map_err(|_| SentryError::HopAuth)?;
+        self.advance(ciphertext);
+        Ok(plain)
+    }
+
+    /// Frames sealed or opened so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+}
+
+/// Derives both directions of a link from the cluster key, the X25519 shared secret and the
+/// final transcript. Returns `(send, receive)` for `role`.
+pub fn derive_link_ciphers(
+    cluster_key: &ClusterKey,
+    dh_shared: &[u8; 32],
+    transcript: &[u8; 32],
+    role: Role,
+) -> (LinkCipher, LinkCipher) {
+    let ikm = [cluster_key.0.as_slice(), dh_shared.as_slice()].concat();
+    let hk = Hkdf::<Sha256>::new(Some(transcript), &ikm);
+    let direction = |label: &[u8]| {
+        let mut key = [0u8; 32];
+        let mut nonce = [0u8; 24];
+        // 32 and 24 bytes are far below HKDF-SHA256's 8160-byte limit.
+        let _ = hk.expand(&[label, b" key"].concat(), &mut key);
+        let _ = hk.expand(&[label, b" nonce"].concat(), &mut nonce);
+        LinkCipher::new(key, nonce)
+    };
+    let d2l = direction(b"dialer to listener");
+    let l2d = direction(b"listener to dialer");
+    match role {
+        Role::Dialer => (d2l, l2d),
+        Role::Listener => (l2d, d2l),
+    }
+}
+
+/// Limits and durations of the reputation system.
+#[derive(Clone, Debug)]
+pub struct ReputationPolicy {
+    /// Offenses within `offense_window` that get a peer banned.
+    pub reject_threshold: u32,
+    /// How long offenses are remembered.
+    pub offense_window: Duration,
+    /// How long a ban or an eviction lasts.
+    pub ban_duration: Duration,
+    /// Distinct accusers needed to evict a node.
+    pub ban_quorum: usize,
+    /// Most peers tracked for offenses, bans and evictions each.
+    pub max_tracked: usize,
+}
+
+/// What the sentry decided about an offense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Counted; the peer stays (offenses so far in the window).
+    Counted(u32),
+    /// The threshold was reached: the peer is now banned until the given time.
+    Banned(Time),
+}
+
+/// A node evicted by a quorum of accusers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eviction {
+    /// The evicted node.
+    pub node: NodeId,
+    /// Its key.
+    pub fingerprint: Fingerprint,
+    /// Who accused it.
+    pub accusers: Vec<NodeId>,
+    /// When the eviction ends.
+    pub until: Time,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Accused {
+    node: Option<NodeId>,
+    /// accuser -> when that accusation expires
+    accusers: BTreeMap<NodeId, Time>,
+}
+
+/// Offenses, bans, accusations and evictions, all bounded and all expiring.
+#[derive(Debug, Clone)]
+pub struct Reputation {
+    policy: ReputationPolicy,
+    offenses: HashMap<Fingerprint, VecDeque<Time>>,
+    bans: HashMap<Fingerprint, Time>,
+    accused: HashMap<Fingerprint, Accused>,
+    evicted: HashMap<Fingerprint, (NodeId, Time)>,
+}
+
+impl Reputation {
+    /// An empty record.
+    pub fn new(policy: ReputationPolicy) -> Self {
+        Reputation {
+            policy,
+            offenses: HashMap::new(),
+            bans: HashMap::new(),
+            accused: HashMap::new(),
+            evicted: HashMap::new(),
+        }
+    }
+
+    /// Counts an offense of the peer with key `fp`; bans it at the threshold.
+    pub fn offense(&mut self, now: Time, fp: Fingerprint) -> Verdict {
+        if let Some(&until) = self.bans.get(&fp) {
+            return Verdict::Banned(until);
+        }
+        if !self.offenses.contains_key(&fp) && self.offenses.len() >= self.policy.max_tracked {
+            self.offenses.retain(|_, times| times.len() > 1);
+            if self.offenses.len() >= self.policy.max_tracked {
+                self.offenses.clear();
+            }
+        }
+        let window = self.policy.offense_window;
+        let times = self.offenses.entry(fp).or_default();
+        while times.front().is_some_and(|&t| now.since(t) > window) {
+            times.pop_front();
+        }
+        times.push_back(now);
+        let count = u32::try_from(times.len()).unwrap_or(u32::MAX);
+        if count >= self.policy.reject_threshold {
+            self.offenses.remove(&fp);
+            let until = now + self.policy.ban_duration;
+            if self.bans.len() < self.policy.max_tracked {
+                self.bans.insert(fp, until);
+            }
+            Verdict::Banned(until)
+        } else {
+            Verdict::Counted(count)
+        }
+    }
+
+    /// Records that `accuser` accuses the node `accused` with key `fp`. Returns the eviction
+    /// when this accusation completes the quorum.
+    pub fn accusation(
+        &mut self,
+        now: Time,
+        accuser: NodeId,
+        accused: NodeId,
+        fp: Fingerprint,
+    ) -> Option<Eviction> {
+        if accuser == accused || self.evicted.contains_key(&fp) {
+            return None;
+        }
+        if !self.accused.contains_key(&fp) && self.accused.len() >= self.policy.max_tracked {
+            return None;
+        }
+        let entry = self.accused.entry(fp).or_default();
+        entry.node = Some(accused);
+        if entry.accusers.len() >= self.policy.max_tracked && !entry.accusers.contains_key(&accuser)
+        {
+            return None;
+        }
+        entry
+            .accusers
+            .insert(accuser, now + self.policy.ban_duration);
+        if entry.accusers.len() < self.policy.ban_quorum {
+            return None;
+        }
+        let accusers: Vec<NodeId> = entry.accusers.keys().copied().collect();
+        self.accused.remove(&fp);
+        let until = now + self.policy.ban_duration;
+        self.evicted.insert(fp, (accused, until));
+        Some(Eviction {
+            node: accused,
+            fingerprint: fp,
+            accusers,
+            until,
+        })
+    }
+
+    /// Forgets accusations made by `accuser` (it was itself evicted, or left).
+    pub fn discard_accuser(&mut self, accuser: NodeId) {
+        for entry in self.accused.values_mut() {
+            entry.accusers.remove(&accuser);
+        }
+        self.accused.retain(|_, e| !e.accusers.is_empty());
+    }
+
+    /// Whether the key is banned locally.
+    pub fn is_banned(&self, fp: &Fingerprint) -> bool {
+        self.bans.contains_key(fp)
+    }
+
+    /// Whether the key was evicted by quorum.
+    pub fn is_evicted(&self, fp: &Fingerprint) -> bool {
+        self.evicted.contains_key(fp)
+    }
+
+    /// Whether the key may not connect or be listened to (banned or evicted).
+    pub fn is_excluded(&self, fp: &Fingerprint) -> bool {
+        self.is_banned(fp) || self.is_evicted(fp)
+    }
+
+    /// Distinct live accusers of `fp`.
+    pub fn accusers_of(&self, fp: &Fingerprint) -> usize {
+        self.accused.get(fp).map_or(0, |a| a.accusers.len())
+    }
+
+    /// Evicted keys with their node ids and end times.
+    pub fn evictions(&self) -> impl Iterator<Item = (&Fingerprint, NodeId, Time)> {
+        self.evicted
+            .iter()
+            .map(|(fp, &(node, until))| (fp, node, until))
+    }
+
+    /// Banned keys with their end times.
+    pub fn bans(&self) -> impl Iterator<Item = (&Fingerprint, Time)> {
+        self.bans.iter().map(|(fp, &until)| (fp, until))
+    }
+
+    /// The earliest time at which something expires.
+    pub fn next_expiry(&self) -> Option<Time> {
+        let bans = self.bans.values().copied();
+        let evictions = self.evicted.values().map(|&(_, t)| t);
+        let accusations = self
+            .accused
+            .values()
+            .flat_map(|a| a.accusers.values().copied());
+        bans.chain(evictions).chain(accusations).min()
+    }
+
+    /// Drops everything expired by `now`; returns the nodes whose eviction ended.
+    pub fn expire(&mut self, now: Time) -> Vec<(NodeId, Fingerprint)> {
+        self.bans.retain(|_, &mut until| until > now);
+        for entry in self.accused.values_mut() {
+            entry.accusers.retain(|_, &mut until| until > now);
+        }
+        self.accused.retain(|_, e| !e.accusers.is_empty());
+        let mut ended = Vec::new();
+        self.evicted.retain(|fp, &mut (node, until)| {
+            let keep = until > now;
+            if !keep {
+                ended.push((node, *fp));
+            }
+            keep
+        });
+        ended
+    }
+
+    /// Entries held, for cap checks: (offenders, bans, accused, evicted).
+    pub fn sizes(&self) -> (usize, usize, usize, usize) {
+        (
+            self.offenses.len(),
+            self.bans.len(),
+            self.accused.len(),
+            self.evicted.len(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn policy() -> ReputationPolicy {
+        ReputationPolicy {
+            reject_threshold: 3,
+            offense_window: Duration::from_secs(60),
+            ban_duration: Duration::from_secs(600),
+            ban_quorum: 2,
+            max_tracked: 8,
+        }
+    }
+
+    #[test]
+    fn chained_nonces_reject_replay_reorder_drop_and_tamper() {
+        let key = ClusterKey::from_bytes([9; 32]);
+        let transcript = [1; 32];
+        let dh = [2; 32];
+        let (mut tx, _) = derive_link_ciphers(&key, &dh, &transcript, Role::Dialer);
+        let (_, mut rx) = derive_link_ciphers(&key, &dh, &transcript, Role::Listener);
+        let f1 = tx.seal(b"one");
+        let f2 = tx.seal(b"two");
+        let f3 = tx.seal(b"three");
+        assert_eq!(rx.open(&f1).unwrap(), b"one");
+        assert_eq!(rx.open(&f1), Err(SentryError::HopAuth), "replay");
+        assert_eq!(rx.open(&f3), Err(SentryError::HopAuth), "drop/reorder");
+        let mut bad = f2.clone();
+        bad[0] ^= 1;
+        assert_eq!(rx.open(&bad), Err(SentryError::HopAuth), "tamper");
+        assert_eq!(rx.open(&f2).unwrap(), b"two", "chain intact after rejects");
+        assert_eq!(rx.open(&f3).unwrap(), b"three");
+        // A different cluster key derives a different link.
+        let (_, mut other) = derive_link_ciphers(
+            &ClusterKey::from_bytes([8; 32]),
+            &dh,
+            &transcript,
+            Role::Listener,
+        );
+        assert_eq!(other.open(&f1), Err(SentryError::HopAuth));
+    }
+
+    #[test]
+    fn identity_roundtrips_and_signatures_verify() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let id = Identity::generate(&mut rng, 2048).unwrap();
+        let pem = id.to_pkcs8_pem().unwrap();
+        let again = Identity::from_pkcs8_pem(&pem).unwrap();
+        assert_eq!(id.fingerprint(), again.fingerprint());
+        let sig = id.sign(&mut rng, b"msg");
+        let public = PublicIdentity::from_der(id.public().der()).unwrap();
+        assert_eq!(public.bits(), 2048);
+        assert!(public.verify(b"msg", &sig).is_ok());
+        assert_eq!(public.verify(b"msh", &sig), Err(SentryError::BadSignature));
+        assert!(Identity::generate(&mut rng, 1024).is_err());
+        assert!(PublicIdentity::from_der(b"garbage").is_err());
+        let fp = id.fingerprint();
+        assert_eq!(Fingerprint::from_hex(&fp.to_hex()), Some(fp));
+    }
+
+    #[test]
+    fn cluster_key_proofs_bind_role_and_transcript() {
+        let key = ClusterKey::from_bytes([3; 32]);
+        let t = [4; 32];
+        let proof = key.prove(Role::Listener, &t);
+        assert!(key.check_proof(Role::Listener, &t, &proof));
+        assert!(!key.check_proof(Role::Dialer, &t, &proof));
+        assert!(!key.check_proof(Role::Listener, &[5; 32], &proof));
+        assert!(!ClusterKey::from_bytes([6; 32]).check_proof(Role::Listener, &t, &proof));
+        assert_eq!(ClusterKey::from_base64(&key.to_base64()), Ok(key.clone()));
+        assert!(ClusterKey::from_base64("c2hvcnQ=").is_err());
+        let ring = Keyring::new(vec![ClusterKey::from_bytes([1; 32]), key.clone()]).unwrap();
+        assert_eq!(ring.by_id(&key.id()), Some(&key));
+        assert!(Keyring::new(vec![]).is_none());
+    }
+
+    #[test]
+    fn offenses_ban_at_threshold_and_expire() {
+        let mut r = Reputation::new(policy());
+        let fp = Fingerprint([1; 32]);
+        let t0 = Time::from_millis(0);
+        assert_eq!(r.offense(t0, fp), Verdict::Counted(1));
+        // Outside the window the first offense is forgotten.
+        assert_eq!(
+            r.offense(Time::from_millis(61_000), fp),
+            Verdict::Counted(1)
+        );
+        assert_eq!(
+            r.offense(Time::from_millis(62_000), fp),
+            Verdict::Counted(2)
+        );
+        let until = Time::from_millis(63_000 + 600_000);
+        assert_eq!(
+            r.offense(Time::from_millis(63_000), fp),
+            Verdict::Banned(until)
+        );
+        assert!(r.is_banned(&fp));
+        assert_eq!(r.next_expiry(), Some(until));
+        r.expire(until);
+        assert!(!r.is_banned(&fp));
+    }
+
+    #[test]
+    fn eviction_needs_a_quorum_of_distinct_accusers() {
+        let mut r = Reputation::new(policy());
+        let fp = Fingerprint([2; 32]);
+        let now = Time::from_millis(5);
+        assert_eq!(r.accusation(now, NodeId(1), NodeId(9), fp), None);
+        assert_eq!(
+            r.accusation(now, NodeId(1), NodeId(9), fp),
+            None,
+            "same accuser twice"
+        );
+        assert_eq!(
+            r.accusation(now, NodeId(9), NodeId(9), fp),
+            None,
+            "self-accusation"
+        );
+        let ev = r.accusation(now, NodeId(2), NodeId(9), fp).unwrap();
+        assert_eq!(ev.accusers, vec![NodeId(1), NodeId(2)]);
+        assert!(r.is_evicted(&fp));
+        assert_eq!(r.expire(ev.until), vec![(NodeId(9), fp)]);
+        assert!(!r.is_excluded(&fp));
+    }
+
+    #[test]
+    fn tracking_is_bounded() {
+        let mut r = Reputation::new(policy());
+        for i in 0..100u8 {
+            r.offense(Time::ZERO, Fingerprint([i; 32]));
+            r.accusation(
+                Time::ZERO,
+                NodeId(1),
+                NodeId(u32::from(i) + 10),
+                Fingerprint([i; 32]),
+            );
+        }
+        let (offenders, bans, accused, evicted) = r.sizes();
+        assert!(offenders <= 8 && bans <= 8 && accused <= 8 && evicted <= 8);
+    }
+}

@@ -1,0 +1,940 @@
+//! The swarm owns the connections and the bounded set of direct peers: framing per
+//! connection, the authenticated handshake (hello / welcome / finish), capacity refusals
+//! with peer lists, sealed links, heartbeats, duplicate-link resolution, and the dial table
+//! (bootstrap, learned and member addresses) with exponential backoff.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::CryptoRng;
+use x25519_dalek::{EphemeralSecret, PublicKey as DhPublic};
+
+use crate::event::{Action, CloseReason, Direction, Metrics, RejectReason};
+use crate::scheduler::Time;
+use crate::sentry::{
+    ClusterKey, Fingerprint, Identity, Keyring, LinkCipher, PublicIdentity, Role, TAG_LEN,
+    Transcript, derive_link_ciphers, handshake_signing_input,
+};
+use crate::wire::{
+    Addr, Asn, ConnId, Finish, FrameDecoder, Handshake, Hello, HelloIdentity, LinkMessage,
+    MAX_HELLO_PEERS, NodeId, PROTOCOL_VERSION, Refuse, Welcome, check_addr, check_peer_list,
+    encode_frame, from_json, to_json,
+};
+
+/// Largest handshake frame accepted before a peer is authenticated.
+pub const MAX_HANDSHAKE_FRAME: usize = 16 * 1024;
+/// Consecutive hop-authentication failures after which a link is reset.
+pub const HOP_FAILURE_LIMIT: u32 = 3;
+/// Most dial candidates remembered.
+pub const MAX_CANDIDATES: usize = 256;
+/// First reconnect backoff.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Longest reconnect backoff.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(64);
+
+/// Limits the swarm works with.
+#[derive(Clone, Debug)]
+pub struct SwarmPolicy {
+    /// Hard cap on established plus handshaking peers.
+    pub max_peers: usize,
+    /// Peers the node dials towards.
+    pub target_peers: usize,
+    /// Largest frame body on an established link.
+    pub max_frame_bytes: usize,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+}
+
+/// An authenticated direct peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Its controller id.
+    pub node: NodeId,
+    /// Its AS.
+    pub asn: Asn,
+    /// Its key.
+    pub fingerprint: Fingerprint,
+    /// Where it listens.
+    pub listen: Addr,
+}
+
+/// This node as the handshake needs it.
+pub struct Me<'a> {
+    /// Own identity.
+    pub identity: &'a Identity,
+    /// Accepted cluster keys.
+    pub keyring: &'a Keyring,
+    /// Own id.
+    pub node: NodeId,
+    /// Own AS.
+    pub asn: Asn,
+    /// Own listen address.
+    pub listen: &'a Addr,
+    /// Whether a key is banned or evicted.
+    pub excluded: &'a dyn Fn(&Fingerprint) -> bool,
+    /// The key a live node id is bound to, if any.
+    pub bound: &'a dyn Fn(NodeId) -> Option<Fingerprint>,
+}
+
+/// The mutable things a swarm call works with: time, randomness, counters, actions out.
+pub struct Io<'a> {
+    /// Current time.
+    pub now: Time,
+    /// The node's seeded RNG.
+    pub rng: &'a mut ChaCha20Rng,
+    /// The node's counters.
+    pub metrics: &'a mut Metrics,
+    /// Actions out.
+    pub out: &'a mut Vec<Action>,
+}
+
+/// What the swarm reports to the node.
+#[derive(Debug)]
+pub enum SwarmEvent {
+    /// A handshake completed.
+    PeerUp {
+        /// The connection.
+        conn: ConnId,
+        /// The peer.
+        peer: PeerInfo,
+    },
+    /// A message arrived on an established link.
+    Message {
+        /// The connection.
+        conn: ConnId,
+        /// The peer.
+        peer: PeerInfo,
+        /// The message.
+        msg: LinkMessage,
+    },
+    /// A frame or message was rejected.
+    Rejected {
+        /// The connection.
+        conn: ConnId,
+        /// The peer, when authenticated (only then can it be blamed).
+        peer: Option<PeerInfo>,
+        /// Why.
+        reason: RejectReason,
+    },
+    /// A connection ended (closed by us: the close action is already out; or lost).
+    Closed {
+        /// The connection.
+        conn: ConnId,
+        /// The peer, if the link was established.
+        peer: Option<PeerInfo>,
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+enum Phase {
+    AwaitHello,
+    AwaitWelcome {
+        secret: EphemeralSecret,
+        hello: HelloIdentity,
+    },
+    AwaitFinish {
+        transcript: Transcript,
+        key: ClusterKey,
+        shared: [u8; 32],
+        peer: PeerInfo,
+        public: PublicIdentity,
+    },
+    Established {
+        peer: PeerInfo,
+        tx: LinkCipher,
+        rx: LinkCipher,
+        hop_failures: u32,
+    },
+}
+
+struct Conn {
+    direction: Direction,
+    remote: Addr,
+    decoder: FrameDecoder,
+    phase: Phase,
+    last_rx: Time,
+    last_tx: Time,
+}
+
+impl Conn {
+    fn peer(&self) -> Option<&PeerInfo> {
+        match &self.phase {
+            Phase::Established { peer, .. } => Some(peer),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    failures: u32,
+    next_try: Time,
+    bootstrap: bool,
+}
+
+/// Connections, links and the dial table.
+pub struct Swarm {
+    policy: SwarmPolicy,
+    conns: BTreeMap<ConnId, Conn>,
+    candidates: BTreeMap<Addr, Candidate>,
+    dialing: BTreeSet<Addr>,
+    own_addrs: BTreeSet<Addr>,
+}
+
+impl Swarm {
+    /// A swarm that listens on `listen` and starts from the `bootstrap` addresses.
+    pub fn new(policy: SwarmPolicy, listen: &Addr, bootstrap: &[Addr]) -> Self {
+        let mut swarm = Swarm {
+            policy,
+            conns: BTreeMap::new(),
+            candidates: BTreeMap::new(),
+            dialing: BTreeSet::new(),
+            own_addrs: BTreeSet::from([listen.clone()]),
+        };
+        for addr in bootstrap {
+            swarm.learn(addr, Time::ZERO);
+            if let Some(c) = swarm.candidates.get_mut(addr) {
+                c.bootstrap = true;
+            }
+        }
+        swarm
+    }
+
+    /// Adds a dial candidate (from a peer list or a member's advertisement).
+    pub fn learn(&mut self, addr: &Addr, now: Time) {
+        if self.own_addrs.contains(addr)
+            || self.candidates.contains_key(addr)
+            || check_addr(addr).is_err()
+        {
+            return;
+        }
+        if self.candidates.len() >= MAX_CANDIDATES {
+            let worst = self
+                .candidates
+                .iter()
+                .filter(|(_, c)| !c.bootstrap)
+                .max_by_key(|(_, c)| c.failures)
+                .map(|(a, _)| a.clone());
+            match worst {
+                Some(a) => {
+                    self.candidates.remove(&a);
+                }
+                None => return,
+            }
+        }
+        self.candidates.insert(
+            addr.clone(),
+            Candidate {
+                failures: 0,
+                next_try: now,
+                bootstrap: false,
+            },
+        );
+    }
+
+    /// Forgets a candidate address (its node left or was evicted), unless it is a bootstrap.
+    pub fn forget(&mut self, addr: &Addr) {
+        if self.candidates.get(addr).is_some_and(|c| !c.bootstrap) {
+            self.candidates.remove(addr);
+        }
+    }
+
+    fn backoff<R: CryptoRng + ?Sized>(&mut self, addr: &Addr, now: Time, rng: &mut R) {
+        if let Some(c) = self.candidates.get_mut(addr) {
+            c.failures = c.failures.saturating_add(1);
+            let exp = BACKOFF_BASE
+                .saturating_mul(1 << c.failures.min(8))
+                .min(BACKOFF_MAX);
+            // +-25% jitter so that restarted clusters do not dial in lockstep.
+            let ms = u64::try_from(exp.as_millis()).unwrap_or(u64::MAX);
+            let jitter = rng.next_u64() % (ms / 2 + 1);
+            c.next_try = now + Duration::from_millis(ms - ms / 4 + jitter);
+        }
+    }
+
+    fn is_connected_to(&self, addr: &Addr) -> bool {
+        self.conns
+            .values()
+            .any(|c| &c.remote == addr || c.peer().is_some_and(|p| &p.listen == addr))
+    }
+
+    /// Dials candidates while the node has fewer than the target number of peers.
+    pub fn maintain<R: CryptoRng + ?Sized>(
+        &mut self,
+        now: Time,
+        rng: &mut R,
+        out: &mut Vec<Action>,
+    ) {
+        let busy = self.conns.len() + self.dialing.len();
+        let Some(room) = self
+            .policy
+            .target_peers
+            .checked_sub(busy)
+            .filter(|&r| r > 0)
+        else {
+            return;
+        };
+        let mut eligible: Vec<Addr> = self
+            .candidates
+            .iter()
+            .filter(|(a, c)| {
+                c.next_try <= now && !self.dialing.contains(*a) && !self.is_connected_to(a)
+            })
+            .map(|(a, _)| a.clone())
+            .collect();
+        // Partial Fisher-Yates: a random sample keeps the overlay random.
+        for i in 0..room.min(eligible.len()) {
+            let j = i + (rng.next_u64() as usize) % (eligible.len() - i);
+            eligible.swap(i, j);
+        }
+        for addr in eligible.into_iter().take(room) {
+            self.dial(addr, out);
+        }
+    }
+
+    /// Asks the embedder to dial `addr` unless that would exceed `max_peers`.
+    pub fn dial(&mut self, addr: Addr, out: &mut Vec<Action>) {
+        if self.conns.len() + self.dialing.len() >= self.policy.max_peers
+            || self.own_addrs.contains(&addr)
+            || self.dialing.contains(&addr)
+        {
+            return;
+        }
+        self.dialing.insert(addr.clone());
+        out.push(Action::Connect { addr });
+    }
+
+    /// Whether the node has fewer established or pending peers than `min`.
+    pub fn below(&self, min: usize) -> bool {
+        self.conns.len() + self.dialing.len() < min
+    }
+
+    /// A dial failed.
+    pub fn connect_failed<R: CryptoRng + ?Sized>(&mut self, addr: &Addr, now: Time, rng: &mut R) {
+        self.dialing.remove(addr);
+        self.backoff(addr, now, rng);
+    }
+
+    /// A connection opened. Outbound ones start the handshake with a hello.
+    pub fn opened(
+        &mut self,
+        conn: ConnId,
+        direction: Direction,
+        remote: Addr,
+        me: &Me<'_>,
+        io: &mut Io<'_>,
+    ) -> bool {
+        let (now, out) = (io.now, &mut *io.out);
+        if self.conns.contains_key(&conn) {
+            return false;
+        }
+        // Bound connections that have not authenticated yet (slow or idle dialers).
+        if direction == Direction::Inbound && self.conns.len() >= self.policy.max_peers * 2 + 8 {
+            out.push(Action::Close {
+                conn,
+                reason: CloseReason::AtCapacity,
+            });
+            return false;
+        }
+        let phase = match direction {
+            Direction::Inbound => Phase::AwaitHello,
+            Direction::Outbound => {
+                self.dialing.remove(&remote);
+                let secret = EphemeralSecret::random_from_rng(io.rng);
+                let hello = hello_identity(me, &secret, me.keyring.primary(), io.rng);
+                send_plain(
+                    conn,
+                    &Handshake::Hello(Hello {
+                        identity: hello.clone(),
+                    }),
+                    out,
+                );
+                Phase::AwaitWelcome { secret, hello }
+            }
+        };
+        self.conns.insert(
+            conn,
+            Conn {
+                direction,
+                remote,
+                decoder: FrameDecoder::new(MAX_HANDSHAKE_FRAME.min(self.policy.max_frame_bytes)),
+                phase,
+                last_rx: now,
+                last_tx: now,
+            },
+        );
+        true
+    }
+
+    /// Whether the connection is still handshaking.
+    pub fn is_handshaking(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.peer().is_none())
+    }
+
+    /// Bytes arrived: reassemble frames, run the handshake or open sealed frames.
+    pub fn received(
+        &mut self,
+        conn: ConnId,
+        bytes: &[u8],
+        me: &Me<'_>,
+        io: &mut Io<'_>,
+    ) -> Vec<SwarmEvent> {
+        let mut events = Vec::new();
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return events;
+        };
+        io.metrics.bytes_in += bytes.len() as u64;
+        c.decoder.push(bytes);
+        c.last_rx = io.now;
+        while let Some(c) = self.conns.get_mut(&conn) {
+            let frame = match c.decoder.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    events.push(SwarmEvent::Rejected {
+                        conn,
+                        peer: c.peer().cloned(),
+                        reason: e.into(),
+                    });
+                    events.extend(self.close(conn, CloseReason::FrameTooLarge, io.out));
+                    break;
+                }
+            };
+            io.metrics.frames_in += 1;
+            if let Some(done) = self.frame(conn, &frame, me, io, &mut events) {
+                events.extend(self.close(conn, done, io.out));
+                break;
+            }
+        }
+        events
+    }
+
+    /// Handles one frame; returns a reason when the connection must close.
+    fn frame(
+        &mut self,
+        conn: ConnId,
+        frame: &[u8],
+        me: &Me<'_>,
+        io: &mut Io<'_>,
+        events: &mut Vec<SwarmEvent>,
+    ) -> Option<CloseReason> {
+        let now = io.now;
+        let peers_for_hello = self.peer_addrs(conn);
+        let claimed = self
+            .conns
+            .iter()
+            .filter(|(id, c)| **id != conn && !matches!(c.phase, Phase::AwaitHello))
+            .count();
+        let capacity_left = claimed < self.policy.max_peers;
+        let c = self.conns.get_mut(&conn)?;
+        if let Phase::Established {
+            peer,
+            rx,
+            hop_failures,
+            ..
+        } = &mut c.phase
+        {
+            let plain = match rx.open(frame) {
+                Ok(p) => p,
+                Err(_) => {
+                    *hop_failures += 1;
+                    events.push(SwarmEvent::Rejected {
+                        conn,
+                        peer: Some(peer.clone()),
+                        reason: RejectReason::HopAuth,
+                    });
+                    return (*hop_failures >= HOP_FAILURE_LIMIT)
+                        .then_some(CloseReason::HopAuthFailures);
+                }
+            };
+            *hop_failures = 0;
+            match from_json::<LinkMessage>(&plain) {
+                Ok(LinkMessage::Bye { reason }) => {
+                    let mut reason = reason;
+                    reason.truncate(crate::wire::MAX_REASON_LEN);
+                    return Some(CloseReason::Bye(reason));
+                }
+                Ok(msg) => events.push(SwarmEvent::Message {
+                    conn,
+                    peer: peer.clone(),
+                    msg,
+                }),
+                Err(e) => events.push(SwarmEvent::Rejected {
+                    conn,
+                    peer: Some(peer.clone()),
+                    reason: e.into(),
+                }),
+            }
+            return None;
+        }
+        let msg: Handshake = match from_json(frame) {
+            Ok(m) => m,
+            Err(e) => return Some(CloseReason::HandshakeFailed(e.into())),
+        };
+        let phase = std::mem::replace(&mut c.phase, Phase::AwaitHello);
+        let direction = c.direction;
+        let result = match (phase, msg) {
+            (_, Handshake::Refuse(Refuse { mut reason })) => {
+                reason.truncate(crate::wire::MAX_REASON_LEN);
+                Err(RejectReason::Refused(reason))
+            }
+            (Phase::AwaitHello, Handshake::Hello(hello)) if direction == Direction::Inbound => {
+                on_hello(
+                    me,
+                    hello.identity,
+                    peers_for_hello,
+                    capacity_left,
+                    io.rng,
+                    conn,
+                    io.out,
+                )
+            }
+            (Phase::AwaitWelcome { secret, hello }, Handshake::Welcome(welcome)) => {
+                on_welcome(me, secret, hello, welcome, peers_for_hello, conn, io)
+            }
+            (
+                Phase::AwaitFinish {
+                    transcript,
+                    key,
+                    shared,
+                    peer,
+                    public,
+                },
+                Handshake::Finish(finish),
+            ) => on_finish(transcript, &key, &shared, peer, &public, finish),
+            _ => Err(RejectReason::Violation(
+                "unexpected handshake message".into(),
+            )),
+        };
+        let step = match result {
+            Ok(step) => step,
+            Err(reason) => {
+                events.push(SwarmEvent::Rejected {
+                    conn,
+                    peer: None,
+                    reason: reason.clone(),
+                });
+                let close = match reason {
+                    RejectReason::SelfConnection => CloseReason::SelfConnection,
+                    other => CloseReason::HandshakeFailed(other),
+                };
+                if close == CloseReason::SelfConnection {
+                    let remote = c.remote.clone();
+                    self.own_addrs.insert(remote.clone());
+                    self.candidates.remove(&remote);
+                }
+                if direction == Direction::Outbound && close != CloseReason::SelfConnection {
+                    let remote = c.remote.clone();
+                    self.backoff(&remote, now, io.rng);
+                }
+                return Some(close);
+            }
+        };
+        match step {
+            Step::Wait(phase) => {
+                c.phase = phase;
+                None
+            }
+            Step::Refused { peers } => {
+                let remote = c.remote.clone();
+                for addr in &peers {
+                    self.learn(addr, now);
+                }
+                if direction == Direction::Outbound {
+                    self.backoff(&remote, now, io.rng);
+                }
+                Some(CloseReason::AtCapacity)
+            }
+            Step::Established {
+                peer,
+                tx,
+                rx,
+                learned,
+            } => {
+                c.phase = Phase::Established {
+                    peer: peer.clone(),
+                    tx,
+                    rx,
+                    hop_failures: 0,
+                };
+                c.decoder = FrameDecoder::new(self.policy.max_frame_bytes + TAG_LEN);
+                io.metrics.handshakes += 1;
+                let remote = c.remote.clone();
+                if let Some(cand) = self.candidates.get_mut(&remote) {
+                    cand.failures = 0;
+                }
+                for addr in &learned {
+                    self.learn(addr, now);
+                }
+                self.learn(&peer.listen, now);
+                if let Some(loser) = self.duplicate_of(conn, &peer, me) {
+                    events.extend(self.close(loser, CloseReason::DuplicateLink, io.out));
+                    if loser == conn {
+                        return None;
+                    }
+                }
+                events.push(SwarmEvent::PeerUp { conn, peer });
+                None
+            }
+        }
+    }
+
+    /// When `conn` duplicates another link to the same node: the connection to close
+    /// (the one dialed by the larger fingerprint, so both ends agree).
+    fn duplicate_of(&self, conn: ConnId, peer: &PeerInfo, me: &Me<'_>) -> Option<ConnId> {
+        let own = me.identity.fingerprint();
+        let dialer = |c: &Conn| match c.direction {
+            Direction::Outbound => own,
+            Direction::Inbound => peer.fingerprint,
+        };
+        let (&other, other_conn) = self.conns.iter().find(|(id, c)| {
+            **id != conn && c.peer().is_some_and(|p| p.fingerprint == peer.fingerprint)
+        })?;
+        let this = self.conns.get(&conn)?;
+        Some(if dialer(this) < dialer(other_conn) {
+            other
+        } else {
+            conn
+        })
+    }
+
+    fn peer_addrs(&self, except: ConnId) -> Vec<Addr> {
+        self.conns
+            .iter()
+            .filter(|(id, _)| **id != except)
+            .filter_map(|(_, c)| c.peer().map(|p| p.listen.clone()))
+            .take(MAX_HELLO_PEERS)
+            .collect()
+    }
+
+    /// Seals and sends a message on an established link.
+    pub fn send(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        msg: &LinkMessage,
+        metrics: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Phase::Established { tx, .. } = &mut c.phase else {
+            return;
+        };
+        let plain = to_json(msg);
+        if plain.len() > self.policy.max_frame_bytes {
+            return;
+        }
+        let bytes = encode_frame(&tx.seal(&plain));
+        metrics.frames_out += 1;
+        metrics.bytes_out += bytes.len() as u64;
+        c.last_tx = now;
+        out.push(Action::Send { conn, bytes });
+    }
+
+    /// Closes a connection: emits the close action and forgets it.
+    pub fn close(
+        &mut self,
+        conn: ConnId,
+        reason: CloseReason,
+        out: &mut Vec<Action>,
+    ) -> Option<SwarmEvent> {
+        let c = self.conns.remove(&conn)?;
+        out.push(Action::Close {
+            conn,
+            reason: reason.clone(),
+        });
+        Some(SwarmEvent::Closed {
+            conn,
+            peer: c.peer().cloned(),
+            reason,
+        })
+    }
+
+    /// The embedder reports the connection gone.
+    pub fn lost(&mut self, conn: ConnId) -> Option<SwarmEvent> {
+        let c = self.conns.remove(&conn)?;
+        Some(SwarmEvent::Closed {
+            conn,
+            peer: c.peer().cloned(),
+            reason: CloseReason::Lost,
+        })
+    }
+
+    /// Sends heartbeats on idle links and closes links silent for three intervals.
+    pub fn heartbeat(
+        &mut self,
+        now: Time,
+        metrics: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) -> Vec<SwarmEvent> {
+        let hb = self.policy.heartbeat;
+        let mut events = Vec::new();
+        let links: Vec<(ConnId, Time, Time)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.peer().is_some())
+            .map(|(&id, c)| (id, c.last_rx, c.last_tx))
+            .collect();
+        for (conn, last_rx, last_tx) in links {
+            if now.since(last_rx) >= hb * 3 {
+                events.extend(self.close(conn, CloseReason::HeartbeatTimeout, out));
+            } else if now.since(last_tx) >= hb {
+                self.send(now, conn, &LinkMessage::Heartbeat, metrics, out);
+            }
+        }
+        events
+    }
+
+    /// Established links, by connection.
+    pub fn links(&self) -> impl Iterator<Item = (ConnId, &PeerInfo)> {
+        self.conns
+            .iter()
+            .filter_map(|(&id, c)| c.peer().map(|p| (id, p)))
+    }
+
+    /// Connection ids of established links.
+    pub fn link_ids(&self) -> Vec<ConnId> {
+        self.links().map(|(id, _)| id).collect()
+    }
+
+    /// The connection of an established link to `fp`, if any.
+    pub fn link_to(&self, fp: &Fingerprint) -> Option<ConnId> {
+        self.links()
+            .find(|(_, p)| &p.fingerprint == fp)
+            .map(|(id, _)| id)
+    }
+
+    /// Open connections (established or handshaking).
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Dial candidates known.
+    pub fn candidates(&self) -> usize {
+        self.candidates.len()
+    }
+
+    /// Bytes buffered in partial frames, summed over connections.
+    pub fn buffered(&self) -> usize {
+        self.conns.values().map(|c| c.decoder.buffered()).sum()
+    }
+}
+
+enum Step {
+    Wait(Phase),
+    Refused {
+        peers: Vec<Addr>,
+    },
+    Established {
+        peer: PeerInfo,
+        tx: LinkCipher,
+        rx: LinkCipher,
+        learned: Vec<Addr>,
+    },
+}
+
+fn send_plain(conn: ConnId, msg: &Handshake, out: &mut Vec<Action>) {
+    out.push(Action::Send {
+        conn,
+        bytes: encode_frame(&to_json(msg)),
+    });
+}
+
+fn hello_identity<R: CryptoRng + ?Sized>(
+    me: &Me<'_>,
+    secret: &EphemeralSecret,
+    key: &ClusterKey,
+    rng: &mut R,
+) -> HelloIdentity {
+    let mut nonce = [0u8; 32];
+    rng.fill_bytes(&mut nonce);
+    HelloIdentity {
+        version: PROTOCOL_VERSION,
+        node: me.node,
+        asn: me.asn,
+        pubkey: me.identity.public().der().to_vec(),
+        nonce,
+        ephemeral: DhPublic::from(secret).to_bytes(),
+        listen: me.listen.clone(),
+        key_id: key.id(),
+    }
+}
+
+/// Checks the other side's hello identity; returns its key and peer record.
+fn check_identity(
+    me: &Me<'_>,
+    h: &HelloIdentity,
+) -> Result<(PublicIdentity, PeerInfo), RejectReason> {
+    if h.version != PROTOCOL_VERSION {
+        return Err(RejectReason::Version(h.version));
+    }
+    check_addr(&h.listen).map_err(RejectReason::from)?;
+    let public =
+        PublicIdentity::from_der(&h.pubkey).map_err(|e| RejectReason::BadKey(e.to_string()))?;
+    let fp = public.fingerprint();
+    if fp == me.identity.fingerprint() {
+        return Err(RejectReason::SelfConnection);
+    }
+    if (me.excluded)(&fp) {
+        return Err(RejectReason::Excluded);
+    }
+    if (me.bound)(h.node).is_some_and(|b| b != fp) || h.node == me.node {
+        return Err(RejectReason::IdentityConflict(h.node));
+    }
+    let peer = PeerInfo {
+        node: h.node,
+        asn: h.asn,
+        fingerprint: fp,
+        listen: h.listen.clone(),
+    };
+    Ok((public, peer))
+}
+
+fn refuse(conn: ConnId, reason: RejectReason, out: &mut Vec<Action>) -> RejectReason {
+    send_plain(
+        conn,
+        &Handshake::Refuse(Refuse {
+            reason: reason.to_string(),
+        }),
+        out,
+    );
+    reason
+}
+
+fn on_hello<R: CryptoRng + ?Sized>(
+    me: &Me<'_>,
+    hello: HelloIdentity,
+    peers: Vec<Addr>,
+    capacity_left: bool,
+    rng: &mut R,
+    conn: ConnId,
+    out: &mut Vec<Action>,
+) -> Result<Step, RejectReason> {
+    let (public, peer) = check_identity(me, &hello).map_err(|r| match r {
+        RejectReason::SelfConnection => r,
+        other => refuse(conn, other, out),
+    })?;
+    let key = me
+        .keyring
+        .by_id(&hello.key_id)
+        .ok_or_else(|| refuse(conn, RejectReason::UnknownClusterKey, out))?
+        .clone();
+    let secret = EphemeralSecret::random_from_rng(rng);
+    let ours = hello_identity(me, &secret, &key, rng);
+    let mut transcript = Transcript::new();
+    transcript
+        .hello(&hello)
+        .hello(&ours)
+        .field(&[u8::from(capacity_left)])
+        .addrs(&peers);
+    let t1 = transcript.digest();
+    let welcome = Welcome {
+        identity: ours,
+        accepted: capacity_left,
+        peers: peers.clone(),
+        proof: key.prove(Role::Listener, &t1),
+        sig: me
+            .identity
+            .sign(rng, &handshake_signing_input(Role::Listener, &t1)),
+    };
+    send_plain(conn, &Handshake::Welcome(welcome), out);
+    if !capacity_left {
+        return Ok(Step::Refused { peers: Vec::new() });
+    }
+    let shared = secret
+        .diffie_hellman(&DhPublic::from(hello.ephemeral))
+        .to_bytes();
+    Ok(Step::Wait(Phase::AwaitFinish {
+        transcript,
+        key,
+        shared,
+        peer,
+        public,
+    }))
+}
+
+fn on_welcome(
+    me: &Me<'_>,
+    secret: EphemeralSecret,
+    ours: HelloIdentity,
+    welcome: Welcome,
+    peers: Vec<Addr>,
+    conn: ConnId,
+    io: &mut Io<'_>,
+) -> Result<Step, RejectReason> {
+    let (public, peer) = check_identity(me, &welcome.identity)?;
+    if welcome.identity.key_id != ours.key_id {
+        return Err(RejectReason::UnknownClusterKey);
+    }
+    let key = me
+        .keyring
+        .by_id(&ours.key_id)
+        .ok_or(RejectReason::UnknownClusterKey)?;
+    check_peer_list(&welcome.peers).map_err(RejectReason::from)?;
+    let mut transcript = Transcript::new();
+    transcript
+        .hello(&ours)
+        .hello(&welcome.identity)
+        .field(&[u8::from(welcome.accepted)])
+        .addrs(&welcome.peers);
+    let t1 = transcript.digest();
+    if !key.check_proof(Role::Listener, &t1, &welcome.proof) {
+        return Err(RejectReason::BadProof);
+    }
+    public
+        .verify(&handshake_signing_input(Role::Listener, &t1), &welcome.sig)
+        .map_err(|_| RejectReason::BadHandshakeSignature)?;
+    if !welcome.accepted {
+        return Ok(Step::Refused {
+            peers: welcome.peers,
+        });
+    }
+    let t2 = transcript.addrs(&peers).digest();
+    let finish = Finish {
+        peers,
+        proof: key.prove(Role::Dialer, &t2),
+        sig: me
+            .identity
+            .sign(io.rng, &handshake_signing_input(Role::Dialer, &t2)),
+    };
+    send_plain(conn, &Handshake::Finish(finish), io.out);
+    let shared = secret
+        .diffie_hellman(&DhPublic::from(welcome.identity.ephemeral))
+        .to_bytes();
+    let (tx, rx) = derive_link_ciphers(key, &shared, &t2, Role::Dialer);
+    Ok(Step::Established {
+        peer,
+        tx,
+        rx,
+        learned: welcome.peers,
+    })
+}
+
+fn on_finish(
+    mut transcript: Transcript,
+    key: &ClusterKey,
+    shared: &[u8; 32],
+    peer: PeerInfo,
+    public: &PublicIdentity,
+    finish: Finish,
+) -> Result<Step, RejectReason> {
+    check_peer_list(&finish.peers).map_err(RejectReason::from)?;
+    let t2 = transcript.addrs(&finish.peers).digest();
+    if !key.check_proof(Role::Dialer, &t2, &finish.proof) {
+        return Err(RejectReason::BadProof);
+    }
+    public
+        .verify(&handshake_signing_input(Role::Dialer, &t2), &finish.sig)
+        .map_err(|_| RejectReason::BadHandshakeSignature)?;
+    let (tx, rx) = derive_link_ciphers(key, shared, &t2, Role::Listener);
+    Ok(Step::Established {
+        peer,
+        tx,
+        rx,
+        learned: finish.peers,
+    })
+}

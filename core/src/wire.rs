@@ -1,0 +1,574 @@
+//! The wire: identifiers shared by every component, length-prefixed frames and their
+//! reassembly from arbitrary chunks, and the versioned JSON messages.
+//!
+//! A frame is a 4-byte big-endian body length followed by the body. Handshake bodies are
+//! plaintext JSON ([`Handshake`]); after the handshake every body is a sealed
+//! [`LinkMessage`] (see `sentry::LinkCipher`). Rumors carry their origin-signed body as raw
+//! JSON ([`SignedRumor::body`]) so that forwarding never re-serialises what was signed.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use thiserror::Error;
+
+/// The protocol version spoken in hellos.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Bytes of the length prefix.
+pub const FRAME_HEADER_LEN: usize = 4;
+/// Most addresses a hello carries.
+pub const MAX_HELLO_PEERS: usize = 32;
+/// Longest accepted address.
+pub const MAX_ADDR_LEN: usize = 256;
+/// Most AS links one advertisement may carry.
+pub const MAX_ADVERT_LINKS: usize = 1024;
+/// Most rumors one frame may carry.
+pub const MAX_BATCH: usize = 1024;
+/// Longest free-text reason accepted from a peer.
+pub const MAX_REASON_LEN: usize = 256;
+
+/// A connection handle chosen by the embedder (unique among its open connections).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn#{}", self.0)
+    }
+}
+
+/// A route controller's numeric id (`self.id` in the configs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(pub u32);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RC{}", self.0)
+    }
+}
+
+/// An autonomous system number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Asn(pub u32);
+
+impl fmt::Display for Asn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AS{}", self.0)
+    }
+}
+
+/// A transport address, opaque to the core (e.g. `"127.0.0.1:1450"`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Addr(pub String);
+
+impl Addr {
+    /// The address as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Addr {
+    fn from(s: &str) -> Self {
+        Addr(s.to_string())
+    }
+}
+
+impl From<String> for Addr {
+    fn from(s: String) -> Self {
+        Addr(s)
+    }
+}
+
+/// One link of an AS to a neighbouring AS, as configured and advertised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AsLink {
+    /// The neighbouring AS.
+    pub asn: Asn,
+    /// Link capacity (Mbps in the original configs).
+    pub capacity: u64,
+    /// Routing cost of the link.
+    pub cost: u64,
+}
+
+/// Why bytes could not be turned into frames or messages.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum WireError {
+    /// The length prefix announces more than the configured maximum.
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
+    FrameTooLarge {
+        /// Announced body length.
+        len: usize,
+        /// Configured maximum.
+        max: usize,
+    },
+    /// The body is not a valid message.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// The message is valid JSON but breaks a limit or a rule of the protocol.
+    #[error("protocol violation: {0}")]
+    Violation(String),
+}
+
+/// Reassembles frames from arbitrary chunks. Holds at most one partial frame plus what the
+/// last chunk carried; rejects a length prefix over `max_body` before buffering the body.
+#[derive(Debug, Clone)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+    start: usize,
+    max_body: usize,
+}
+
+impl FrameDecoder {
+    /// A decoder for bodies of at most `max_body` bytes.
+    pub fn new(max_body: usize) -> Self {
+        FrameDecoder {
+            buf: Vec::new(),
+            start: 0,
+            max_body,
+        }
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes held but not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// The next complete frame body, `Ok(None)` if more bytes are needed.
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, WireError> {
+        let pending = self.buf.get(self.start..).unwrap_or_default();
+        let Some(header) = pending.first_chunk::<FRAME_HEADER_LEN>() else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes(*header) as usize;
+        if len > self.max_body {
+            return Err(WireError::FrameTooLarge {
+                len,
+                max: self.max_body,
+            });
+        }
+        let Some(body) = pending.get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + len) else {
+            return Ok(None);
+        };
+        let body = body.to_vec();
+        self.start += FRAME_HEADER_LEN + len;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        Ok(Some(body))
+    }
+}
+
+/// Frames `body`: 4-byte big-endian length, then the body.
+pub fn encode_frame(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + body.len());
+    out.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// Serialises a message to JSON bytes.
+pub fn to_json<T: Serialize>(msg: &T) -> Vec<u8> {
+    // Serialising our own plain data types cannot fail.
+    serde_json::to_vec(msg).unwrap_or_default()
+}
+
+/// Parses a JSON message.
+pub fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    serde_json::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+/// Base64 (standard, padded) for byte fields in JSON.
+pub mod b64 {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    /// Encodes bytes as base64 text.
+    pub fn encode(bytes: &[u8]) -> String {
+        STANDARD.encode(bytes)
+    }
+
+    /// Decodes base64 text.
+    pub fn decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+        STANDARD.decode(text)
+    }
+
+    /// Serde: `Vec<u8>` as base64.
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(bytes))
+    }
+
+    /// Serde: base64 into `Vec<u8>`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <&str>::deserialize(d)?;
+        decode(text).map_err(D::Error::custom)
+    }
+
+    /// Serde for fixed 32-byte values (nonces, ephemeral keys, MACs).
+    pub mod array32 {
+        use super::*;
+
+        /// Serde: `[u8; 32]` as base64.
+        pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&encode(bytes))
+        }
+
+        /// Serde: base64 into `[u8; 32]`.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+            let bytes = super::deserialize(d)?;
+            <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| D::Error::custom("expected 32 bytes"))
+        }
+    }
+}
+
+/// The first message of each side, and the dialer's closing message, in plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Handshake {
+    /// Dialer → listener: who I am, my fresh nonce and ephemeral key, which cluster key I use.
+    Hello(Hello),
+    /// Listener → dialer: who I am, accept or refuse (by capacity) with my peers' addresses,
+    /// signed over the transcript and proven with the cluster key.
+    Welcome(Welcome),
+    /// Dialer → listener: my peers' addresses, signed over the transcript and proven.
+    Finish(Finish),
+    /// Either side, unauthenticated: why the handshake cannot go on (unknown cluster key,
+    /// banned, ...). Informational only.
+    Refuse(Refuse),
+}
+
+/// The identity part both hellos share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloIdentity {
+    /// Protocol version spoken.
+    pub version: u16,
+    /// Sender's controller id.
+    pub node: NodeId,
+    /// Sender's AS.
+    pub asn: Asn,
+    /// Sender's RSA public key, SubjectPublicKeyInfo DER.
+    #[serde(with = "b64")]
+    pub pubkey: Vec<u8>,
+    /// Fresh random nonce.
+    #[serde(with = "b64::array32")]
+    pub nonce: [u8; 32],
+    /// Fresh X25519 public key.
+    #[serde(with = "b64::array32")]
+    pub ephemeral: [u8; 32],
+    /// Where the sender accepts connections.
+    pub listen: Addr,
+    /// Id of the cluster key in use (see `sentry::ClusterKey::id`).
+    pub key_id: String,
+}
+
+/// Dialer's hello.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Who the dialer is.
+    #[serde(flatten)]
+    pub identity: HelloIdentity,
+}
+
+/// Listener's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// Who the listener is.
+    #[serde(flatten)]
+    pub identity: HelloIdentity,
+    /// False when the listener is at `max_peers`; it closes after this message.
+    pub accepted: bool,
+    /// Addresses of the listener's direct peers.
+    pub peers: Vec<Addr>,
+    /// HMAC of the transcript with the cluster key.
+    #[serde(with = "b64::array32")]
+    pub proof: [u8; 32],
+    /// RSA signature of the transcript.
+    #[serde(with = "b64")]
+    pub sig: Vec<u8>,
+}
+
+/// Dialer's closing handshake message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finish {
+    /// Addresses of the dialer's direct peers.
+    pub peers: Vec<Addr>,
+    /// HMAC of the transcript with the cluster key.
+    #[serde(with = "b64::array32")]
+    pub proof: [u8; 32],
+    /// RSA signature of the transcript.
+    #[serde(with = "b64")]
+    pub sig: Vec<u8>,
+}
+
+/// An unauthenticated refusal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refuse {
+    /// Human-readable reason.
+    pub reason: String,
+}
+
+/// What travels on an established, encrypted link. Externally tagged
+/// (`{"rumors":{...}}`, `"heartbeat"`): an internally tagged enum would buffer its content
+/// and lose the raw signed bodies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkMessage {
+    /// Origin-signed rumors (a batch).
+    Rumors {
+        /// The rumors.
+        rumors: Vec<SignedRumor>,
+    },
+    /// Keep-alive on an idle link.
+    Heartbeat,
+    /// The sender is closing the link on purpose.
+    Bye {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Which state a rumor updates: one per origin for membership (adverts and leaves), one per
+/// (accuser, accused) for accusations. Newest sequence number wins per key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RumorKey {
+    /// The origin that signed it.
+    pub origin: NodeId,
+    /// The accused node for accusations, `None` for membership.
+    pub subject: Option<NodeId>,
+}
+
+/// A rumor as it travels: routing envelope (unsigned, checked against the body after
+/// verification), the origin-signed body as raw JSON, and its hop-by-hop age.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignedRumor {
+    /// Claimed origin (must equal `body.origin`).
+    pub origin: NodeId,
+    /// Claimed sequence number (must equal `body.seq`).
+    pub seq: u64,
+    /// Claimed subject (must match the body's kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<NodeId>,
+    /// The signed [`RumorBody`], byte for byte as the origin serialised it.
+    pub body: Box<RawValue>,
+    /// PKCS#1 v1.5 SHA-256 signature of `body` by the origin.
+    #[serde(with = "b64")]
+    pub sig: Vec<u8>,
+    /// Milliseconds the rumor has existed, accumulated hop by hop (unsigned; used for
+    /// expiry so that state synced late does not outlive its origin).
+    #[serde(default)]
+    pub age_ms: u64,
+}
+
+impl SignedRumor {
+    /// The key this rumor updates, per its envelope.
+    pub fn key(&self) -> RumorKey {
+        RumorKey {
+            origin: self.origin,
+            subject: self.subject,
+        }
+    }
+
+    /// Approximate encoded size, for batching under the frame limit.
+    pub fn encoded_len(&self) -> usize {
+        self.body.get().len() + self.sig.len() * 4 / 3 + 96
+    }
+}
+
+/// What an origin signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RumorBody {
+    /// The signer.
+    pub origin: NodeId,
+    /// The signer's sequence number (one counter per origin across all kinds).
+    pub seq: u64,
+    /// The signer's RSA public key (SubjectPublicKeyInfo DER), so that every rumor can be
+    /// verified on its own.
+    #[serde(with = "b64")]
+    pub pubkey: Vec<u8>,
+    /// What the rumor says.
+    pub content: RumorContent,
+}
+
+/// The kinds of rumor (externally tagged: `{"advert":{...}}`, which parses without
+/// buffering).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RumorContent {
+    /// Link-state advertisement: the origin is alive, runs AS `asn`, listens on `addr`.
+    Advert {
+        /// The origin's AS.
+        asn: Asn,
+        /// Where the origin accepts connections.
+        addr: Addr,
+        /// The origin's AS links.
+        links: Vec<AsLink>,
+    },
+    /// The origin leaves the network on purpose.
+    Leave {
+        /// The origin's AS.
+        asn: Asn,
+    },
+    /// The origin accuses `accused` (with key `fingerprint`) of sending invalid messages.
+    Accuse {
+        /// Accused controller.
+        accused: NodeId,
+        /// Hex SHA-256 of the accused's public key.
+        fingerprint: String,
+        /// What the accused did.
+        reason: String,
+    },
+}
+
+impl RumorContent {
+    /// The subject part of the rumor key this content updates.
+    pub fn subject(&self) -> Option<NodeId> {
+        match self {
+            RumorContent::Accuse { accused, .. } => Some(*accused),
+            _ => None,
+        }
+    }
+
+    /// Checks sizes and shapes a well-behaved origin never exceeds.
+    pub fn check_limits(&self) -> Result<(), WireError> {
+        match self {
+            RumorContent::Advert { addr, links, .. } => {
+                check_addr(addr)?;
+                if links.len() > MAX_ADVERT_LINKS {
+                    return Err(WireError::Violation(format!(
+                        "advert with {} links (max {MAX_ADVERT_LINKS})",
+                        links.len()
+                    )));
+                }
+                Ok(())
+            }
+            RumorContent::Leave { .. } => Ok(()),
+            RumorContent::Accuse {
+                fingerprint,
+                reason,
+                ..
+            } => {
+                if fingerprint.len() != 64 || reason.len() > MAX_REASON_LEN {
+                    return Err(WireError::Violation("oversized accusation".into()));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Checks one address from a peer.
+pub fn check_addr(addr: &Addr) -> Result<(), WireError> {
+    if addr.0.is_empty() || addr.0.len() > MAX_ADDR_LEN {
+        return Err(WireError::Violation(format!(
+            "address of {} bytes",
+            addr.0.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a peer list from a hello.
+pub fn check_peer_list(peers: &[Addr]) -> Result<(), WireError> {
+    if peers.len() > MAX_HELLO_PEERS {
+        return Err(WireError::Violation(format!(
+            "{} peers in hello (max {MAX_HELLO_PEERS})",
+            peers.len()
+        )));
+    }
+    peers.iter().try_for_each(check_addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_reassemble_from_any_chunking() {
+        let bodies: Vec<Vec<u8>> = vec![b"a".to_vec(), vec![], vec![7; 300], b"last".to_vec()];
+        let stream: Vec<u8> = bodies.iter().flat_map(|b| encode_frame(b)).collect();
+        for chunk in 1..stream.len() {
+            let mut dec = FrameDecoder::new(1000);
+            let mut got = Vec::new();
+            for piece in stream.chunks(chunk) {
+                dec.push(piece);
+                while let Some(frame) = dec.next_frame().unwrap() {
+                    got.push(frame);
+                }
+            }
+            assert_eq!(got, bodies, "chunk size {chunk}");
+            assert_eq!(dec.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn oversized_prefix_is_refused_before_buffering() {
+        let mut dec = FrameDecoder::new(16);
+        dec.push(&17u32.to_be_bytes());
+        assert_eq!(
+            dec.next_frame(),
+            Err(WireError::FrameTooLarge { len: 17, max: 16 })
+        );
+    }
+
+    #[test]
+    fn signed_rumor_body_survives_reserialisation_byte_for_byte() {
+        let body = r#"{"origin":1,"seq":2, "weird":  "spacing"}"#;
+        let json = format!(r#"{{"origin":1,"seq":2,"body":{body},"sig":"AAEC"}}"#);
+        let rumor: SignedRumor = from_json(json.as_bytes()).unwrap();
+        assert_eq!(rumor.body.get(), body);
+        let again: SignedRumor = from_json(&to_json(&rumor)).unwrap();
+        assert_eq!(again.body.get(), body);
+        assert_eq!(again.sig, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn link_messages_carry_raw_bodies() {
+        let json = r#"{"rumors":{"rumors":[{"origin":1,"seq":2,"body":{"a": 1},"sig":""}]}}"#;
+        let msg: LinkMessage = from_json(json.as_bytes()).unwrap();
+        let LinkMessage::Rumors { rumors } = &msg else {
+            panic!("{msg:?}")
+        };
+        assert_eq!(rumors[0].body.get(), r#"{"a": 1}"#);
+        let again: LinkMessage = from_json(&to_json(&msg)).unwrap();
+        assert!(matches!(again, LinkMessage::Rumors { .. }));
+        assert!(matches!(
+            from_json::<LinkMessage>(br#""heartbeat""#),
+            Ok(LinkMessage::Heartbeat)
+        ));
+    }
+
+    #[test]
+    fn peer_lists_are_bounded() {
+        let many: Vec<Addr> = (0..=MAX_HELLO_PEERS)
+            .map(|i| Addr(format!("h{i}")))
+            .collect();
+        assert!(check_peer_list(&many).is_err());
+        assert!(check_peer_list(&many[..3]).is_ok());
+        assert!(check_peer_list(&[Addr(String::new())]).is_err());
+    }
+}

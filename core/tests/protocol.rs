@@ -1,0 +1,551 @@
+//! Protocol behaviour of 2–5 nodes driven by the in-memory harness: handshake, capacity,
+//! peer lists, routes, triggered updates, hop authentication, bans and eviction, admission,
+//! leave, expiry and key rotation.
+
+mod harness;
+
+use harness::*;
+use overlay_core::wire::{LinkMessage, RumorBody, RumorContent, SignedRumor};
+use overlay_core::{CloseReason, Command, MemberState, NodeId, Notification, RejectReason};
+use serde_json::value::RawValue;
+
+fn has_peer_up(c: &Cluster, i: usize, node: u32) -> bool {
+    c.notes(i)
+        .any(|n| matches!(n, Notification::PeerUp { node: id, .. } if id.0 == node))
+}
+
+fn rejected(c: &Cluster, i: usize, pred: impl Fn(&RejectReason) -> bool) -> usize {
+    c.notes(i)
+        .filter(|n| matches!(n, Notification::Rejected { reason, .. } if pred(reason)))
+        .count()
+}
+
+fn any_ban(c: &Cluster) -> bool {
+    c.notifications
+        .iter()
+        .any(|(_, n)| matches!(n, Notification::PeerBanned { .. }))
+}
+
+fn converged_example() -> Cluster {
+    let mut c = Cluster::new(example_configs());
+    c.advance(3_000);
+    c
+}
+
+#[test]
+fn handshake_accepts_and_both_sides_see_the_peer() {
+    let mut c = Cluster::new(vec![
+        config(0, 100, vec![], &[]),
+        config(1, 200, vec![], &[0]),
+    ]);
+    c.advance(10);
+    assert!(c.linked(0, 1) && c.linked(1, 0));
+    assert!(has_peer_up(&c, 0, 2) && has_peer_up(&c, 1, 1));
+    assert_eq!(c.node(0).status().members, 2);
+    assert_eq!(c.node(1).status().members, 2);
+    assert_eq!(c.node(0).metrics().handshakes, 1);
+}
+
+#[test]
+fn simultaneous_dials_leave_exactly_one_link() {
+    let mut c = Cluster::new(vec![
+        config(0, 100, vec![], &[1]),
+        config(1, 200, vec![], &[0]),
+    ]);
+    c.advance(2_000);
+    assert_eq!(c.node(0).peers().len(), 1);
+    assert_eq!(c.node(1).peers().len(), 1);
+    assert_eq!(c.node(0).peers()[0].conn, c.conn_between(0, 1).unwrap());
+}
+
+#[test]
+fn full_listener_refuses_with_its_peer_list_and_the_dialer_follows_it() {
+    let mut full = config(0, 100, vec![], &[]);
+    full.max_peers = 1;
+    full.min_peers = 1;
+    let mut c = Cluster::new(vec![full, config(1, 200, vec![], &[0])]);
+    c.advance(10);
+    assert!(c.linked(0, 1));
+    let newcomer = c.add(config(2, 300, vec![], &[0]));
+    c.advance(10);
+    assert!(!c.linked(newcomer, 0), "the full node must refuse");
+    assert!(c.closes.contains(&(0, CloseReason::AtCapacity)));
+    assert!(c.closes.contains(&(newcomer, CloseReason::AtCapacity)));
+    assert!(
+        c.dials.contains(&(newcomer, addr(1))),
+        "the newcomer dials the address from the refusal"
+    );
+    assert!(c.linked(newcomer, 1));
+    assert_eq!(c.node(0).peers().len(), 1, "max_peers holds");
+}
+
+#[test]
+fn accepting_hello_peer_list_infects_the_dialer() {
+    let mut hub = config(0, 100, vec![], &[]);
+    hub.target_peers = Some(1);
+    let mut spokes: Vec<_> = (1..4)
+        .map(|i| {
+            let mut s = config(i, 100 + i as u32 * 100, vec![], &[0]);
+            s.target_peers = Some(1);
+            s
+        })
+        .collect();
+    let mut configs = vec![hub];
+    configs.append(&mut spokes);
+    let mut c = Cluster::new(configs);
+    c.advance(10);
+    let mut joiner = config(4, 900, vec![], &[0]);
+    joiner.target_peers = Some(4);
+    // Only the hub's first frame (its welcome) reaches the joiner: it can learn the other
+    // addresses from nowhere but the welcome's peer list.
+    let mut frames_from_hub = 0;
+    c.tap = Some(Box::new(move |from, to, _| {
+        if from == 0 && to == 4 {
+            frames_from_hub += 1;
+            if frames_from_hub > 1 {
+                return Tap::Drop;
+            }
+        }
+        Tap::Deliver
+    }));
+    let j = c.add(joiner);
+    c.advance(10);
+    for spoke in 1..4 {
+        assert!(
+            c.dials.contains(&(j, addr(spoke))),
+            "joiner dials spoke {spoke}"
+        );
+        assert!(c.linked(j, spoke));
+    }
+}
+
+#[test]
+fn routes_equal_the_fixture_example_table() {
+    let c = converged_example();
+    // shared/fixtures/example/README.md: (from, to, cost, path)
+    let expected: &[(usize, u32, u64, &[u32])] = &[
+        (0, 200, 5, &[100, 200]),
+        (0, 300, 5, &[100, 300]),
+        (0, 30, 7, &[100, 200, 30]),
+        (0, 40, 8, &[100, 300, 40]),
+        (1, 100, 5, &[200, 100]),
+        (1, 20, 10, &[200, 100, 20]),
+        (1, 40, 4, &[200, 300, 40]),
+        (2, 30, 3, &[300, 200, 30]),
+        (2, 10, 10, &[300, 100, 10]),
+    ];
+    for &(from, to, cost, path) in expected {
+        let table = c.route_table(from);
+        let route = table
+            .iter()
+            .find(|r| r.0 == to)
+            .unwrap_or_else(|| panic!("node {from} has no route to AS{to}: {table:?}"));
+        assert_eq!(
+            (route.1, route.2.as_slice()),
+            (cost, path),
+            "from node {from} to AS{to}"
+        );
+    }
+    // Every controller reaches the six other ASes.
+    for i in 0..3 {
+        assert_eq!(c.node(i).routes().len(), 6);
+    }
+    let to40 = c
+        .node(0)
+        .routes()
+        .into_iter()
+        .find(|r| r.destination.0 == 40)
+        .unwrap();
+    assert_eq!((to40.capacity, to40.hops, to40.next_hop.0), (1, 2, 300));
+}
+
+#[test]
+fn link_change_triggers_an_update_without_waiting_for_a_round() {
+    let mut c = converged_example();
+    assert_eq!(c.route_table(2).iter().find(|r| r.0 == 30).unwrap().1, 3);
+    let links = vec![link(100, 10, 5), link(300, 100, 1), link(30, 10, 9)];
+    c.deliver(1, overlay_core::Event::Command(Command::SetLinks(links)));
+    c.run(); // no time passes
+    let to30 = c.route_table(2).into_iter().find(|r| r.0 == 30).unwrap();
+    assert_eq!((to30.1, to30.2), (10, vec![300, 200, 30]));
+    let from100 = c.route_table(0).into_iter().find(|r| r.0 == 30).unwrap();
+    assert_eq!(from100.1, 14);
+    assert!(
+        c.notes(2)
+            .any(|n| matches!(n, Notification::RoutesChanged { changes } if changes.iter().any(|ch| ch.destination.0 == 30)))
+    );
+}
+
+#[test]
+fn invalid_link_command_is_refused_with_a_typed_error() {
+    let mut c = converged_example();
+    c.deliver(
+        0,
+        overlay_core::Event::Command(Command::SetLinks(vec![link(100, 1, 1)])),
+    );
+    c.run();
+    assert!(
+        c.notes(0)
+            .any(|n| matches!(n, Notification::CommandFailed(_)))
+    );
+    assert_eq!(c.node(0).config().links.len(), 4);
+}
+
+#[test]
+fn tampered_frame_is_rejected_without_blame_and_the_link_recovers() {
+    let mut c = Cluster::new(vec![
+        config(0, 100, vec![link(200, 1, 1)], &[]),
+        config(1, 200, vec![link(100, 1, 1)], &[0]),
+    ]);
+    c.advance(100);
+    assert!(c.linked(0, 1));
+    let mut flipped = 0;
+    c.tap = Some(Box::new(move |from, _, bytes| {
+        if from == 0 && flipped < 3 {
+            flipped += 1;
+            let mut b = bytes.to_vec();
+            let last = b.len() - 1;
+            b[last] ^= 0x40;
+            return Tap::Replace(b);
+        }
+        Tap::Deliver
+    }));
+    let before = c
+        .node(1)
+        .members()
+        .into_iter()
+        .find(|m| m.node.0 == 1)
+        .unwrap()
+        .seq;
+    c.deliver(
+        0,
+        overlay_core::Event::Command(Command::SetLinks(vec![link(200, 1, 7)])),
+    );
+    c.run();
+    let seq_now = c
+        .node(1)
+        .members()
+        .into_iter()
+        .find(|m| m.node.0 == 1)
+        .unwrap()
+        .seq;
+    assert_eq!(seq_now, before, "the tampered advert must not be accepted");
+    assert!(rejected(&c, 1, |r| *r == RejectReason::HopAuth) >= 1);
+    c.advance(5_000);
+    assert!(
+        c.closes.contains(&(1, CloseReason::HopAuthFailures)),
+        "link reset"
+    );
+    assert!(!any_ban(&c), "nobody is blamed for an altered frame");
+    assert!(c.linked(0, 1), "the nodes reconnect");
+    let to200 = c
+        .node(0)
+        .routes()
+        .into_iter()
+        .find(|r| r.destination.0 == 200)
+        .unwrap();
+    assert_eq!(to200.cost, 7);
+    assert_eq!(
+        c.node(1)
+            .routes()
+            .into_iter()
+            .find(|r| r.destination.0 == 100)
+            .unwrap()
+            .cost,
+        1
+    );
+}
+
+#[test]
+fn replayed_frame_is_rejected() {
+    let mut c = Cluster::new(vec![
+        config(0, 100, vec![], &[]),
+        config(1, 200, vec![], &[0]),
+    ]);
+    c.advance(100);
+    let (_, _, conn, frame) = c
+        .captured
+        .iter()
+        .rev()
+        .find(|(from, to, _, _)| *from == 0 && *to == 1)
+        .cloned()
+        .unwrap();
+    let accepted = c.node(1).metrics().rumors_accepted;
+    c.deliver(1, overlay_core::Event::Received { conn, bytes: frame });
+    c.run();
+    assert_eq!(rejected(&c, 1, |r| *r == RejectReason::HopAuth), 1);
+    assert_eq!(c.node(1).metrics().rumors_accepted, accepted);
+    assert!(c.linked(0, 1), "one bad frame does not reset the link");
+    c.advance(3_000);
+    assert!(
+        c.linked(0, 1),
+        "the chain is intact: later frames still open"
+    );
+}
+
+/// A copy of `rumor` with a higher sequence number and the old signature.
+fn forged(rumor: &SignedRumor, seq: u64) -> SignedRumor {
+    let mut body: RumorBody = serde_json::from_str(rumor.body.get()).unwrap();
+    body.seq = seq;
+    let mut f = rumor.clone();
+    f.seq = seq;
+    f.body = RawValue::from_string(serde_json::to_string(&body).unwrap()).unwrap();
+    f
+}
+
+#[test]
+fn forged_rumors_get_the_sender_banned_accused_and_evicted_by_quorum() {
+    let mut configs: Vec<_> = (0..4)
+        .map(|i| config(i, 100 * (i as u32 + 1), vec![], &[]))
+        .collect();
+    configs[1].bootstrap = vec![addr(0)];
+    configs[2].bootstrap = vec![addr(0)];
+    configs[3].bootstrap = vec![addr(0), addr(1), addr(2)];
+    let mut c = Cluster::new(configs);
+    c.advance(2_000);
+    for honest in 0..3 {
+        assert!(c.linked(3, honest));
+    }
+    let bad = NodeId(4);
+    let genuine = c.node(3).advert_of(bad).unwrap().clone();
+    let mut seq = genuine.seq + 100;
+    for victim in [0, 1] {
+        for _ in 0..3 {
+            seq += 1;
+            let msg = LinkMessage::Rumors {
+                rumors: vec![forged(&genuine, seq)],
+            };
+            if c.linked(3, victim) {
+                c.inject(3, victim, &msg);
+            }
+        }
+    }
+    for victim in [0, 1] {
+        assert_eq!(
+            rejected(&c, victim, |r| *r == RejectReason::BadSignature),
+            3
+        );
+        assert!(
+            c.notes(victim)
+                .any(|n| matches!(n, Notification::PeerBanned { node, .. } if *node == bad))
+        );
+    }
+    for honest in 0..3 {
+        assert!(
+            c.notes(honest)
+                .any(|n| matches!(n, Notification::MemberEvicted { node, accusers } if *node == bad && accusers.len() >= 2)),
+            "node {honest} evicts the forger"
+        );
+        assert!(
+            !c.linked(honest, 3),
+            "node {honest} dropped its link to the forger"
+        );
+        let m = c
+            .node(honest)
+            .members()
+            .into_iter()
+            .find(|m| m.node == bad)
+            .unwrap();
+        assert_eq!(m.state, MemberState::Evicted);
+        assert!(
+            c.node(honest)
+                .routes()
+                .iter()
+                .all(|r| r.destination.0 != 400)
+        );
+    }
+    // Honest nodes are never evicted, and the forger cannot come back.
+    assert!(
+        !c.notifications
+            .iter()
+            .any(|(_, n)| matches!(n, Notification::MemberEvicted { node, .. } if *node != bad))
+    );
+    c.advance(10_000);
+    for honest in 0..3 {
+        assert!(!c.linked(honest, 3));
+    }
+    assert!(c.notes(3).any(|n| matches!(
+        n,
+        Notification::Rejected {
+            reason: RejectReason::Refused(_),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_single_accuser_never_evicts_with_quorum_two() {
+    let mut configs: Vec<_> = (0..3)
+        .map(|i| config(i, 100 * (i as u32 + 1), vec![], &[]))
+        .collect();
+    configs[1].bootstrap = vec![addr(0)];
+    configs[2].bootstrap = vec![addr(0)];
+    let mut c = Cluster::new(configs);
+    c.advance(2_000);
+    // Node 3 (slot 2) accuses node 1 (slot 0) falsely, many times.
+    let victim_fp = c.node(0).fingerprint();
+    let rumors: Vec<_> = (0..5)
+        .map(|k| {
+            c.node_mut(2).sign_rumor(
+                1_000 + k,
+                RumorContent::Accuse {
+                    accused: NodeId(1),
+                    fingerprint: victim_fp.to_hex(),
+                    reason: "lies".into(),
+                },
+            )
+        })
+        .collect();
+    c.inject(2, 1, &LinkMessage::Rumors { rumors });
+    c.advance(3_000);
+    assert!(
+        !c.notifications
+            .iter()
+            .any(|(_, n)| matches!(n, Notification::MemberEvicted { .. }))
+    );
+    assert!(c.linked(0, 1) && c.linked(1, 2));
+}
+
+#[test]
+fn wrong_cluster_key_is_refused_and_never_admitted() {
+    let mut intruder = config(1, 200, vec![link(100, 1, 1)], &[0]);
+    intruder.cluster_keys = vec![cluster_key(9)];
+    let mut c = Cluster::new(vec![config(0, 100, vec![link(200, 1, 1)], &[]), intruder]);
+    c.advance(5_000);
+    assert!(!c.linked(0, 1));
+    assert!(rejected(&c, 0, |r| *r == RejectReason::UnknownClusterKey) >= 1);
+    assert!(c.node(0).members().iter().all(|m| m.node.0 != 2));
+    assert!(c.node(0).routes().iter().all(|r| r.path.len() == 2));
+    assert_eq!(c.node(0).status().members, 1);
+}
+
+#[test]
+fn leave_withdraws_routes_at_once_and_is_not_a_failure() {
+    let mut c = converged_example();
+    assert!(c.node(0).routes().iter().any(|r| r.destination.0 == 40));
+    c.deliver(2, overlay_core::Event::Command(Command::Leave));
+    c.run(); // no time passes
+    for i in 0..2 {
+        assert!(
+            c.notes(i)
+                .any(|n| matches!(n, Notification::MemberLeft { node } if node.0 == 3))
+        );
+        assert!(
+            c.node(i).routes().iter().all(|r| r.destination.0 != 40),
+            "AS40 was only reachable via AS300"
+        );
+        let m = c
+            .node(i)
+            .members()
+            .into_iter()
+            .find(|m| m.node.0 == 3)
+            .unwrap();
+        assert_eq!(m.state, MemberState::Left);
+    }
+    assert_eq!(c.node(2).next_wakeup(), None);
+    assert!(c.node(2).status().left);
+    c.advance(10_000);
+    assert!(
+        !c.notifications
+            .iter()
+            .any(|(_, n)| matches!(n, Notification::MemberExpired { .. }))
+    );
+    assert!(c.notes(0).all(|n| !matches!(
+        n,
+        Notification::PeerDown {
+            reason: CloseReason::HeartbeatTimeout,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_silent_node_expires_after_the_advertisement_age() {
+    let mut c = converged_example();
+    c.crash(2);
+    c.advance(1_000);
+    assert!(
+        c.node(0).routes().iter().any(|r| r.destination.0 == 40),
+        "not yet expired"
+    );
+    c.advance(5_000);
+    for i in 0..2 {
+        assert!(
+            c.notes(i)
+                .any(|n| matches!(n, Notification::MemberExpired { node } if node.0 == 3))
+        );
+        assert!(c.node(i).routes().iter().all(|r| r.destination.0 != 40));
+    }
+    assert!(
+        !c.notifications
+            .iter()
+            .any(|(_, n)| matches!(n, Notification::MemberLeft { .. }))
+    );
+}
+
+#[test]
+fn restarted_node_rejoins_with_a_sequence_number_above_its_old_one() {
+    let mut c = converged_example();
+    let old_seq = c
+        .node(0)
+        .members()
+        .into_iter()
+        .find(|m| m.node.0 == 3)
+        .unwrap()
+        .seq;
+    c.crash(2);
+    c.advance(500);
+    let config = example_configs().remove(2);
+    let node = overlay_core::Node::new(config, identity(2), [99; 32], c.now).unwrap();
+    c.nodes[2] = Some(node);
+    c.advance(3_000);
+    let m = c
+        .node(0)
+        .members()
+        .into_iter()
+        .find(|m| m.node.0 == 3)
+        .unwrap();
+    assert!(m.seq > old_seq, "{} > {old_seq}", m.seq);
+    assert_eq!(m.state, MemberState::Alive);
+    assert!(c.node(0).routes().iter().any(|r| r.destination.0 == 40));
+}
+
+#[test]
+fn dead_link_is_closed_by_heartbeat_timeout() {
+    let mut c = Cluster::new(vec![
+        config(0, 100, vec![], &[]),
+        config(1, 200, vec![], &[0]),
+    ]);
+    c.advance(100);
+    c.tap = Some(Box::new(
+        |from, _, _| if from == 1 { Tap::Drop } else { Tap::Deliver },
+    ));
+    c.advance(4_000);
+    assert!(c.closes.contains(&(0, CloseReason::HeartbeatTimeout)));
+}
+
+#[test]
+fn cluster_keys_rotate_without_downtime() {
+    // Rotation in progress: node 0 already uses the new key, node 1 accepts both,
+    // node 2 still has only the old one.
+    let (old, new) = (cluster_key(7), cluster_key(8));
+    let mut configs = vec![
+        config(0, 100, vec![], &[1, 2]),
+        config(1, 200, vec![], &[]),
+        config(2, 300, vec![], &[1]),
+    ];
+    configs[0].cluster_keys = vec![new.clone(), old.clone()];
+    configs[1].cluster_keys = vec![old.clone(), new.clone()];
+    configs[2].cluster_keys = vec![old.clone()];
+    let mut c = Cluster::new(configs);
+    c.advance(3_000);
+    assert!(c.linked(0, 1), "new key accepted by a node that has both");
+    assert!(
+        rejected(&c, 2, |r| *r == RejectReason::UnknownClusterKey) >= 1,
+        "node 2 refuses the new key"
+    );
+    assert!(c.linked(1, 2), "old key still works");
+    for i in 0..3 {
+        assert_eq!(c.node(i).status().members, 3, "node {i} sees everyone");
+    }
+}
