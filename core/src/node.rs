@@ -667,15 +667,20 @@ impl Node {
 
     /// Keys banned by this node, with the end of each ban.
     pub fn bans(&self) -> Vec<(Fingerprint, Time)> {
-        self.reputation.bans().map(|(fp, t)| (*fp, t)).collect()
+        let mut bans: Vec<_> = self.reputation.bans().map(|(fp, t)| (*fp, t)).collect();
+        bans.sort();
+        bans
     }
 
     /// Keys evicted by quorum, with node ids and ends.
     pub fn evictions(&self) -> Vec<(Fingerprint, NodeId, Time)> {
-        self.reputation
+        let mut evictions: Vec<_> = self
+            .reputation
             .evictions()
             .map(|(fp, n, t)| (*fp, n, t))
-            .collect()
+            .collect();
+        evictions.sort();
+        evictions
     }
 
     /// A summary.
