@@ -121,6 +121,18 @@ pub enum Notification {
         /// Why.
         reason: CloseReason,
     },
+    /// A rumor was accepted as new (verified, stored, forwarded). For tracing dissemination:
+    /// `from` is the direct peer it came from, `age_ms` how long it had been held on the way.
+    RumorAccepted {
+        /// Its origin.
+        origin: NodeId,
+        /// Its sequence number.
+        seq: u64,
+        /// The direct peer that delivered it.
+        from: NodeId,
+        /// Milliseconds it had been held by nodes on the way (transit time not included).
+        age_ms: u64,
+    },
     /// A controller was first heard of (or came back).
     MemberJoined {
         /// The member.

@@ -383,6 +383,7 @@ impl Node {
     }
 
     fn rumor(&mut self, conn: ConnId, peer: &PeerInfo, rumor: SignedRumor) {
+        let age_ms = rumor.age_ms;
         let reputation = &self.reputation;
         let routing = &self.routing;
         let excluded = |fp: &Fingerprint| reputation.is_excluded(fp);
@@ -399,7 +400,15 @@ impl Node {
             &admission,
             &mut self.metrics,
         ) {
-            Outcome::Accepted(accepted) => self.apply(*accepted, Some(conn)),
+            Outcome::Accepted(accepted) => {
+                self.notify(Notification::RumorAccepted {
+                    origin: accepted.key.origin,
+                    seq: accepted.body.seq,
+                    from: peer.node,
+                    age_ms,
+                });
+                self.apply(*accepted, Some(conn));
+            }
             Outcome::Duplicate => {}
             Outcome::OwnEcho(seq) => {
                 self.gossip.skip_past(seq);
