@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::event::{Metrics, RejectReason};
 use crate::scheduler::Time;
-use crate::sentry::{Fingerprint, Identity, PublicIdentity};
+use crate::sentry::{Fingerprint, Identity, SentryError, VerifyCache};
 use crate::wire::{
     ConnId, LinkMessage, MAX_BATCH, NodeId, RumorBody, RumorContent, RumorKey, SignedRumor,
     from_json, to_json,
@@ -101,6 +101,38 @@ pub enum Outcome {
     Rejected(RejectReason),
 }
 
+/// Entries per generation of a link's recent-delivery record.
+pub const RECENT_WINDOW: usize = 256;
+
+/// What one link delivered recently: the highest sequence number per key, in two
+/// generations of at most [`RECENT_WINDOW`] keys (the older one is dropped when the newer
+/// fills up). Honest peers send each key's sequence numbers rising; a lower one is a replay.
+#[derive(Debug, Default)]
+struct RecentWindow {
+    current: HashMap<RumorKey, u64>,
+    previous: HashMap<RumorKey, u64>,
+}
+
+impl RecentWindow {
+    fn get(&self, key: &RumorKey) -> Option<u64> {
+        self.current
+            .get(key)
+            .or_else(|| self.previous.get(key))
+            .copied()
+    }
+
+    fn insert(&mut self, key: RumorKey, seq: u64) {
+        if self.current.len() >= RECENT_WINDOW && !self.current.contains_key(&key) {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(key, seq);
+    }
+
+    fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     /// Tokens in thousandths.
@@ -132,8 +164,8 @@ pub fn sign<R: CryptoRng + ?Sized>(
         origin,
         seq,
         subject,
-        body,
-        sig,
+        body: Arc::from(body),
+        sig: Arc::from(sig),
         age_ms: 0,
     }
 }
@@ -146,10 +178,10 @@ pub struct Gossip {
     store: BTreeMap<RumorKey, Stored>,
     /// Highest sequence number of keys no longer stored, so they cannot come back.
     tombstones: BTreeMap<RumorKey, (u64, Time)>,
-    /// Per link, the highest sequence number it delivered per key (replay detection).
-    delivered: HashMap<ConnId, HashMap<RumorKey, u64>>,
+    /// Per link, the highest sequence number it recently delivered per key.
+    delivered: HashMap<ConnId, RecentWindow>,
     buckets: HashMap<NodeId, Bucket>,
-    keys: HashMap<Fingerprint, Arc<PublicIdentity>>,
+    cache: VerifyCache,
     seq: u64,
     outbox: BTreeMap<ConnId, Vec<SignedRumor>>,
 }
@@ -163,8 +195,8 @@ pub struct Admission<'a> {
 }
 
 impl Gossip {
-    /// An empty store for node `me`.
-    pub fn new(me: NodeId, policy: GossipPolicy) -> Self {
+    /// An empty store for node `me`, verifying through `cache`.
+    pub fn new(me: NodeId, policy: GossipPolicy, cache: VerifyCache) -> Self {
         Gossip {
             me,
             policy,
@@ -172,7 +204,7 @@ impl Gossip {
             tombstones: BTreeMap::new(),
             delivered: HashMap::new(),
             buckets: HashMap::new(),
-            keys: HashMap::new(),
+            cache,
             seq: 0,
             outbox: BTreeMap::new(),
         }
@@ -198,15 +230,15 @@ impl Gossip {
         metrics.rumors_in += 1;
         let key = rumor.key();
         let seq = rumor.seq;
-        let max_keys = self.policy.max_members;
-        let delivered = self.delivered.entry(conn).or_default();
-        if delivered.get(&key).is_some_and(|&s| s >= seq) {
-            return Outcome::Rejected(RejectReason::Replay);
+        let window = self.delivered.entry(conn).or_default();
+        match window.get(&key) {
+            Some(prev) if seq < prev => return Outcome::Rejected(RejectReason::Replay),
+            Some(prev) if seq == prev => {
+                metrics.rumors_duplicate += 1;
+                return Outcome::Duplicate;
+            }
+            _ => window.insert(key, seq),
         }
-        if delivered.len() >= max_keys * 2 {
-            delivered.clear();
-        }
-        delivered.insert(key, seq);
         if self.newest_seq(&key).is_some_and(|s| s >= seq) {
             metrics.rumors_duplicate += 1;
             return Outcome::Duplicate;
@@ -239,25 +271,26 @@ impl Gossip {
         if (admission.bound)(body.origin).is_some_and(|b| b != fingerprint) {
             return Outcome::Ignored(RejectReason::IdentityConflict(body.origin));
         }
-        let public = match self.public_key(&fingerprint, &body.pubkey) {
-            Ok(p) => p,
-            Err(reason) => return Outcome::Rejected(reason),
-        };
-        metrics.signatures_verified += 1;
-        if public
-            .verify(rumor.body.get().as_bytes(), &rumor.sig)
-            .is_err()
-        {
-            return Outcome::Rejected(RejectReason::BadSignature);
+        match self.cache.verify(
+            &fingerprint,
+            &body.pubkey,
+            rumor.body.get().as_bytes(),
+            &rumor.sig,
+        ) {
+            Ok(checked) => metrics.signatures_verified += u64::from(checked),
+            Err(SentryError::BadSignature) => return Outcome::Rejected(RejectReason::BadSignature),
+            Err(e) => return Outcome::Rejected(RejectReason::BadKey(e.to_string())),
         }
         if body.origin == self.me {
             return Outcome::OwnEcho(body.seq);
         }
-        if !self.store.contains_key(&key) && self.store.len() >= max_keys * 2 {
+        if !self.store.contains_key(&key) && self.store.len() >= self.policy.max_members * 2 {
             return Outcome::Ignored(RejectReason::Violation("rumor store full".into()));
         }
         self.has_token(now, key.origin, true);
         let kind = Kind::of(&body.content);
+        let mut rumor = rumor;
+        (rumor.body, rumor.sig) = self.cache.intern(rumor.body, rumor.sig);
         self.insert(now, key, rumor, kind);
         metrics.rumors_accepted += 1;
         Outcome::Accepted(Box::new(Accepted {
@@ -265,24 +298,6 @@ impl Gossip {
             body,
             fingerprint,
         }))
-    }
-
-    fn public_key(
-        &mut self,
-        fp: &Fingerprint,
-        der: &[u8],
-    ) -> Result<Arc<PublicIdentity>, RejectReason> {
-        if let Some(p) = self.keys.get(fp) {
-            return Ok(Arc::clone(p));
-        }
-        let public = PublicIdentity::from_der(der)
-            .map(Arc::new)
-            .map_err(|e| RejectReason::BadKey(e.to_string()))?;
-        if self.keys.len() >= self.policy.max_members {
-            self.keys.clear();
-        }
-        self.keys.insert(*fp, Arc::clone(&public));
-        Ok(public)
     }
 
     /// Whether `origin` may send one more rumor now; takes the token when `take`.
@@ -366,7 +381,17 @@ impl Gossip {
             return;
         };
         let outgoing = stored.outgoing(now);
+        let seq = outgoing.seq;
         for &conn in links.iter().filter(|&&c| Some(c) != except) {
+            // A peer that delivered this rumor (or a newer one) to us has it.
+            if self
+                .delivered
+                .get(&conn)
+                .and_then(|w| w.get(key))
+                .is_some_and(|s| s >= seq)
+            {
+                continue;
+            }
             self.outbox.entry(conn).or_default().push(outgoing.clone());
         }
     }
@@ -470,9 +495,13 @@ impl Gossip {
         (
             self.store.len(),
             self.tombstones.len(),
-            self.delivered.values().map(HashMap::len).max().unwrap_or(0),
+            self.delivered
+                .values()
+                .map(RecentWindow::len)
+                .max()
+                .unwrap_or(0),
             self.buckets.len(),
-            self.keys.len(),
+            self.cache.sizes().0,
         )
     }
 }

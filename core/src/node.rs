@@ -13,7 +13,9 @@ use crate::event::{Action, CloseReason, Command, Event, Metrics, Notification, R
 use crate::gossip::{Accepted, Admission, Gossip, GossipPolicy, Kind, Outcome};
 use crate::routing::{Applied, Member, MemberState, Route, Routing};
 use crate::scheduler::{Scheduler, Time, Timer};
-use crate::sentry::{Fingerprint, Identity, Keyring, Reputation, ReputationPolicy, Verdict};
+use crate::sentry::{
+    Fingerprint, Identity, Keyring, Reputation, ReputationPolicy, Verdict, VerifyCache,
+};
 use crate::swarm::{Io, Me, PeerInfo, Swarm, SwarmEvent, SwarmPolicy};
 use crate::wire::{Addr, ConnId, LinkMessage, MAX_BATCH, NodeId, RumorContent, SignedRumor};
 
@@ -136,6 +138,19 @@ impl Node {
         seed: [u8; 32],
         now: Time,
     ) -> Result<Self, ConfigError> {
+        let cache = VerifyCache::new(config.max_members.saturating_mul(4));
+        Self::with_cache(config, identity, seed, now, cache)
+    }
+
+    /// Like [`Node::new`], verifying through a [`VerifyCache`] that other nodes of this
+    /// process may share (a simulator of thousands of nodes checks each signature once).
+    pub fn with_cache(
+        config: Config,
+        identity: Identity,
+        seed: [u8; 32],
+        now: Time,
+        cache: VerifyCache,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let keyring = Keyring::new(config.cluster_keys.clone()).ok_or(ConfigError::NoClusterKey)?;
         let swarm = Swarm::new(
@@ -158,6 +173,7 @@ impl Node {
                 max_members: config.max_members,
                 max_frame_bytes: config.max_frame_bytes,
             },
+            cache,
         );
         let reputation = Reputation::new(ReputationPolicy {
             reject_threshold: config.reject_threshold,

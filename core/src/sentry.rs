@@ -2,8 +2,9 @@
 //! handshake's transcript, proofs and link-key derivation, hop encryption with chained
 //! nonces, and the reputation of peers (offenses, bans, accusations, eviction by quorum).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use chacha20poly1305::aead::{Aead, KeyInit};
@@ -17,6 +18,7 @@ use rsa::pkcs8::{
 use rsa::traits::PublicKeyParts;
 use rsa::{PrivateKey, PublicKey};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -486,6 +488,122 @@ pub fn derive_link_ciphers(
     }
 }
 
+/// Parsed public keys, verified signatures and interned rumor bodies. One per node in a
+/// daemon; a simulator running thousands of nodes in one process shares one between all of
+/// them, so each distinct signature is checked and each body stored once. Sharing changes
+/// only the cost, never an outcome: verification is deterministic.
+#[derive(Clone)]
+pub struct VerifyCache {
+    inner: Arc<Mutex<CacheInner>>,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    keys: HashMap<Fingerprint, Arc<PublicIdentity>>,
+    verified: HashSet<[u8; 32]>,
+    bodies: HashMap<[u8; 32], SharedBody>,
+}
+
+/// Weak handles on an interned rumor body and its signature.
+type SharedBody = (Weak<RawValue>, Weak<[u8]>);
+
+impl fmt::Debug for VerifyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VerifyCache(capacity {})", self.capacity)
+    }
+}
+
+impl VerifyCache {
+    /// A cache holding at most `capacity` keys, verified signatures and bodies each
+    /// (cleared when full).
+    pub fn new(capacity: usize) -> Self {
+        VerifyCache {
+            inner: Arc::new(Mutex::new(CacheInner::default())),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        // A panic elsewhere cannot leave the maps inconsistent: every update is one insert.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Verifies `sig` over `body` with the key `der` (fingerprint `fp`), or finds that this
+    /// exact (key, body, signature) was verified before. Returns whether RSA work was done.
+    pub fn verify(
+        &self,
+        fp: &Fingerprint,
+        der: &[u8],
+        body: &[u8],
+        sig: &[u8],
+    ) -> Result<bool, SentryError> {
+        let digest: [u8; 32] = Sha256::new()
+            .chain_update(fp.0)
+            .chain_update((body.len() as u64).to_be_bytes())
+            .chain_update(body)
+            .chain_update(sig)
+            .finalize()
+            .into();
+        let key = {
+            let mut inner = self.lock();
+            if inner.verified.contains(&digest) {
+                return Ok(false);
+            }
+            match inner.keys.get(fp) {
+                Some(k) => Arc::clone(k),
+                None => {
+                    let k = Arc::new(PublicIdentity::from_der(der)?);
+                    if inner.keys.len() >= self.capacity {
+                        inner.keys.clear();
+                    }
+                    inner.keys.insert(*fp, Arc::clone(&k));
+                    k
+                }
+            }
+        };
+        key.verify(body, sig)?;
+        let mut inner = self.lock();
+        if inner.verified.len() >= self.capacity {
+            inner.verified.clear();
+        }
+        inner.verified.insert(digest);
+        Ok(true)
+    }
+
+    /// Returns shared copies of a verified rumor's body and signature, so that every node
+    /// of the process holding this cache stores them once.
+    pub fn intern(&self, body: Arc<RawValue>, sig: Arc<[u8]>) -> (Arc<RawValue>, Arc<[u8]>) {
+        let digest: [u8; 32] = Sha256::new()
+            .chain_update(body.get())
+            .chain_update(&sig)
+            .finalize()
+            .into();
+        let mut inner = self.lock();
+        if let Some((b, s)) = inner.bodies.get(&digest)
+            && let (Some(b), Some(s)) = (b.upgrade(), s.upgrade())
+        {
+            return (b, s);
+        }
+        if inner.bodies.len() >= self.capacity {
+            inner.bodies.retain(|_, (b, _)| b.strong_count() > 0);
+            if inner.bodies.len() >= self.capacity {
+                inner.bodies.clear();
+            }
+        }
+        inner
+            .bodies
+            .insert(digest, (Arc::downgrade(&body), Arc::downgrade(&sig)));
+        (body, sig)
+    }
+
+    /// Entries held: (keys, verified signatures, bodies).
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        let inner = self.lock();
+        (inner.keys.len(), inner.verified.len(), inner.bodies.len())
+    }
+}
+
 /// Limits and durations of the reputation system.
 #[derive(Clone, Debug)]
 pub struct ReputationPolicy {
@@ -761,6 +879,31 @@ mod tests {
         assert!(PublicIdentity::from_der(b"garbage").is_err());
         let fp = id.fingerprint();
         assert_eq!(Fingerprint::from_hex(&fp.to_hex()), Some(fp));
+    }
+
+    #[test]
+    fn shared_cache_checks_each_signature_once_and_interns_bodies() {
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let id = Identity::generate(&mut rng, 2048).unwrap();
+        let sig = id.sign(&mut rng, b"{}");
+        let fp = id.fingerprint();
+        let cache = VerifyCache::new(16);
+        let other = cache.clone();
+        assert_eq!(cache.verify(&fp, id.public().der(), b"{}", &sig), Ok(true));
+        assert_eq!(
+            other.verify(&fp, id.public().der(), b"{}", &sig),
+            Ok(false),
+            "cached"
+        );
+        assert_eq!(
+            cache.verify(&fp, id.public().der(), b"[]", &sig),
+            Err(SentryError::BadSignature)
+        );
+        let body: Arc<RawValue> = RawValue::from_string("{}".into()).unwrap().into();
+        let (b1, s1) = cache.intern(Arc::clone(&body), Arc::from(sig.clone()));
+        let copy: Arc<RawValue> = RawValue::from_string("{}".into()).unwrap().into();
+        let (b2, s2) = other.intern(copy, Arc::from(sig));
+        assert!(Arc::ptr_eq(&b1, &b2) && Arc::ptr_eq(&s1, &s2) && Arc::ptr_eq(&b1, &body));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! JSON ([`SignedRumor::body`]) so that forwarding never re-serialises what was signed.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -228,6 +229,22 @@ pub mod b64 {
         decode(text).map_err(D::Error::custom)
     }
 
+    /// Serde for shared byte strings (`Arc<[u8]>`).
+    pub mod shared {
+        use super::*;
+        use std::sync::Arc;
+
+        /// Serde: `Arc<[u8]>` as base64.
+        pub fn serialize<S: Serializer>(bytes: &Arc<[u8]>, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&encode(bytes))
+        }
+
+        /// Serde: base64 into `Arc<[u8]>`.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<[u8]>, D::Error> {
+            super::deserialize(d).map(Arc::from)
+        }
+    }
+
     /// Serde for fixed 32-byte values (nonces, ephemeral keys, MACs).
     pub mod array32 {
         use super::*;
@@ -373,11 +390,12 @@ pub struct SignedRumor {
     /// Claimed subject (must match the body's kind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<NodeId>,
-    /// The signed [`RumorBody`], byte for byte as the origin serialised it.
-    pub body: Box<RawValue>,
+    /// The signed [`RumorBody`], byte for byte as the origin serialised it (shared, never
+    /// re-serialised).
+    pub body: Arc<RawValue>,
     /// PKCS#1 v1.5 SHA-256 signature of `body` by the origin.
-    #[serde(with = "b64")]
-    pub sig: Vec<u8>,
+    #[serde(with = "b64::shared")]
+    pub sig: Arc<[u8]>,
     /// Milliseconds the rumor has existed, accumulated hop by hop (unsigned; used for
     /// expiry so that state synced late does not outlive its origin).
     #[serde(default)]
@@ -543,7 +561,7 @@ mod tests {
         assert_eq!(rumor.body.get(), body);
         let again: SignedRumor = from_json(&to_json(&rumor)).unwrap();
         assert_eq!(again.body.get(), body);
-        assert_eq!(again.sig, vec![0, 1, 2]);
+        assert_eq!(&again.sig[..], &[0, 1, 2]);
     }
 
     #[test]

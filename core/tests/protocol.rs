@@ -289,7 +289,9 @@ fn forged(rumor: &SignedRumor, seq: u64) -> SignedRumor {
     body.seq = seq;
     let mut f = rumor.clone();
     f.seq = seq;
-    f.body = RawValue::from_string(serde_json::to_string(&body).unwrap()).unwrap();
+    f.body = RawValue::from_string(serde_json::to_string(&body).unwrap())
+        .unwrap()
+        .into();
     f
 }
 
@@ -371,6 +373,57 @@ fn forged_rumors_get_the_sender_banned_accused_and_evicted_by_quorum() {
             ..
         }
     )));
+}
+
+#[test]
+fn a_peer_resending_older_rumors_on_its_link_is_blamed_for_replay() {
+    let mut c = Cluster::new(vec![
+        config(0, 100, vec![], &[]),
+        config(1, 200, vec![], &[0]),
+    ]);
+    c.advance(100);
+    let old = c.node_mut(1).sign_rumor(
+        1_000,
+        RumorContent::Leave {
+            asn: overlay_core::Asn(200),
+        },
+    );
+    let new = c.node_mut(1).sign_rumor(
+        1_001,
+        RumorContent::Advert {
+            asn: overlay_core::Asn(200),
+            addr: addr(1),
+            links: vec![],
+        },
+    );
+    c.inject(
+        1,
+        0,
+        &LinkMessage::Rumors {
+            rumors: vec![new.clone()],
+        },
+    );
+    let dups = c.node(0).metrics().rumors_duplicate;
+    c.inject(1, 0, &LinkMessage::Rumors { rumors: vec![new] });
+    assert_eq!(
+        c.node(0).metrics().rumors_duplicate,
+        dups + 1,
+        "same seq again: a duplicate"
+    );
+    assert_eq!(rejected(&c, 0, |r| *r == RejectReason::Replay), 0);
+    c.inject(1, 0, &LinkMessage::Rumors { rumors: vec![old] });
+    assert_eq!(
+        rejected(&c, 0, |r| *r == RejectReason::Replay),
+        1,
+        "older seq: a replay"
+    );
+    let m = c
+        .node(0)
+        .members()
+        .into_iter()
+        .find(|m| m.node.0 == 2)
+        .unwrap();
+    assert_eq!((m.seq, m.state), (1_001, MemberState::Alive));
 }
 
 #[test]
