@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::broadcast::Dissemination;
 use crate::scheduler::{CronError, parse_cron};
 use crate::sentry::ClusterKey;
 use crate::wire::{Addr, AsLink, Asn, NodeId, check_addr};
@@ -122,6 +123,17 @@ pub struct Config {
     pub max_members: usize,
     /// Rumors accepted per origin per gossip period (burst and refill).
     pub max_rumors_per_period: u32,
+    /// Plumtree (default) or flooding.
+    pub dissemination: Dissemination,
+    /// Announcements to lazy links are gathered this long. Default: a tenth of the gossip
+    /// period, at most 100 ms.
+    pub lazy_interval: Option<Duration>,
+    /// An announced rumor not delivered within this time is grafted. Default: a quarter of
+    /// the gossip period, at most 500 ms.
+    pub graft_timeout: Option<Duration>,
+    /// Period of anti-entropy digest exchanges with one random peer. Default: 5 gossip
+    /// periods.
+    pub anti_entropy_period: Option<Duration>,
 }
 
 impl Config {
@@ -153,6 +165,10 @@ impl Config {
             route_debounce: None,
             max_members: 10_000,
             max_rumors_per_period: 8,
+            dissemination: Dissemination::Plumtree,
+            lazy_interval: None,
+            graft_timeout: None,
+            anti_entropy_period: None,
         }
     }
 
@@ -177,6 +193,23 @@ impl Config {
     pub fn debounce(&self) -> Duration {
         self.route_debounce
             .unwrap_or_else(|| (self.gossip_period / 10).min(Duration::from_millis(100)))
+    }
+
+    /// The lazy announcement interval in effect.
+    pub fn lazy(&self) -> Duration {
+        self.lazy_interval
+            .unwrap_or_else(|| (self.gossip_period / 10).min(Duration::from_millis(100)))
+    }
+
+    /// The graft timeout in effect.
+    pub fn graft(&self) -> Duration {
+        self.graft_timeout
+            .unwrap_or_else(|| (self.gossip_period / 4).min(Duration::from_millis(500)))
+    }
+
+    /// The anti-entropy period in effect.
+    pub fn anti_entropy(&self) -> Duration {
+        self.anti_entropy_period.unwrap_or(self.gossip_period * 5)
     }
 
     /// The number of direct peers the node dials towards.
@@ -222,6 +255,9 @@ impl Config {
             ("heartbeat_interval", self.heartbeat()),
             ("handshake_timeout", self.handshake_timeout),
             ("ban_duration", self.ban_duration),
+            ("lazy_interval", self.lazy()),
+            ("graft_timeout", self.graft()),
+            ("anti_entropy_period", self.anti_entropy()),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::Zero(field));

@@ -132,6 +132,8 @@ pub enum Notification {
         from: NodeId,
         /// Milliseconds it had been held by nodes on the way (transit time not included).
         age_ms: u64,
+        /// Links it crossed from its origin.
+        hops: u32,
     },
     /// A controller was first heard of (or came back).
     MemberJoined {
@@ -354,8 +356,14 @@ pub struct Metrics {
     pub rumors_accepted: u64,
     /// Rumors dropped as duplicates or stale before any signature check.
     pub rumors_duplicate: u64,
-    /// Rumors sent (counting each copy).
+    /// Rumors sent (counting each copy, pushed or answered).
     pub rumors_out: u64,
+    /// Rumor ids announced to lazy links.
+    pub announcements_out: u64,
+    /// Rumor ids grafted from lazy links (tree repairs).
+    pub grafts_out: u64,
+    /// Prunes sent (duplicate pushes).
+    pub prunes_out: u64,
     /// Signatures verified.
     pub signatures_verified: u64,
     /// Rejections by reason label.

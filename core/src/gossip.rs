@@ -1,10 +1,11 @@
 //! Gossip owns the rumors: the store of the newest signed rumor per key (advertisements,
 //! leaves, accusations) with hop-by-hop ages and expiry, the acceptance pipeline (replay,
-//! duplicate, rate and identity checks before any RSA work, then verification), this
-//! node's own sequence numbers and signed rumors, and dissemination to direct peers in
-//! batches that fit the frame limit.
+//! duplicate, rate and identity checks before any RSA work, then verification), what each
+//! link recently delivered, this node's own sequence numbers and signed rumors, and the
+//! store's digests. Who gets which rumor when is `broadcast`'s business.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use crate::event::{Metrics, RejectReason};
 use crate::scheduler::Time;
 use crate::sentry::{Fingerprint, Identity, SentryError, VerifyCache};
 use crate::wire::{
-    ConnId, LinkMessage, MAX_BATCH, NodeId, RumorBody, RumorContent, RumorKey, SignedRumor,
+    ConnId, Digest, MAX_IDS, NodeId, RumorBody, RumorContent, RumorId, RumorKey, SignedRumor,
     from_json, to_json,
 };
 
@@ -32,8 +33,6 @@ pub struct GossipPolicy {
     pub rumors_per_period: u32,
     /// Most origins remembered (store keys are capped at twice this).
     pub max_members: usize,
-    /// Largest frame body.
-    pub max_frame_bytes: usize,
 }
 
 /// Which kind of content a stored rumor holds.
@@ -71,6 +70,7 @@ impl Stored {
         let mut r = self.rumor.clone();
         let held = u64::try_from(now.since(self.received_at).as_millis()).unwrap_or(u64::MAX);
         r.age_ms = r.age_ms.saturating_add(held);
+        r.hops = r.hops.saturating_add(1);
         r
     }
 }
@@ -167,6 +167,7 @@ pub fn sign<R: CryptoRng + ?Sized>(
         body: Arc::from(body),
         sig: Arc::from(sig),
         age_ms: 0,
+        hops: 0,
     }
 }
 
@@ -183,7 +184,6 @@ pub struct Gossip {
     buckets: HashMap<NodeId, Bucket>,
     cache: VerifyCache,
     seq: u64,
-    outbox: BTreeMap<ConnId, Vec<SignedRumor>>,
 }
 
 /// What the acceptance pipeline needs to know about identities.
@@ -206,11 +206,11 @@ impl Gossip {
             buckets: HashMap::new(),
             cache,
             seq: 0,
-            outbox: BTreeMap::new(),
         }
     }
 
-    fn newest_seq(&self, key: &RumorKey) -> Option<u64> {
+    /// The newest sequence number known for `key` (stored or tombstoned).
+    pub fn newest_seq(&self, key: &RumorKey) -> Option<u64> {
         self.store
             .get(key)
             .map(|s| s.rumor.seq)
@@ -375,67 +375,66 @@ impl Gossip {
         self.seq = self.seq.max(seen);
     }
 
-    /// Queues the stored rumor `key` for every link in `links` except `except`.
-    pub fn forward(&mut self, now: Time, key: &RumorKey, except: Option<ConnId>, links: &[ConnId]) {
-        let Some(stored) = self.store.get(key) else {
-            return;
-        };
-        let outgoing = stored.outgoing(now);
-        let seq = outgoing.seq;
-        for &conn in links.iter().filter(|&&c| Some(c) != except) {
-            // A peer that delivered this rumor (or a newer one) to us has it.
-            if self
-                .delivered
-                .get(&conn)
-                .and_then(|w| w.get(key))
-                .is_some_and(|s| s >= seq)
-            {
-                continue;
-            }
-            self.outbox.entry(conn).or_default().push(outgoing.clone());
-        }
+    /// A copy of the stored rumor `key` to send at `now` (age and hops brought up to date).
+    pub fn outgoing(&self, now: Time, key: &RumorKey) -> Option<SignedRumor> {
+        self.store.get(key).map(|s| s.outgoing(now))
     }
 
-    /// Queues the whole store for a new link (both sides do this, so a joiner converges at
-    /// once and healed partitions re-merge).
-    pub fn sync_to(&mut self, now: Time, conn: ConnId) {
-        let all: Vec<SignedRumor> = self.store.values().map(|s| s.outgoing(now)).collect();
-        self.outbox.entry(conn).or_default().extend(all);
+    /// Whether the peer on `conn` recently delivered `key` at `seq` or newer (it has it).
+    pub fn peer_has(&self, conn: ConnId, key: &RumorKey, seq: u64) -> bool {
+        self.delivered
+            .get(&conn)
+            .and_then(|w| w.get(key))
+            .is_some_and(|s| s >= seq)
     }
 
-    /// Drains the queued rumors as link messages that each fit in one frame.
-    pub fn take_outbox(&mut self, metrics: &mut Metrics) -> Vec<(ConnId, LinkMessage)> {
-        let budget = self.policy.max_frame_bytes / 2;
-        let mut out = Vec::new();
-        for (conn, rumors) in std::mem::take(&mut self.outbox) {
-            metrics.rumors_out += rumors.len() as u64;
-            let mut batch = Vec::new();
-            let mut size = 0;
-            for rumor in rumors {
-                let len = rumor.encoded_len();
-                if !batch.is_empty() && (size + len > budget || batch.len() >= MAX_BATCH) {
-                    out.push((
-                        conn,
-                        LinkMessage::Rumors {
-                            rumors: std::mem::take(&mut batch),
-                        },
-                    ));
-                    size = 0;
-                }
-                size += len;
-                batch.push(rumor);
-            }
-            if !batch.is_empty() {
-                out.push((conn, LinkMessage::Rumors { rumors: batch }));
-            }
+    /// The store as digests of at most `MAX_IDS` ids with adjacent ranges covering every key.
+    pub fn digests(&self, reply: bool) -> Vec<Digest> {
+        let ids: Vec<RumorId> = self.store.values().map(|s| s.rumor.id()).collect();
+        let mut digests = Vec::new();
+        let mut after = None;
+        let mut chunks = ids.chunks(MAX_IDS).peekable();
+        while let Some(chunk) = chunks.next() {
+            let upto = if chunks.peek().is_some() {
+                chunk.last().map(RumorId::key)
+            } else {
+                None
+            };
+            digests.push(Digest {
+                after,
+                upto,
+                ids: chunk.to_vec(),
+                reply,
+            });
+            after = upto;
         }
-        out
+        if digests.is_empty() {
+            digests.push(Digest {
+                after: None,
+                upto: None,
+                ids: Vec::new(),
+                reply,
+            });
+        }
+        digests
+    }
+
+    /// Keys in the digest's range that this node stores newer than the digest says.
+    pub fn newer_than(&self, digest: &Digest) -> Vec<RumorKey> {
+        let theirs: HashMap<RumorKey, u64> =
+            digest.ids.iter().map(|id| (id.key(), id.seq())).collect();
+        let lower = digest.after.map_or(Bound::Unbounded, Bound::Excluded);
+        let upper = digest.upto.map_or(Bound::Unbounded, Bound::Included);
+        self.store
+            .range((lower, upper))
+            .filter(|(k, s)| theirs.get(k).is_none_or(|&seq| seq < s.rumor.seq))
+            .map(|(k, _)| *k)
+            .collect()
     }
 
     /// Forgets what a closed link delivered.
     pub fn link_closed(&mut self, conn: ConnId) {
         self.delivered.remove(&conn);
-        self.outbox.remove(&conn);
     }
 
     /// Removes every rumor of `origin` (evicted), keeping tombstones so they stay out.

@@ -9,8 +9,9 @@
 //!
 //! Components, one per module: [`wire`] (frames and messages), [`sentry`] (identities,
 //! signatures, hop encryption, reputation), [`swarm`] (connections, handshake, direct
-//! peers), [`gossip`] (rumor store and dissemination), [`routing`] (members and best paths),
-//! [`scheduler`] (time and timers); [`node`] dispatches between them.
+//! peers), [`gossip`] (rumor store and acceptance), [`broadcast`] (Plumtree dissemination,
+//! sync, anti-entropy), [`routing`] (members and best paths), [`scheduler`] (time and
+//! timers); [`node`] dispatches between them.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -23,6 +24,7 @@
     )
 )]
 
+pub mod broadcast;
 pub mod config;
 pub mod event;
 pub mod gossip;
@@ -33,6 +35,7 @@ pub mod sentry;
 pub mod swarm;
 pub mod wire;
 
+pub use broadcast::Dissemination;
 pub use config::{Config, ConfigError};
 pub use event::{
     Action, CloseReason, Command, Direction, Event, Metrics, Notification, RejectReason,

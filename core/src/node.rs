@@ -8,6 +8,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use serde::Serialize;
 
+use crate::broadcast::{Broadcast, BroadcastPolicy};
 use crate::config::{Config, ConfigError};
 use crate::event::{Action, CloseReason, Command, Event, Metrics, Notification, RejectReason};
 use crate::gossip::{Accepted, Admission, Gossip, GossipPolicy, Kind, Outcome};
@@ -17,7 +18,9 @@ use crate::sentry::{
     Fingerprint, Identity, Keyring, Reputation, ReputationPolicy, Verdict, VerifyCache,
 };
 use crate::swarm::{Io, Me, PeerInfo, Swarm, SwarmEvent, SwarmPolicy};
-use crate::wire::{Addr, ConnId, LinkMessage, MAX_BATCH, NodeId, RumorContent, SignedRumor};
+use crate::wire::{
+    Addr, ConnId, LinkMessage, MAX_BATCH, NodeId, RumorContent, SignedRumor, check_ids,
+};
 
 /// Builds the swarm's view of this node from disjoint fields (so the swarm can be
 /// borrowed mutably at the same time).
@@ -106,6 +109,12 @@ pub struct StateSizes {
     pub buffered_bytes: usize,
     /// Set timers.
     pub timers: usize,
+    /// Links pushed to eagerly.
+    pub eager_links: usize,
+    /// Links announced to lazily.
+    pub lazy_links: usize,
+    /// Rumors announced but not yet delivered.
+    pub missing: usize,
     /// Reputation records (offenders, bans, accused, evicted).
     pub reputation: (usize, usize, usize, usize),
 }
@@ -121,6 +130,7 @@ pub struct Node {
     scheduler: Scheduler,
     swarm: Swarm,
     gossip: Gossip,
+    broadcast: Broadcast,
     routing: Routing,
     reputation: Reputation,
     metrics: Metrics,
@@ -171,10 +181,17 @@ impl Node {
                 accusation_max_age: config.ban_duration,
                 rumors_per_period: config.max_rumors_per_period,
                 max_members: config.max_members,
-                max_frame_bytes: config.max_frame_bytes,
             },
             cache,
         );
+        let broadcast = Broadcast::new(BroadcastPolicy {
+            mode: config.dissemination,
+            lazy_interval: config.lazy(),
+            graft_timeout: config.graft(),
+            max_frame_bytes: config.max_frame_bytes,
+            max_missing: config.max_members.saturating_mul(2),
+            max_requests_per_round: config.max_members.saturating_mul(4),
+        });
         let reputation = Reputation::new(ReputationPolicy {
             reject_threshold: config.reject_threshold,
             offense_window: config.gossip_period * 10,
@@ -191,6 +208,7 @@ impl Node {
             scheduler: Scheduler::new(),
             swarm,
             gossip,
+            broadcast,
             reputation,
             metrics: Metrics::default(),
             left: false,
@@ -202,6 +220,8 @@ impl Node {
         node.scheduler.set(Timer::Dial, now);
         node.scheduler
             .set(Timer::Heartbeat, now + node.config.heartbeat());
+        node.scheduler
+            .set(Timer::AntiEntropy, now + node.config.anti_entropy());
         node.schedule_round();
         Ok(node)
     }
@@ -289,6 +309,7 @@ impl Node {
                         self.notify(Notification::MemberExpired { node: key.origin });
                     }
                 }
+                self.broadcast.new_round();
                 self.schedule_round();
             }
             Timer::Heartbeat => {
@@ -321,6 +342,23 @@ impl Node {
                 self.schedule_ban_expiry();
             }
             Timer::RouteRecompute => self.recompute_routes(),
+            Timer::LazyPush => self.flush(true),
+            Timer::Graft => {
+                self.broadcast.graft_due(self.now, &self.gossip);
+                self.schedule_graft();
+            }
+            Timer::AntiEntropy => {
+                self.broadcast.anti_entropy(&mut self.rng, &self.gossip);
+                self.scheduler
+                    .set(Timer::AntiEntropy, self.now + self.config.anti_entropy());
+            }
+        }
+    }
+
+    fn schedule_graft(&mut self) {
+        match self.broadcast.next_graft() {
+            Some(at) => self.scheduler.set(Timer::Graft, at),
+            None => self.scheduler.cancel(Timer::Graft),
         }
     }
 
@@ -346,7 +384,7 @@ impl Node {
             match event {
                 SwarmEvent::PeerUp { conn, peer } => {
                     self.scheduler.cancel(Timer::HandshakeDeadline(conn));
-                    self.gossip.sync_to(self.now, conn);
+                    self.broadcast.link_up(conn, &self.gossip);
                     self.notify(Notification::PeerUp {
                         conn,
                         node: peer.node,
@@ -363,6 +401,7 @@ impl Node {
                 SwarmEvent::Closed { conn, peer, reason } => {
                     self.scheduler.cancel(Timer::HandshakeDeadline(conn));
                     self.gossip.link_closed(conn);
+                    self.broadcast.link_down(conn);
                     if let Some(peer) = peer {
                         self.notify(Notification::PeerDown {
                             conn,
@@ -379,27 +418,75 @@ impl Node {
     }
 
     fn message(&mut self, conn: ConnId, peer: &PeerInfo, msg: LinkMessage) {
-        match msg {
-            LinkMessage::Rumors { rumors } => {
-                if rumors.len() > MAX_BATCH {
-                    let reason =
-                        RejectReason::Violation(format!("batch of {} rumors", rumors.len()));
-                    self.rejected(conn, Some(peer), reason);
-                    return;
-                }
-                for rumor in rumors {
-                    if self.swarm.link_to(&peer.fingerprint) != Some(conn) {
-                        break;
-                    }
-                    self.rumor(conn, peer, rumor);
-                }
+        let checked = match &msg {
+            LinkMessage::Rumors { rumors } | LinkMessage::Answer { rumors }
+                if rumors.len() > MAX_BATCH =>
+            {
+                Err(RejectReason::Violation(format!(
+                    "batch of {} rumors",
+                    rumors.len()
+                )))
             }
-            LinkMessage::Heartbeat | LinkMessage::Bye { .. } => {}
+            LinkMessage::IHave { ids } | LinkMessage::Graft { ids } => {
+                check_ids(ids).map_err(RejectReason::from)
+            }
+            LinkMessage::Digest(digest) => digest.check().map_err(RejectReason::from),
+            _ => Ok(()),
+        };
+        if let Err(reason) = checked {
+            self.rejected(conn, Some(peer), reason);
+            return;
+        }
+        let requested = match msg {
+            LinkMessage::Rumors { rumors } => {
+                self.rumors(conn, peer, rumors, true);
+                Ok(())
+            }
+            LinkMessage::Answer { rumors } => {
+                self.rumors(conn, peer, rumors, false);
+                Ok(())
+            }
+            LinkMessage::IHave { ids } => {
+                self.broadcast.announced(self.now, conn, &ids, &self.gossip);
+                if let Some(at) = self.broadcast.next_graft() {
+                    self.scheduler.set_earliest(Timer::Graft, at);
+                }
+                Ok(())
+            }
+            LinkMessage::Graft { ids } => {
+                self.broadcast.grafted(self.now, conn, &ids, &self.gossip)
+            }
+            LinkMessage::Prune => {
+                self.broadcast.pruned(conn);
+                Ok(())
+            }
+            LinkMessage::Digest(digest) => {
+                self.broadcast.digest(self.now, conn, &digest, &self.gossip)
+            }
+            LinkMessage::Heartbeat | LinkMessage::Bye { .. } => Ok(()),
+        };
+        if let Err(reason) = requested {
+            self.rejected(conn, Some(peer), reason);
         }
     }
 
-    fn rumor(&mut self, conn: ConnId, peer: &PeerInfo, rumor: SignedRumor) {
-        let age_ms = rumor.age_ms;
+    /// Runs a batch of rumors through the pipeline; a duplicate in an eager push prunes.
+    fn rumors(&mut self, conn: ConnId, peer: &PeerInfo, rumors: Vec<SignedRumor>, pushed: bool) {
+        let mut duplicate = false;
+        for rumor in rumors {
+            if self.swarm.link_to(&peer.fingerprint) != Some(conn) {
+                return;
+            }
+            duplicate |= self.rumor(conn, peer, rumor);
+        }
+        if pushed && duplicate {
+            self.broadcast.duplicate_push(conn);
+        }
+    }
+
+    /// One rumor through the pipeline; returns whether it was a duplicate.
+    fn rumor(&mut self, conn: ConnId, peer: &PeerInfo, rumor: SignedRumor) -> bool {
+        let (age_ms, hops) = (rumor.age_ms, rumor.hops);
         let reputation = &self.reputation;
         let routing = &self.routing;
         let excluded = |fp: &Fingerprint| reputation.is_excluded(fp);
@@ -422,10 +509,11 @@ impl Node {
                     seq: accepted.body.seq,
                     from: peer.node,
                     age_ms,
+                    hops,
                 });
                 self.apply(*accepted, Some(conn));
             }
-            Outcome::Duplicate => {}
+            Outcome::Duplicate => return true,
             Outcome::OwnEcho(seq) => {
                 self.gossip.skip_past(seq);
                 self.advertise();
@@ -435,6 +523,7 @@ impl Node {
             }
             Outcome::Rejected(reason) => self.rejected(conn, Some(peer), reason),
         }
+        false
     }
 
     /// Applies a new rumor to routing or reputation, then forwards it.
@@ -486,8 +575,7 @@ impl Node {
                 }
             }
         }
-        let links = self.swarm.link_ids();
-        self.gossip.forward(self.now, &key, from, &links);
+        self.broadcast.spread(self.now, &self.gossip, &key, from);
     }
 
     fn accusation(&mut self, accuser: NodeId, accused: NodeId, fp: Fingerprint) {
@@ -549,8 +637,7 @@ impl Node {
                     reason: "invalid messages past reject_threshold".into(),
                 },
             );
-            let links = self.swarm.link_ids();
-            self.gossip.forward(self.now, &key, None, &links);
+            self.broadcast.spread(self.now, &self.gossip, &key, None);
             self.accusation(self.config.node_id, peer.node, peer.fingerprint);
         }
     }
@@ -574,8 +661,7 @@ impl Node {
             links: self.config.links.clone(),
             state: MemberState::Alive,
         });
-        let links = self.swarm.link_ids();
-        self.gossip.forward(self.now, &key, None, &links);
+        self.broadcast.spread(self.now, &self.gossip, &key, None);
     }
 
     fn leave(&mut self) {
@@ -587,10 +673,10 @@ impl Node {
                 asn: self.config.asn,
             },
         );
-        let links = self.swarm.link_ids();
-        self.gossip.forward(self.now, &key, None, &links);
-        self.flush();
-        for conn in links {
+        // Pushed on every link, lazy ones too: they are about to close and could not graft.
+        self.broadcast.push_everywhere(self.now, &self.gossip, &key);
+        self.flush(true);
+        for conn in self.swarm.link_ids() {
             let bye = LinkMessage::Bye {
                 reason: "leaving".into(),
             };
@@ -613,15 +699,20 @@ impl Node {
         }
     }
 
-    fn flush(&mut self) {
-        for (conn, msg) in self.gossip.take_outbox(&mut self.metrics) {
+    /// Sends what broadcast queued; announcements only when `announcements` (lazy timer).
+    fn flush(&mut self, announcements: bool) {
+        for (conn, msg) in self.broadcast.take(announcements, &mut self.metrics) {
             self.swarm
                 .send(self.now, conn, &msg, &mut self.metrics, &mut self.out);
         }
     }
 
     fn finish(&mut self) -> Vec<Action> {
-        self.flush();
+        self.flush(false);
+        if self.broadcast.has_announcements() && !self.left {
+            self.scheduler
+                .set_earliest(Timer::LazyPush, self.now + self.config.lazy());
+        }
         if self.routing.is_dirty() && !self.left {
             let due = self
                 .last_routes
@@ -759,6 +850,9 @@ impl Node {
             cached_keys,
             buffered_bytes: self.swarm.buffered(),
             timers: self.scheduler.len(),
+            eager_links: self.broadcast.links().0,
+            lazy_links: self.broadcast.links().1,
+            missing: self.broadcast.missing(),
             reputation: self.reputation.sizes(),
         }
     }

@@ -132,6 +132,12 @@ pub enum Timer {
     BanExpiry,
     /// Recompute the routing table (debounced).
     RouteRecompute,
+    /// Send the announcements gathered for lazy links.
+    LazyPush,
+    /// Graft rumors announced but not delivered in time.
+    Graft,
+    /// Exchange digests with one random peer.
+    AntiEntropy,
 }
 
 /// The timer table: at most one deadline per [`Timer`], ordered by time.

@@ -26,6 +26,8 @@ pub const MAX_ADDR_LEN: usize = 256;
 pub const MAX_ADVERT_LINKS: usize = 1024;
 /// Most rumors one frame may carry.
 pub const MAX_BATCH: usize = 1024;
+/// Most rumor ids in one announcement, graft or digest.
+pub const MAX_IDS: usize = 4096;
 /// Longest free-text reason accepted from a peer.
 pub const MAX_REASON_LEN: usize = 256;
 
@@ -355,11 +357,31 @@ pub struct Refuse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkMessage {
-    /// Origin-signed rumors (a batch).
+    /// Origin-signed rumors pushed eagerly (a duplicate here prunes the link).
     Rumors {
         /// The rumors.
         rumors: Vec<SignedRumor>,
     },
+    /// Origin-signed rumors sent on request (sync, graft, digest): duplicates are expected.
+    Answer {
+        /// The rumors.
+        rumors: Vec<SignedRumor>,
+    },
+    /// Lazy announcement: the sender has these rumors.
+    #[serde(rename = "ihave")]
+    IHave {
+        /// The rumors announced.
+        ids: Vec<RumorId>,
+    },
+    /// Tree repair: send me these rumors, and push to me eagerly from now on.
+    Graft {
+        /// The rumors wanted.
+        ids: Vec<RumorId>,
+    },
+    /// I received a duplicate from you: only announce to me lazily from now on.
+    Prune,
+    /// What the sender stores, for synchronisation and anti-entropy.
+    Digest(Digest),
     /// Keep-alive on an idle link.
     Heartbeat,
     /// The sender is closing the link on purpose.
@@ -367,6 +389,75 @@ pub enum LinkMessage {
         /// Why.
         reason: String,
     },
+}
+
+/// A rumor's identity: its key and sequence number, sent as `[origin, subject, seq]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RumorId(pub NodeId, pub Option<NodeId>, pub u64);
+
+impl RumorId {
+    /// The key part.
+    pub fn key(&self) -> RumorKey {
+        RumorKey {
+            origin: self.0,
+            subject: self.1,
+        }
+    }
+
+    /// The sequence number.
+    pub fn seq(&self) -> u64 {
+        self.2
+    }
+}
+
+/// One range of the sender's store, `(after, upto]` in key order (`None` = unbounded), with
+/// the newest sequence number per key. A store larger than [`MAX_IDS`] goes in several
+/// digests with adjacent ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// Exclusive lower bound of the range.
+    pub after: Option<RumorKey>,
+    /// Inclusive upper bound of the range.
+    pub upto: Option<RumorKey>,
+    /// Every rumor the sender stores in the range.
+    pub ids: Vec<RumorId>,
+    /// Whether the receiver should answer with its own digest (anti-entropy), besides
+    /// sending what the sender lacks.
+    pub reply: bool,
+}
+
+impl Digest {
+    /// Checks the id count, the range and that every id lies in it.
+    pub fn check(&self) -> Result<(), WireError> {
+        if self.ids.len() > MAX_IDS {
+            return Err(WireError::Violation(format!(
+                "digest of {} ids",
+                self.ids.len()
+            )));
+        }
+        if let (Some(a), Some(u)) = (self.after, self.upto)
+            && a >= u
+        {
+            return Err(WireError::Violation("empty digest range".into()));
+        }
+        let inside =
+            |k: RumorKey| self.after.is_none_or(|a| k > a) && self.upto.is_none_or(|u| k <= u);
+        if !self.ids.iter().all(|id| inside(id.key())) {
+            return Err(WireError::Violation("digest id outside its range".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Checks an id list from a peer.
+pub fn check_ids(ids: &[RumorId]) -> Result<(), WireError> {
+    if ids.len() > MAX_IDS {
+        return Err(WireError::Violation(format!(
+            "{} ids in one message",
+            ids.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Which state a rumor updates: one per origin for membership (adverts and leaves), one per
@@ -400,6 +491,9 @@ pub struct SignedRumor {
     /// expiry so that state synced late does not outlive its origin).
     #[serde(default)]
     pub age_ms: u64,
+    /// Links the rumor has crossed since its origin (unsigned; for tracing).
+    #[serde(default)]
+    pub hops: u32,
 }
 
 impl SignedRumor {
@@ -409,6 +503,11 @@ impl SignedRumor {
             origin: self.origin,
             subject: self.subject,
         }
+    }
+
+    /// Its identity.
+    pub fn id(&self) -> RumorId {
+        RumorId(self.origin, self.subject, self.seq)
     }
 
     /// Approximate encoded size, for batching under the frame limit.
@@ -578,6 +677,35 @@ mod tests {
             from_json::<LinkMessage>(br#""heartbeat""#),
             Ok(LinkMessage::Heartbeat)
         ));
+    }
+
+    #[test]
+    fn digests_check_their_ranges() {
+        let key = |o| RumorKey {
+            origin: NodeId(o),
+            subject: None,
+        };
+        let d = |after, upto, ids: Vec<u32>| Digest {
+            after,
+            upto,
+            ids: ids
+                .into_iter()
+                .map(|o| RumorId(NodeId(o), None, 1))
+                .collect(),
+            reply: false,
+        };
+        assert!(d(None, None, vec![1, 2]).check().is_ok());
+        assert!(d(Some(key(1)), Some(key(3)), vec![2, 3]).check().is_ok());
+        assert!(d(Some(key(1)), Some(key(3)), vec![1]).check().is_err());
+        assert!(d(Some(key(3)), Some(key(3)), vec![]).check().is_err());
+        assert!(d(None, Some(key(2)), vec![4]).check().is_err());
+        let json = to_json(&LinkMessage::IHave {
+            ids: vec![RumorId(NodeId(3), Some(NodeId(4)), 9)],
+        });
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            r#"{"ihave":{"ids":[[3,4,9]]}}"#
+        );
     }
 
     #[test]

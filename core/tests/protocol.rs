@@ -322,6 +322,9 @@ fn forged_rumors_get_the_sender_banned_accused_and_evicted_by_quorum() {
             }
         }
     }
+    // Accusations reach nodes whose eager path ran through the forger by lazy
+    // announcement and graft: that takes a lazy interval and a graft timeout.
+    c.advance(1_000);
     for victim in [0, 1] {
         assert_eq!(
             rejected(&c, victim, |r| *r == RejectReason::BadSignature),
@@ -600,5 +603,87 @@ fn cluster_keys_rotate_without_downtime() {
     assert!(c.linked(1, 2), "old key still works");
     for i in 0..3 {
         assert_eq!(c.node(i).status().members, 3, "node {i} sees everyone");
+    }
+}
+
+/// Rumor copies sent per rumor originated, over `rounds` gossip rounds of a converged
+/// five-node full mesh.
+fn copies_per_rumor(mode: overlay_core::Dissemination) -> f64 {
+    let configs: Vec<_> = (0..5)
+        .map(|i| {
+            let mut cfg = config(i, 100 + i as u32, vec![], &[0, 1, 2, 3, 4]);
+            cfg.dissemination = mode;
+            cfg.target_peers = Some(4);
+            cfg
+        })
+        .collect();
+    let mut c = Cluster::new(configs);
+    c.advance(10_000);
+    let total = |c: &Cluster, f: fn(&overlay_core::Metrics) -> u64| -> u64 {
+        (0..5).map(|i| f(c.node(i).metrics())).sum()
+    };
+    let out0 = total(&c, |m| m.rumors_out);
+    let seq0: u64 = (0..5).map(|i| c.node(i).status().seq).sum();
+    c.advance(10_000);
+    let out1 = total(&c, |m| m.rumors_out);
+    let seq1: u64 = (0..5).map(|i| c.node(i).status().seq).sum();
+    for i in 0..5 {
+        assert_eq!(c.node(i).status().members, 5);
+        assert_eq!(c.node(i).peers().len(), 4, "full mesh");
+    }
+    (out1 - out0) as f64 / (seq1 - seq0) as f64
+}
+
+#[test]
+fn plumtree_prunes_the_mesh_to_a_tree_and_sends_each_rumor_about_n_minus_1_times() {
+    let plumtree = copies_per_rumor(overlay_core::Dissemination::Plumtree);
+    let flood = copies_per_rumor(overlay_core::Dissemination::Flood);
+    // N-1 = 4 copies reach everyone once; flooding in a 5-mesh sends 4 + 4·3 = 16.
+    assert!(
+        plumtree <= 4.0 * 1.2,
+        "plumtree sends {plumtree} copies per rumor"
+    );
+    assert!(flood >= 12.0, "flooding sends {flood} copies per rumor");
+}
+
+#[test]
+fn lazy_announcements_and_grafts_repair_the_tree_when_a_node_crashes() {
+    let configs: Vec<_> = (0..5)
+        .map(|i| {
+            let mut cfg = config(i, 100 + i as u32, vec![], &[0, 1, 2, 3, 4]);
+            cfg.target_peers = Some(4);
+            cfg
+        })
+        .collect();
+    let mut c = Cluster::new(configs);
+    c.advance(10_000);
+    let lazy: usize = (0..5).map(|i| c.node(i).sizes().lazy_links).sum();
+    assert!(lazy > 0, "duplicates pruned some links");
+    // Crash the node with the most eager links: the tree loses a hub.
+    let hub = (0..5)
+        .max_by_key(|&i| c.node(i).sizes().eager_links)
+        .unwrap();
+    c.crash(hub);
+    let alive: Vec<usize> = (0..5).filter(|&i| i != hub).collect();
+    let origin = alive[0];
+    let before = c.node(origin).status().seq;
+    c.deliver(
+        origin,
+        overlay_core::Event::Command(Command::SetLinks(vec![link(777, 1, 1)])),
+    );
+    let grafts =
+        |c: &Cluster| -> u64 { alive.iter().map(|&i| c.node(i).metrics().grafts_out).sum() };
+    let grafts_before = grafts(&c);
+    c.advance(600); // lazy interval + graft timeout, well under a gossip round
+    assert!(grafts(&c) > grafts_before, "the repair went through grafts");
+    for &i in &alive {
+        let m = c
+            .node(i)
+            .members()
+            .into_iter()
+            .find(|m| m.node.0 == origin as u32 + 1)
+            .unwrap();
+        assert!(m.seq > before, "node {i} got the update");
+        assert!(m.links.iter().any(|l| l.asn.0 == 777));
     }
 }

@@ -1,0 +1,385 @@
+//! Broadcast owns dissemination over the direct links: Plumtree (eager push along a
+//! self-repairing spanning tree, lazy `IHave` announcements on the other links, graft on a
+//! rumor announced but not delivered in time, prune on a duplicate push), digest-based
+//! synchronisation of new links and periodic anti-entropy, per-link limits on what peers
+//! may ask for, and the per-link outbox batched into frames. Flooding is kept as a mode for
+//! comparison.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use rand_core::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Metrics, RejectReason};
+use crate::gossip::Gossip;
+use crate::scheduler::Time;
+use crate::wire::{
+    ConnId, Digest, LinkMessage, MAX_BATCH, MAX_IDS, RumorId, RumorKey, SignedRumor,
+};
+
+/// How rumors spread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dissemination {
+    /// Eager push on a spanning tree, lazy announcements elsewhere (near N-1 messages per
+    /// rumor).
+    #[default]
+    Plumtree,
+    /// Every rumor to every direct peer but the sender (about N × peers messages).
+    Flood,
+}
+
+/// Timing and limits of dissemination.
+#[derive(Clone, Debug)]
+pub struct BroadcastPolicy {
+    /// Plumtree or flooding.
+    pub mode: Dissemination,
+    /// How long announcements are gathered before they are sent.
+    pub lazy_interval: Duration,
+    /// How long an announced rumor may take to arrive before it is grafted.
+    pub graft_timeout: Duration,
+    /// Largest frame body.
+    pub max_frame_bytes: usize,
+    /// Most rumors waited for at once.
+    pub max_missing: usize,
+    /// Ids a peer may graft, and digest ids it may send, per gossip round.
+    pub max_requests_per_round: usize,
+}
+
+/// Most peers remembered as announcers of one missing rumor.
+const MAX_ANNOUNCERS: usize = 4;
+
+#[derive(Debug)]
+struct Missing {
+    announcers: Vec<ConnId>,
+    deadline: Time,
+}
+
+#[derive(Debug, Default)]
+struct Outbox {
+    push: Vec<SignedRumor>,
+    answer: Vec<SignedRumor>,
+    ihave: Vec<RumorId>,
+    graft: Vec<RumorId>,
+    prune: bool,
+    digests: Vec<Digest>,
+}
+
+/// Per-link dissemination state.
+#[derive(Debug)]
+pub struct Broadcast {
+    policy: BroadcastPolicy,
+    eager: BTreeSet<ConnId>,
+    lazy: BTreeSet<ConnId>,
+    missing: BTreeMap<RumorId, Missing>,
+    outbox: BTreeMap<ConnId, Outbox>,
+    /// Ids each link asked for (grafts, digest entries) in the current round.
+    requests: BTreeMap<ConnId, usize>,
+}
+
+impl Broadcast {
+    /// No links yet.
+    pub fn new(policy: BroadcastPolicy) -> Self {
+        Broadcast {
+            policy,
+            eager: BTreeSet::new(),
+            lazy: BTreeSet::new(),
+            missing: BTreeMap::new(),
+            outbox: BTreeMap::new(),
+            requests: BTreeMap::new(),
+        }
+    }
+
+    fn out(&mut self, conn: ConnId) -> &mut Outbox {
+        self.outbox.entry(conn).or_default()
+    }
+
+    fn make_eager(&mut self, conn: ConnId) {
+        self.lazy.remove(&conn);
+        self.eager.insert(conn);
+    }
+
+    /// A link came up: it starts eager, and both ends send their digests so each learns
+    /// at once what the other has (a joiner converges, healed partitions re-merge).
+    pub fn link_up(&mut self, conn: ConnId, store: &Gossip) {
+        self.make_eager(conn);
+        self.out(conn).digests = store.digests(false);
+    }
+
+    /// A link went down.
+    pub fn link_down(&mut self, conn: ConnId) {
+        self.eager.remove(&conn);
+        self.lazy.remove(&conn);
+        self.outbox.remove(&conn);
+        self.requests.remove(&conn);
+        for m in self.missing.values_mut() {
+            m.announcers.retain(|&c| c != conn);
+        }
+    }
+
+    /// Spreads a rumor this node just accepted (`from` its sender) or originated (`from` is
+    /// `None`): eager push to eager links, announcements to lazy ones.
+    pub fn spread(&mut self, now: Time, store: &Gossip, key: &RumorKey, from: Option<ConnId>) {
+        let Some(rumor) = store.outgoing(now, key) else {
+            return;
+        };
+        let id = rumor.id();
+        self.delivered(id);
+        let targets: Vec<ConnId> = match self.policy.mode {
+            Dissemination::Plumtree => self.eager.iter().copied().collect(),
+            Dissemination::Flood => self.eager.iter().chain(&self.lazy).copied().collect(),
+        };
+        for conn in targets {
+            if Some(conn) != from && !store.peer_has(conn, key, id.seq()) {
+                self.out(conn).push.push(rumor.clone());
+            }
+        }
+        if self.policy.mode == Dissemination::Plumtree {
+            let lazy: Vec<ConnId> = self.lazy.iter().copied().collect();
+            for conn in lazy {
+                if Some(conn) != from && !store.peer_has(conn, key, id.seq()) {
+                    self.out(conn).ihave.push(id);
+                }
+            }
+        }
+    }
+
+    /// Pushes a rumor on every link, lazy ones too (a leave: the links are about to close).
+    pub fn push_everywhere(&mut self, now: Time, store: &Gossip, key: &RumorKey) {
+        let Some(rumor) = store.outgoing(now, key) else {
+            return;
+        };
+        let links: Vec<ConnId> = self.eager.iter().chain(&self.lazy).copied().collect();
+        for conn in links {
+            self.out(conn).push.push(rumor.clone());
+        }
+    }
+
+    /// Stops waiting for `id` and anything older of its key.
+    fn delivered(&mut self, id: RumorId) {
+        let stale: Vec<RumorId> = self
+            .missing
+            .range(RumorId(id.0, id.1, 0)..=id)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in stale {
+            self.missing.remove(&k);
+        }
+    }
+
+    /// A pushed rumor was a duplicate: the link closes a cycle of the tree, prune it.
+    pub fn duplicate_push(&mut self, conn: ConnId) {
+        if self.policy.mode == Dissemination::Plumtree && self.eager.remove(&conn) {
+            self.lazy.insert(conn);
+            self.out(conn).prune = true;
+        }
+    }
+
+    /// The peer pruned this link: only announce to it from now on.
+    pub fn pruned(&mut self, conn: ConnId) {
+        if self.policy.mode == Dissemination::Plumtree && self.eager.remove(&conn) {
+            self.lazy.insert(conn);
+        }
+    }
+
+    /// The peer announced rumors: wait for the missing ones, graft them if they are late.
+    pub fn announced(&mut self, now: Time, conn: ConnId, ids: &[RumorId], store: &Gossip) {
+        for &id in ids {
+            if store.newest_seq(&id.key()).is_some_and(|s| s >= id.seq()) {
+                continue;
+            }
+            if !self.missing.contains_key(&id) && self.missing.len() >= self.policy.max_missing {
+                continue;
+            }
+            let m = self.missing.entry(id).or_insert(Missing {
+                announcers: Vec::new(),
+                deadline: now + self.policy.graft_timeout,
+            });
+            if !m.announcers.contains(&conn) && m.announcers.len() < MAX_ANNOUNCERS {
+                m.announcers.push(conn);
+            }
+        }
+    }
+
+    /// When the next graft is due.
+    pub fn next_graft(&self) -> Option<Time> {
+        self.missing.values().map(|m| m.deadline).min()
+    }
+
+    /// Grafts every rumor still missing at its deadline from the next peer that announced
+    /// it (that link becomes eager); gives up when no announcer is left.
+    pub fn graft_due(&mut self, now: Time, store: &Gossip) {
+        let due: Vec<RumorId> = self
+            .missing
+            .iter()
+            .filter(|(_, m)| m.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let have = store.newest_seq(&id.key()).is_some_and(|s| s >= id.seq());
+            let next = self.missing.get_mut(&id).and_then(|m| {
+                m.deadline = now + self.policy.graft_timeout;
+                (!m.announcers.is_empty()).then(|| m.announcers.remove(0))
+            });
+            match next {
+                Some(conn) if !have => {
+                    self.make_eager(conn);
+                    self.out(conn).graft.push(id);
+                }
+                _ => {
+                    self.missing.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Counts ids a peer asks for; false past the per-round limit.
+    fn allow_requests(&mut self, conn: ConnId, n: usize) -> bool {
+        let used = self.requests.entry(conn).or_default();
+        *used = used.saturating_add(n);
+        *used <= self.policy.max_requests_per_round
+    }
+
+    /// The peer grafted: push to it eagerly, and answer what it asked for.
+    pub fn grafted(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        ids: &[RumorId],
+        store: &Gossip,
+    ) -> Result<(), RejectReason> {
+        if !self.allow_requests(conn, ids.len()) {
+            return Err(RejectReason::RateLimited);
+        }
+        self.make_eager(conn);
+        for id in ids {
+            if let Some(r) = store.outgoing(now, &id.key()).filter(|r| r.seq >= id.seq()) {
+                self.out(conn).answer.push(r);
+            }
+        }
+        Ok(())
+    }
+
+    /// The peer sent a digest: answer with what it lacks, and with our digest if asked.
+    pub fn digest(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        digest: &Digest,
+        store: &Gossip,
+    ) -> Result<(), RejectReason> {
+        if !self.allow_requests(conn, digest.ids.len().max(1)) {
+            return Err(RejectReason::RateLimited);
+        }
+        let answers: Vec<SignedRumor> = store
+            .newer_than(digest)
+            .iter()
+            .filter_map(|k| store.outgoing(now, k))
+            .collect();
+        let out = self.out(conn);
+        out.answer.extend(answers);
+        if digest.reply && digest.after.is_none() {
+            out.digests.extend(store.digests(false));
+        }
+        Ok(())
+    }
+
+    /// Anti-entropy: sends this node's digest to one random link, asking for its digest.
+    pub fn anti_entropy<R: Rng + ?Sized>(&mut self, rng: &mut R, store: &Gossip) {
+        let links: Vec<ConnId> = self.eager.iter().chain(&self.lazy).copied().collect();
+        if links.is_empty() {
+            return;
+        }
+        let pick = links
+            .get((rng.next_u64() % links.len() as u64) as usize)
+            .copied();
+        if let Some(conn) = pick {
+            self.out(conn).digests.extend(store.digests(true));
+        }
+    }
+
+    /// A new round: per-link request allowances start again.
+    pub fn new_round(&mut self) {
+        self.requests.clear();
+    }
+
+    /// Whether announcements are waiting for the lazy timer.
+    pub fn has_announcements(&self) -> bool {
+        self.outbox.values().any(|o| !o.ihave.is_empty())
+    }
+
+    /// Drains the outbox into link messages that each fit in a frame. Announcements wait
+    /// for the lazy timer unless `announcements` is set.
+    pub fn take(
+        &mut self,
+        announcements: bool,
+        metrics: &mut Metrics,
+    ) -> Vec<(ConnId, LinkMessage)> {
+        let budget = self.policy.max_frame_bytes / 2;
+        let mut messages = Vec::new();
+        for (&conn, out) in self.outbox.iter_mut() {
+            if out.prune {
+                metrics.prunes_out += 1;
+                messages.push((conn, LinkMessage::Prune));
+                out.prune = false;
+            }
+            for digest in out.digests.drain(..) {
+                messages.push((conn, LinkMessage::Digest(digest)));
+            }
+            for ids in out.graft.drain(..).collect::<Vec<_>>().chunks(MAX_IDS) {
+                metrics.grafts_out += ids.len() as u64;
+                messages.push((conn, LinkMessage::Graft { ids: ids.to_vec() }));
+            }
+            for (rumors, answer) in [(&mut out.push, false), (&mut out.answer, true)] {
+                metrics.rumors_out += rumors.len() as u64;
+                for batch in batches(std::mem::take(rumors), budget) {
+                    let msg = if answer {
+                        LinkMessage::Answer { rumors: batch }
+                    } else {
+                        LinkMessage::Rumors { rumors: batch }
+                    };
+                    messages.push((conn, msg));
+                }
+            }
+            if announcements {
+                for ids in out.ihave.drain(..).collect::<Vec<_>>().chunks(MAX_IDS) {
+                    metrics.announcements_out += ids.len() as u64;
+                    messages.push((conn, LinkMessage::IHave { ids: ids.to_vec() }));
+                }
+            }
+        }
+        self.outbox.retain(|_, o| !o.ihave.is_empty());
+        messages
+    }
+
+    /// Links by role: (eager, lazy).
+    pub fn links(&self) -> (usize, usize) {
+        (self.eager.len(), self.lazy.len())
+    }
+
+    /// Rumors waited for.
+    pub fn missing(&self) -> usize {
+        self.missing.len()
+    }
+}
+
+/// Splits rumors into batches under `budget` bytes and [`MAX_BATCH`] rumors.
+fn batches(rumors: Vec<SignedRumor>, budget: usize) -> Vec<Vec<SignedRumor>> {
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    let mut size = 0;
+    for rumor in rumors {
+        let len = rumor.encoded_len();
+        if !batch.is_empty() && (size + len > budget || batch.len() >= MAX_BATCH) {
+            out.push(std::mem::take(&mut batch));
+            size = 0;
+        }
+        size += len;
+        batch.push(rumor);
+    }
+    if !batch.is_empty() {
+        out.push(batch);
+    }
+    out
+}
