@@ -290,7 +290,7 @@ impl Node {
                 }
             }
             Command::Connect(addr) => {
-                self.swarm.learn(&addr, self.now);
+                self.swarm.learn(&addr, self.now, &mut self.rng);
                 self.swarm.dial(addr, &mut self.out);
             }
         }
@@ -536,7 +536,7 @@ impl Node {
         let origin = body.origin;
         match body.content {
             RumorContent::Advert { asn, addr, links } => {
-                self.swarm.learn(&addr, self.now);
+                self.swarm.learn(&addr, self.now, &mut self.rng);
                 let member = Member {
                     node: origin,
                     asn,

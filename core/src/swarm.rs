@@ -181,48 +181,67 @@ pub struct Swarm {
     candidates: BTreeMap<Addr, Candidate>,
     dialing: BTreeSet<Addr>,
     own_addrs: BTreeSet<Addr>,
+    /// New addresses learned so far (for the reservoir sample).
+    learned: u64,
 }
 
 impl Swarm {
     /// A swarm that listens on `listen` and starts from the `bootstrap` addresses.
     pub fn new(policy: SwarmPolicy, listen: &Addr, bootstrap: &[Addr]) -> Self {
-        let mut swarm = Swarm {
+        let candidates = bootstrap
+            .iter()
+            .filter(|a| *a != listen && check_addr(a).is_ok())
+            .map(|a| {
+                let c = Candidate {
+                    failures: 0,
+                    next_try: Time::ZERO,
+                    bootstrap: true,
+                };
+                (a.clone(), c)
+            })
+            .collect();
+        Swarm {
             policy,
             conns: BTreeMap::new(),
-            candidates: BTreeMap::new(),
+            candidates,
             dialing: BTreeSet::new(),
             own_addrs: BTreeSet::from([listen.clone()]),
-        };
-        for addr in bootstrap {
-            swarm.learn(addr, Time::ZERO);
-            if let Some(c) = swarm.candidates.get_mut(addr) {
-                c.bootstrap = true;
-            }
+            learned: 0,
         }
-        swarm
     }
 
-    /// Adds a dial candidate (from a peer list or a member's advertisement).
-    pub fn learn(&mut self, addr: &Addr, now: Time) {
+    /// Adds a dial candidate (from a peer list or a member's advertisement). The table is
+    /// a reservoir sample: once full, the n-th new address replaces a random entry with
+    /// probability `MAX_CANDIDATES / n`, so it stays a uniform sample of the members seen
+    /// and dialing from it keeps the overlay random. Bootstrap addresses always stay.
+    pub fn learn<R: CryptoRng + ?Sized>(&mut self, addr: &Addr, now: Time, rng: &mut R) {
         if self.own_addrs.contains(addr)
             || self.candidates.contains_key(addr)
             || check_addr(addr).is_err()
         {
             return;
         }
+        self.learned = self.learned.saturating_add(1);
         if self.candidates.len() >= MAX_CANDIDATES {
-            let worst = self
+            if rng.next_u64() % self.learned >= MAX_CANDIDATES as u64 {
+                return;
+            }
+            let replaceable = self
                 .candidates
                 .iter()
-                .filter(|(_, c)| !c.bootstrap)
-                .max_by_key(|(_, c)| c.failures)
+                .filter(|(a, c)| !c.bootstrap && !self.dialing.contains(*a))
+                .count();
+            let pick = (rng.next_u64() % replaceable.max(1) as u64) as usize;
+            let victim = self
+                .candidates
+                .iter()
+                .filter(|(a, c)| !c.bootstrap && !self.dialing.contains(*a))
+                .nth(pick)
                 .map(|(a, _)| a.clone());
-            match worst {
-                Some(a) => {
-                    self.candidates.remove(&a);
-                }
+            match victim {
+                Some(v) => self.candidates.remove(&v),
                 None => return,
-            }
+            };
         }
         self.candidates.insert(
             addr.clone(),
@@ -540,7 +559,7 @@ impl Swarm {
             Step::Refused { peers } => {
                 let remote = c.remote.clone();
                 for addr in &peers {
-                    self.learn(addr, now);
+                    self.learn(addr, now, io.rng);
                 }
                 if direction == Direction::Outbound {
                     self.backoff(&remote, now, io.rng);
@@ -566,9 +585,9 @@ impl Swarm {
                     cand.failures = 0;
                 }
                 for addr in &learned {
-                    self.learn(addr, now);
+                    self.learn(addr, now, io.rng);
                 }
-                self.learn(&peer.listen, now);
+                self.learn(&peer.listen, now, io.rng);
                 if let Some(loser) = self.duplicate_of(conn, &peer, me) {
                     events.extend(self.close(loser, CloseReason::DuplicateLink, io.out));
                     if loser == conn {
