@@ -271,16 +271,17 @@ impl Gossip {
         if (admission.bound)(body.origin).is_some_and(|b| b != fingerprint) {
             return Outcome::Ignored(RejectReason::IdentityConflict(body.origin));
         }
-        match self.cache.verify(
+        let verified = match self.cache.verify(
             &fingerprint,
             &body.pubkey,
             rumor.body.get().as_bytes(),
             &rumor.sig,
         ) {
-            Ok(checked) => metrics.signatures_verified += u64::from(checked),
+            Ok(v) => v,
             Err(SentryError::BadSignature) => return Outcome::Rejected(RejectReason::BadSignature),
             Err(e) => return Outcome::Rejected(RejectReason::BadKey(e.to_string())),
-        }
+        };
+        metrics.signatures_verified += u64::from(verified.checked);
         if body.origin == self.me {
             return Outcome::OwnEcho(body.seq);
         }
@@ -290,7 +291,7 @@ impl Gossip {
         self.has_token(now, key.origin, true);
         let kind = Kind::of(&body.content);
         let mut rumor = rumor;
-        (rumor.body, rumor.sig) = self.cache.intern(rumor.body, rumor.sig);
+        (rumor.body, rumor.sig) = self.cache.intern(&verified, rumor.body, rumor.sig);
         self.insert(now, key, rumor, kind);
         metrics.rumors_accepted += 1;
         Outcome::Accepted(Box::new(Accepted {

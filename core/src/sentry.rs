@@ -530,14 +530,14 @@ impl VerifyCache {
     }
 
     /// Verifies `sig` over `body` with the key `der` (fingerprint `fp`), or finds that this
-    /// exact (key, body, signature) was verified before. Returns whether RSA work was done.
+    /// exact (key, body, signature) was verified before.
     pub fn verify(
         &self,
         fp: &Fingerprint,
         der: &[u8],
         body: &[u8],
         sig: &[u8],
-    ) -> Result<bool, SentryError> {
+    ) -> Result<Verified, SentryError> {
         let digest: [u8; 32] = Sha256::new()
             .chain_update(fp.0)
             .chain_update((body.len() as u64).to_be_bytes())
@@ -548,7 +548,10 @@ impl VerifyCache {
         let key = {
             let mut inner = self.lock();
             if inner.verified.contains(&digest) {
-                return Ok(false);
+                return Ok(Verified {
+                    digest,
+                    checked: false,
+                });
             }
             match inner.keys.get(fp) {
                 Some(k) => Arc::clone(k),
@@ -568,17 +571,21 @@ impl VerifyCache {
             inner.verified.clear();
         }
         inner.verified.insert(digest);
-        Ok(true)
+        Ok(Verified {
+            digest,
+            checked: true,
+        })
     }
 
     /// Returns shared copies of a verified rumor's body and signature, so that every node
     /// of the process holding this cache stores them once.
-    pub fn intern(&self, body: Arc<RawValue>, sig: Arc<[u8]>) -> (Arc<RawValue>, Arc<[u8]>) {
-        let digest: [u8; 32] = Sha256::new()
-            .chain_update(body.get())
-            .chain_update(&sig)
-            .finalize()
-            .into();
+    pub fn intern(
+        &self,
+        verified: &Verified,
+        body: Arc<RawValue>,
+        sig: Arc<[u8]>,
+    ) -> (Arc<RawValue>, Arc<[u8]>) {
+        let digest = verified.digest;
         let mut inner = self.lock();
         if let Some((b, s)) = inner.bodies.get(&digest)
             && let (Some(b), Some(s)) = (b.upgrade(), s.upgrade())
@@ -602,6 +609,16 @@ impl VerifyCache {
         let inner = self.lock();
         (inner.keys.len(), inner.verified.len(), inner.bodies.len())
     }
+}
+
+/// Proof that a signature verified: the digest of (key, body, signature), and whether RSA
+/// work was done for it (or the cache knew it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// SHA-256 of the fingerprint, body and signature.
+    pub digest: [u8; 32],
+    /// Whether this call did the RSA verification.
+    pub checked: bool,
 }
 
 /// Limits and durations of the reputation system.
@@ -889,20 +906,19 @@ mod tests {
         let fp = id.fingerprint();
         let cache = VerifyCache::new(16);
         let other = cache.clone();
-        assert_eq!(cache.verify(&fp, id.public().der(), b"{}", &sig), Ok(true));
-        assert_eq!(
-            other.verify(&fp, id.public().der(), b"{}", &sig),
-            Ok(false),
-            "cached"
-        );
+        let first = cache.verify(&fp, id.public().der(), b"{}", &sig).unwrap();
+        assert!(first.checked);
+        let again = other.verify(&fp, id.public().der(), b"{}", &sig).unwrap();
+        assert!(!again.checked, "cached");
+        assert_eq!(first.digest, again.digest);
         assert_eq!(
             cache.verify(&fp, id.public().der(), b"[]", &sig),
             Err(SentryError::BadSignature)
         );
         let body: Arc<RawValue> = RawValue::from_string("{}".into()).unwrap().into();
-        let (b1, s1) = cache.intern(Arc::clone(&body), Arc::from(sig.clone()));
+        let (b1, s1) = cache.intern(&first, Arc::clone(&body), Arc::from(sig.clone()));
         let copy: Arc<RawValue> = RawValue::from_string("{}".into()).unwrap().into();
-        let (b2, s2) = other.intern(copy, Arc::from(sig));
+        let (b2, s2) = other.intern(&again, copy, Arc::from(sig));
         assert!(Arc::ptr_eq(&b1, &b2) && Arc::ptr_eq(&s1, &s2) && Arc::ptr_eq(&b1, &body));
     }
 
