@@ -1,8 +1,14 @@
-//! The `overlay-network` binary.
+//! The `overlay-network` binary: parses the command line and runs the subcommand; any
+//! error is printed on one line and the exit status is 1.
 
 #![forbid(unsafe_code)]
 
+use clap::Parser;
+use overlay_transport_tcp::cli::{self, Cli};
+
 fn main() {
-    eprintln!("overlay-network: the daemon is not built yet (see the open issues)");
-    std::process::exit(2);
+    if let Err(e) = cli::run(Cli::parse()) {
+        eprintln!("overlay-network: error: {e}");
+        std::process::exit(1);
+    }
 }

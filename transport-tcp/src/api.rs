@@ -1,0 +1,181 @@
+//! The control API server: HTTP/1.1 (hyper on smol) over a [`Handle`] to the driver.
+//! `GET /v1/status`, `/v1/routes`, `/v1/peers`, `/v1/members`, `/metrics` (Prometheus
+//! text) and `POST /v1/leave`; a bearer token is required when one is configured.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use overlay_core::Command;
+use serde_json::{Value, json};
+use smol::lock::Semaphore;
+use smol::net::TcpListener;
+use smol_hyper::rt::{FuturesIo, SmolTimer};
+use tracing::{debug, info};
+
+use crate::driver::{Handle, View};
+use crate::metrics;
+
+/// Control API connections served at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 32;
+/// Time a client has to send its request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves the control API on `listener` until the driver stops.
+pub async fn serve(listener: TcpListener, handle: Handle, token: Option<String>) {
+    let token = Arc::new(token);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let slot = slots.acquire_arc().await;
+        let Ok((stream, peer)) = listener.accept().await else {
+            smol::Timer::after(Duration::from_millis(100)).await;
+            continue;
+        };
+        let handle = handle.clone();
+        let token = token.clone();
+        smol::spawn(async move {
+            let service = service_fn(move |req| {
+                let handle = handle.clone();
+                let token = token.clone();
+                async move { Ok::<_, Infallible>(respond(req, &handle, token.as_deref()).await) }
+            });
+            let served = http1::Builder::new()
+                .timer(SmolTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(FuturesIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                debug!(%peer, error = %e, "control API connection ended");
+            }
+            drop(slot);
+        })
+        .detach();
+    }
+}
+
+/// Compares without leaking the position of the first difference through timing.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authorized(req: &Request<Incoming>, token: Option<&str>) -> bool {
+    let Some(token) = token else { return true };
+    req.headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes()))
+}
+
+async fn respond(
+    req: Request<Incoming>,
+    handle: &Handle,
+    token: Option<&str>,
+) -> Response<Full<Bytes>> {
+    if !authorized(&req, token) {
+        let mut response = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+        response
+            .headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    let method = req.method().clone();
+    let answer = match (&method, req.uri().path()) {
+        (&Method::GET, "/v1/status") => handle.inspect(|v| json_reply(status(v))).await,
+        (&Method::GET, "/v1/routes") => handle.inspect(|v| json_reply(routes(v))).await,
+        (&Method::GET, "/v1/peers") => {
+            handle
+                .inspect(|v| json_reply(keyed(v, "peers", json!(v.node.peers()))))
+                .await
+        }
+        (&Method::GET, "/v1/members") => {
+            handle
+                .inspect(|v| json_reply(keyed(v, "members", json!(v.node.members()))))
+                .await
+        }
+        (&Method::GET, "/metrics") => {
+            handle
+                .inspect(|v| {
+                    let mut r = Response::new(Full::new(Bytes::from(metrics::render(v))));
+                    r.headers_mut().insert(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    );
+                    r
+                })
+                .await
+        }
+        (&Method::POST, "/v1/leave") => {
+            let node = handle.inspect(|v| v.node.config().node_id).await;
+            match node {
+                Ok(node) => {
+                    info!("leave requested over the control API");
+                    handle.command(Command::Leave).await.map(|()| {
+                        let mut r = json_reply(json!({"node": node, "leaving": true}));
+                        *r.status_mut() = StatusCode::ACCEPTED;
+                        r
+                    })
+                }
+                Err(stopped) => Err(stopped),
+            }
+        }
+        (
+            _,
+            "/v1/status" | "/v1/routes" | "/v1/peers" | "/v1/members" | "/metrics" | "/v1/leave",
+        ) => {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        }
+        _ => return error(StatusCode::NOT_FOUND, "no such endpoint"),
+    };
+    answer.unwrap_or_else(|_| error(StatusCode::SERVICE_UNAVAILABLE, "the node has stopped"))
+}
+
+fn json_reply(value: Value) -> Response<Full<Bytes>> {
+    let mut body = serde_json::to_vec(&value).unwrap_or_default();
+    body.push(b'\n');
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let mut r = json_reply(json!({ "error": message }));
+    *r.status_mut() = status;
+    r
+}
+
+/// `{"node": id, "asn": asn, <key>: value}`.
+fn keyed(view: &View<'_>, key: &str, value: Value) -> Value {
+    let config = view.node.config();
+    let mut object = serde_json::Map::new();
+    object.insert("node".into(), json!(config.node_id));
+    object.insert("asn".into(), json!(config.asn));
+    object.insert(key.into(), value);
+    Value::Object(object)
+}
+
+/// The routing table in the public `routes --json` shape.
+pub fn routes(view: &View<'_>) -> Value {
+    keyed(view, "routes", json!(view.node.routes()))
+}
+
+fn status(view: &View<'_>) -> Value {
+    let mut value = json!(view.node.status());
+    if let Value::Object(object) = &mut value {
+        object.insert("listen".into(), json!(view.node.config().listen_addr));
+        object.insert(
+            "uptime_ms".into(),
+            json!(u64::try_from(view.uptime.as_millis()).unwrap_or(u64::MAX)),
+        );
+        object.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
+    }
+    value
+}

@@ -1,0 +1,281 @@
+//! The `overlay-network` command line (clap): subcommands, their flags (a public contract),
+//! and what each one prints.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::client::{Client, ClientError};
+use crate::config::{self, ConfigFileError, Overrides, Settings};
+use crate::daemon::{self, DaemonArgs, DaemonError};
+use crate::demo::{self, DemoError, DemoOptions};
+use crate::keys::{self, KeyError};
+use crate::render;
+
+/// A secure gossip overlay for route controllers.
+#[derive(Debug, Parser)]
+#[command(name = "overlay-network", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run a route controller.
+    Daemon {
+        /// Configuration file: seed JSON (`.json`) or raw format (`.conf`).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Node key (PKCS#8 PEM), created if missing [default: <config stem>.pem beside the config].
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// File with the cluster keys (base64, one per line; the first is used to dial).
+        #[arg(long, value_name = "FILE")]
+        cluster_key_file: Option<PathBuf>,
+        /// Gossip address to bind and advertise, overriding `self.ip`/`port`.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Control API address, overriding `rpc_addr`.
+        #[arg(long, value_name = "ADDR")]
+        rpc: Option<String>,
+    },
+    /// Write a new node key, or print a new cluster key.
+    Keygen {
+        /// Where to write the node key (never overwritten).
+        #[arg(long, value_name = "FILE", required_unless_present = "cluster_key")]
+        out: Option<PathBuf>,
+        /// RSA key size: 2048 or 4096.
+        #[arg(long, default_value_t = keys::DEFAULT_BITS, value_parser = parse_bits)]
+        bits: usize,
+        /// Print a new base64 cluster key instead (written to --out if given).
+        #[arg(long)]
+        cluster_key: bool,
+    },
+    /// Print the JSON form of configuration files; with several, also check them as one
+    /// cluster (no identity or address claimed twice).
+    ParseConfig {
+        /// Configuration files (`.conf` or `.json`).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Only validate; print nothing on success.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Show a controller's status.
+    Status {
+        /// Where the control API is.
+        #[command(flatten)]
+        rpc: RpcArgs,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a controller's routing table.
+    Routes {
+        /// Where the control API is.
+        #[command(flatten)]
+        rpc: RpcArgs,
+        /// Print `{"node", "asn", "routes": [...]}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a controller's direct peers.
+    Peers {
+        /// Where the control API is.
+        #[command(flatten)]
+        rpc: RpcArgs,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a controller leave the network gracefully (it then exits).
+    Leave {
+        /// Where the control API is.
+        #[command(flatten)]
+        rpc: RpcArgs,
+    },
+    /// Print the version.
+    Version,
+    /// Run a whole cluster on loopback and show it work.
+    Demo {
+        /// A generated cluster of N controllers instead of the 3-controller example.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(2..=64))]
+        nodes: Option<u16>,
+        /// Keep the cluster running (until Ctrl-C) and print each controller's RPC address.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+/// Where the control API is.
+#[derive(Debug, Args)]
+pub struct RpcArgs {
+    /// Control API address (`rpc_addr` of the daemon), e.g. 127.0.0.1:18080.
+    #[arg(long, value_name = "ADDR")]
+    pub rpc: String,
+    /// Bearer token, when the daemon has `rpc_token`.
+    #[arg(long, env = "OVERLAY_RPC_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Why a subcommand failed.
+#[derive(Debug, Error)]
+pub enum CliError {
+    /// A configuration file is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigFileError),
+    /// The daemon could not start.
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+    /// A key could not be made or written.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The control API did not answer well.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The demo failed.
+    #[error(transparent)]
+    Demo(#[from] DemoError),
+    /// The control API's answer was not JSON.
+    #[error("unexpected answer from the control API: {0}")]
+    Answer(#[from] serde_json::Error),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Cmd::Daemon {
+            config,
+            key,
+            cluster_key_file,
+            listen,
+            rpc,
+        } => daemon::run(&DaemonArgs {
+            config,
+            overrides: Overrides {
+                key_file: key,
+                cluster_key_file,
+                listen,
+                rpc,
+                env_cluster_key: std::env::var("OVERLAY_CLUSTER_KEY").ok(),
+            },
+        })?,
+        Cmd::Keygen {
+            out,
+            bits,
+            cluster_key,
+        } => keygen(out, bits, cluster_key)?,
+        Cmd::ParseConfig { files, check } => parse_config(&files, check)?,
+        Cmd::Status { rpc, json } => show(&rpc, "/v1/status", json, render::status)?,
+        Cmd::Routes { rpc, json } => show(&rpc, "/v1/routes", json, render::routes)?,
+        Cmd::Peers { rpc, json } => show(&rpc, "/v1/peers", json, render::peers)?,
+        Cmd::Leave { rpc } => {
+            let answer: Value = serde_json::from_slice(&client(&rpc).post("/v1/leave")?)?;
+            println!("RC{} is leaving the network", answer["node"]);
+        }
+        Cmd::Version => println!(
+            "overlay-network {} (protocol {})",
+            env!("CARGO_PKG_VERSION"),
+            overlay_core::wire::PROTOCOL_VERSION
+        ),
+        Cmd::Demo { nodes, keep } => demo::run(&DemoOptions {
+            nodes: nodes.map(usize::from),
+            keep,
+        })?,
+    }
+    Ok(())
+}
+
+fn client(rpc: &RpcArgs) -> Client {
+    Client::new(rpc.rpc.clone(), rpc.token.clone())
+}
+
+/// GETs `path` and prints it as JSON (exactly as served) or as text.
+fn show(rpc: &RpcArgs, path: &str, json: bool, text: fn(&Value) -> String) -> Result<(), CliError> {
+    let body = client(rpc).get(path)?;
+    let answer: Value = serde_json::from_slice(&body)?;
+    if json {
+        println!("{}", serde_json::to_string(&answer)?);
+    } else {
+        print!("{}", text(&answer));
+    }
+    Ok(())
+}
+
+fn parse_bits(text: &str) -> Result<usize, String> {
+    match text {
+        "2048" | "4096" => text.parse().map_err(|_| text.to_string()),
+        _ => Err("must be 2048 or 4096".into()),
+    }
+}
+
+fn keygen(out: Option<PathBuf>, bits: usize, cluster_key: bool) -> Result<(), CliError> {
+    if cluster_key {
+        let key = keys::new_cluster_key()?.to_base64();
+        match out {
+            Some(path) => {
+                keys::write_new_secret(&path, format!("{key}\n").as_bytes())?;
+                println!("cluster key written to {} (mode 0600)", path.display());
+            }
+            None => println!("{key}"),
+        }
+        return Ok(());
+    }
+    let Some(path) = out else {
+        return Ok(());
+    };
+    if path.exists() {
+        return Err(KeyError::Exists(path).into());
+    }
+    let identity = keys::generate_identity(&path, bits)?;
+    keys::write_identity(&path, &identity)?;
+    println!("{}", identity.fingerprint());
+    Ok(())
+}
+
+fn parse_config(files: &[PathBuf], check: bool) -> Result<(), CliError> {
+    let mut loaded = Vec::new();
+    for path in files {
+        let (file, source) = config::load(path)?;
+        let settings = Settings::resolve(&file, &source, &Overrides::default(), false)?;
+        loaded.push((file, source, settings.listen));
+    }
+    for (i, (file, source, listen)) in loaded.iter().enumerate() {
+        for (other, other_source, other_listen) in &loaded[..i] {
+            if other_listen == listen {
+                return Err(source
+                    .error(
+                        "self.ip",
+                        format!(
+                            "{listen} is also the address of {}",
+                            other_source.path().display()
+                        ),
+                    )
+                    .into());
+            }
+            if other.me.id == file.me.id {
+                return Err(source
+                    .error(
+                        "self.id",
+                        format!(
+                            "duplicate identity: RC{} is also claimed by {}",
+                            file.me.id,
+                            other_source.path().display()
+                        ),
+                    )
+                    .into());
+            }
+        }
+    }
+    if !check {
+        for (file, _, _) in &loaded {
+            println!("{}", file.to_json());
+        }
+    }
+    Ok(())
+}

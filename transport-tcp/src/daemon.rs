@@ -1,0 +1,196 @@
+//! One route controller process, assembled: settings and keys in, listeners bound, the
+//! driver and the control API started ([`launch`]), signals turned into a graceful leave,
+//! logging set up ([`run`] is `overlay-network daemon`).
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_signal::{Signal, Signals};
+use overlay_core::{Command, ConfigError, Fingerprint, Identity};
+use smol::net::TcpListener;
+use smol::stream::StreamExt;
+use smol::{Task, future};
+use thiserror::Error;
+use tracing::level_filters::LevelFilter;
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+use crate::api;
+use crate::config::{self, ConfigFileError, KeySource, Overrides, Settings, Source};
+use crate::driver::{Driver, Handle, Limits};
+use crate::keys::{self, KeyError};
+
+/// Why a controller could not start.
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigFileError),
+    /// The node key could not be loaded or created.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The node refused its configuration.
+    #[error("{0}")]
+    Node(#[from] ConfigError),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// A bound listener's address could not be read.
+    #[error("cannot read a listener's address: {0}")]
+    Socket(std::io::Error),
+}
+
+/// `overlay-network daemon` arguments.
+#[derive(Debug, Clone)]
+pub struct DaemonArgs {
+    /// The configuration file (`.json` or `.conf`).
+    pub config: PathBuf,
+    /// Overrides from the command line and the environment.
+    pub overrides: Overrides,
+}
+
+/// Binds the gossip and control API listeners; errors name the field that set the address.
+pub async fn bind(
+    settings: &Settings,
+    source: &Source,
+    overrides: &Overrides,
+) -> Result<(TcpListener, TcpListener), ConfigFileError> {
+    let field = |flag: &str, option: &Option<String>, file_field: &str| {
+        if option.is_some() {
+            flag.to_string()
+        } else {
+            file_field.to_string()
+        }
+    };
+    let gossip = TcpListener::bind(settings.listen).await.map_err(|e| {
+        source.error(
+            field("--listen", &overrides.listen, "self.ip"),
+            format!("cannot listen on {}: {e}", settings.listen),
+        )
+    })?;
+    let rpc = TcpListener::bind(settings.rpc).await.map_err(|e| {
+        source.error(
+            field("--rpc", &overrides.rpc, "rpc_addr"),
+            format!("cannot listen on {} for the control API: {e}", settings.rpc),
+        )
+    })?;
+    Ok((gossip, rpc))
+}
+
+/// A started controller: its driver (to be run) and its control API (serving).
+pub struct Running {
+    /// Commands and read access.
+    pub handle: Handle,
+    /// The gossip address, as advertised.
+    pub listen: SocketAddr,
+    /// The control API address.
+    pub rpc: SocketAddr,
+    /// The node key's fingerprint.
+    pub fingerprint: Fingerprint,
+    driver: Driver,
+    api: Task<()>,
+}
+
+/// Starts a controller on bound listeners: the advertised address is the gossip
+/// listener's. Nothing happens on the network until [`Running::run`].
+pub fn launch(
+    settings: &Settings,
+    identity: Identity,
+    gossip: TcpListener,
+    rpc: TcpListener,
+) -> Result<Running, DaemonError> {
+    let listen = gossip.local_addr().map_err(DaemonError::Socket)?;
+    let rpc_addr = rpc.local_addr().map_err(DaemonError::Socket)?;
+    let mut config = settings.core.clone();
+    config.listen_addr = overlay_core::Addr(listen.to_string());
+    let limits = Limits::for_config(&config);
+    let fingerprint = identity.fingerprint();
+    let (driver, handle) = Driver::new(config, identity, keys::os_seed()?, gossip, limits)?;
+    let api = smol::spawn(api::serve(rpc, handle.clone(), settings.rpc_token.clone()));
+    Ok(Running {
+        handle,
+        listen,
+        rpc: rpc_addr,
+        fingerprint,
+        driver,
+        api,
+    })
+}
+
+impl Running {
+    /// Runs the node until it has left, then gives the control API a moment to answer the
+    /// request that asked it to leave.
+    pub async fn run(self) {
+        self.driver.run().await;
+        smol::Timer::after(Duration::from_millis(100)).await;
+        drop(self.api);
+    }
+}
+
+/// Sets up logging on stderr: `RUST_LOG` if set, else `level`.
+pub fn init_logging(level: LevelFilter) {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() => EnvFilter::new(spec),
+        _ => EnvFilter::default().add_directive(level.into()),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// `overlay-network daemon`: runs until a leave (signal or control API), then returns.
+pub fn run(args: &DaemonArgs) -> Result<(), DaemonError> {
+    let (file, source) = config::load(&args.config)?;
+    let settings = Settings::resolve(&file, &source, &args.overrides, true)?;
+    init_logging(settings.log_level);
+    for warning in &settings.warnings {
+        warn!("{}: {warning}", source.path().display());
+    }
+    if settings.key_source == KeySource::Development {
+        warn!(
+            "DEVELOPMENT MODE: no cluster key is configured, so the fixed and publicly known development key is used."
+        );
+        warn!(
+            "DEVELOPMENT MODE: anyone can join this cluster and read its gossip. Never run it like this in production."
+        );
+    }
+    let (identity, created) = keys::load_or_create_identity(&settings.key_file)?;
+    if created {
+        info!(key = %settings.key_file.display(), "created a new node key (mode 0600)");
+    } else if keys::is_exposed(&settings.key_file) {
+        warn!(key = %settings.key_file.display(), "the node key is readable by group or others; chmod 600 it");
+    }
+    smol::block_on(async {
+        let (gossip, rpc) = bind(&settings, &source, &args.overrides).await?;
+        let running = launch(&settings, identity, gossip, rpc)?;
+        info!(
+            node = %settings.core.node_id,
+            asn = %settings.core.asn,
+            listen = %running.listen,
+            rpc = %running.rpc,
+            fingerprint = %running.fingerprint,
+            key = %settings.key_file.display(),
+            "route controller started"
+        );
+        let mut signals =
+            Signals::new([Signal::Term, Signal::Int]).map_err(DaemonError::Signals)?;
+        let handle = running.handle.clone();
+        let on_signal = async move {
+            if let Some(Ok(signal)) = signals.next().await {
+                info!(?signal, "signal received: leaving the network");
+                if handle.command(Command::Leave).await.is_err() {
+                    error!("the node had already stopped");
+                }
+            }
+            // Keep the handlers installed (a second signal must not kill the flush).
+            future::pending::<()>().await;
+        };
+        future::or(running.run(), on_signal).await;
+        info!("stopped");
+        Ok(())
+    })
+}

@@ -1,0 +1,641 @@
+//! The smol/async-io driver around one [`Node`]: it accepts and dials TCP connections,
+//! feeds bytes, connection events, commands and wake-ups to [`Node::handle`], and executes
+//! the returned actions. It makes no protocol decision. Resources are bounded: a write queue
+//! per connection (a peer that does not drain it is dropped, never stalling the others),
+//! fixed-size reads, a dial timeout, a cap on open connections and a bounded inbox.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use overlay_core::wire::FRAME_HEADER_LEN;
+use overlay_core::{
+    Action, Addr, Command, Config, ConfigError, ConnId, Direction, Event, Identity, Node,
+    Notification, RejectReason, Time,
+};
+use serde::Serialize;
+use smol::channel::{self, Receiver, Sender};
+use smol::future;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::net::{TcpListener, TcpStream};
+use smol::{Task, Timer};
+use thiserror::Error;
+use tracing::{debug, error, info, trace, warn};
+
+/// Resource bounds of the driver.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Bytes queued for one connection before it is dropped as too slow.
+    pub write_queue_bytes: usize,
+    /// Size of one read from a socket.
+    pub read_chunk: usize,
+    /// Time allowed to open an outbound connection.
+    pub dial_timeout: Duration,
+    /// Time one queued write may take before the connection is dropped.
+    pub write_stall: Duration,
+    /// Time allowed, when closing or leaving, to flush queued writes and see the peer close.
+    pub linger: Duration,
+    /// Open connections (inbound and outbound); further inbound ones are closed at once.
+    pub max_connections: usize,
+    /// Inputs (reads, accepts, dial results, commands) waiting for the node.
+    pub inbox: usize,
+}
+
+impl Limits {
+    /// Bounds suited to a node configuration: the write queue holds at least four maximal
+    /// frames, and connections are capped at twice `max_peers` plus headroom for joiners.
+    pub fn for_config(config: &Config) -> Self {
+        Limits {
+            write_queue_bytes: (4 * config.max_frame_bytes).max(4 << 20),
+            read_chunk: 64 * 1024,
+            dial_timeout: Duration::from_secs(5),
+            write_stall: Duration::from_secs(10),
+            linger: Duration::from_secs(2),
+            max_connections: 2 * config.max_peers + 16,
+            inbox: 256,
+        }
+    }
+}
+
+/// Counters kept by the transport (the node keeps the protocol's own).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TransportStats {
+    /// Connections open now.
+    pub connections: usize,
+    /// Inbound connections accepted.
+    pub accepted: u64,
+    /// Inbound connections closed at once because `max_connections` were open.
+    pub refused: u64,
+    /// Outbound connections attempted.
+    pub dials: u64,
+    /// Outbound connections that failed or timed out.
+    pub dial_failures: u64,
+    /// Connections dropped because their write queue was full or a write stalled.
+    pub slow_peer_drops: u64,
+    /// Bytes waiting in write queues now.
+    pub queued_bytes: usize,
+    /// Direct peers that came up.
+    pub peers_up: u64,
+    /// Direct peers that went down.
+    pub peers_down: u64,
+    /// Members that joined (or came back).
+    pub members_joined: u64,
+    /// Members that left gracefully.
+    pub members_left: u64,
+    /// Members that went silent past `advert_max_age`.
+    pub members_expired: u64,
+}
+
+/// What the control API and embedders may read, inside the driver.
+pub struct View<'a> {
+    /// The node.
+    pub node: &'a Node,
+    /// Transport counters.
+    pub stats: &'a TransportStats,
+    /// Time since the driver started.
+    pub uptime: Duration,
+}
+
+/// The driver has stopped (the node left or the driver was dropped).
+#[derive(Debug, Clone, Copy, Error)]
+#[error("the node has stopped")]
+pub struct Stopped;
+
+type Inspector = Box<dyn FnOnce(&View<'_>) + Send>;
+
+/// What tasks tell the driver.
+enum Input {
+    Accepted(TcpStream, SocketAddr),
+    Dialed(Addr, Result<TcpStream, String>),
+    Bytes(ConnId, Vec<u8>),
+    Closed(ConnId),
+    Command(Command),
+    Inspect(Inspector),
+}
+
+/// A cloneable handle to a running driver: operator commands and read access.
+#[derive(Clone)]
+pub struct Handle {
+    tx: Sender<Input>,
+}
+
+impl Handle {
+    /// Hands an operator command to the node.
+    pub async fn command(&self, command: Command) -> Result<(), Stopped> {
+        self.tx
+            .send(Input::Command(command))
+            .await
+            .map_err(|_| Stopped)
+    }
+
+    /// Runs `f` on the node's state inside the driver and returns its result.
+    pub async fn inspect<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&View<'_>) -> R + Send + 'static,
+    ) -> Result<R, Stopped> {
+        let (reply, answer) = channel::bounded(1);
+        let inspector: Inspector = Box::new(move |view| {
+            let _ = reply.try_send(f(view));
+        });
+        self.tx
+            .send(Input::Inspect(inspector))
+            .await
+            .map_err(|_| Stopped)?;
+        answer.recv().await.map_err(|_| Stopped)
+    }
+}
+
+/// One open connection.
+struct Conn {
+    stream: TcpStream,
+    remote: Addr,
+    queue: Sender<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+    writer: Task<()>,
+    _reader: Task<()>,
+}
+
+/// Drives one node over TCP until it leaves.
+pub struct Driver {
+    node: Node,
+    started: Instant,
+    limits: Limits,
+    conns: HashMap<ConnId, Conn>,
+    next_conn: u64,
+    tx: Sender<Input>,
+    rx: Receiver<Input>,
+    stats: TransportStats,
+    closing: Vec<Task<()>>,
+    _accept: Task<()>,
+}
+
+impl Driver {
+    /// A driver for a node built from `config` (whose `listen_addr` is `listener`'s
+    /// address), `identity` and a 32-byte random `seed`.
+    pub fn new(
+        config: Config,
+        identity: Identity,
+        seed: [u8; 32],
+        listener: TcpListener,
+        limits: Limits,
+    ) -> Result<(Driver, Handle), ConfigError> {
+        let node = Node::new(config, identity, seed, Time::ZERO)?;
+        let (tx, rx) = channel::bounded(limits.inbox);
+        let accept = smol::spawn(accept_loop(listener, tx.clone()));
+        let driver = Driver {
+            node,
+            started: Instant::now(),
+            limits,
+            conns: HashMap::new(),
+            next_conn: 1,
+            tx: tx.clone(),
+            rx,
+            stats: TransportStats::default(),
+            closing: Vec::new(),
+            _accept: accept,
+        };
+        Ok((driver, Handle { tx }))
+    }
+
+    fn now(&self) -> Time {
+        Time::from_millis(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Runs until the node has left, then lets the last writes flush (bounded by `linger`).
+    pub async fn run(mut self) {
+        self.feed(Event::Tick);
+        while let Some(wake) = self.node.next_wakeup() {
+            let deadline = self.started + Duration::from_millis(wake.as_millis());
+            let input = future::or(async { self.rx.recv().await.ok() }, async {
+                Timer::at(deadline).await;
+                None
+            })
+            .await;
+            let event = match input {
+                None => Some(Event::Tick),
+                Some(input) => self.input(input),
+            };
+            if let Some(event) = event {
+                self.feed(event);
+            }
+        }
+        info!("left the network; flushing");
+        for (_, conn) in self.conns.drain() {
+            let _ = conn.stream.shutdown(Shutdown::Both);
+        }
+        let closing = std::mem::take(&mut self.closing);
+        future::or(
+            async {
+                for task in closing {
+                    task.await;
+                }
+            },
+            async {
+                Timer::after(self.limits.linger).await;
+            },
+        )
+        .await;
+    }
+
+    /// Turns a task's report into an event for the node (if any).
+    fn input(&mut self, input: Input) -> Option<Event> {
+        match input {
+            Input::Accepted(stream, peer) => {
+                if self.conns.len() >= self.limits.max_connections {
+                    self.stats.refused += 1;
+                    debug!(%peer, "inbound connection refused: max_connections open");
+                    let _ = stream.shutdown(Shutdown::Both);
+                    return None;
+                }
+                self.stats.accepted += 1;
+                Some(self.open(stream, Direction::Inbound, Addr(peer.to_string())))
+            }
+            Input::Dialed(addr, Ok(stream)) => Some(self.open(stream, Direction::Outbound, addr)),
+            Input::Dialed(addr, Err(e)) => {
+                self.stats.dial_failures += 1;
+                debug!(%addr, error = %e, "dial failed");
+                Some(Event::ConnectFailed { addr })
+            }
+            Input::Bytes(conn, bytes) => self
+                .conns
+                .contains_key(&conn)
+                .then_some(Event::Received { conn, bytes }),
+            Input::Closed(conn) => self.drop_conn(conn).then_some(Event::Disconnected { conn }),
+            Input::Command(command) => Some(Event::Command(command)),
+            Input::Inspect(f) => {
+                self.stats.connections = self.conns.len();
+                self.stats.queued_bytes = self
+                    .conns
+                    .values()
+                    .map(|c| c.queued.load(Ordering::Relaxed))
+                    .sum();
+                f(&View {
+                    node: &self.node,
+                    stats: &self.stats,
+                    uptime: self.started.elapsed(),
+                });
+                None
+            }
+        }
+    }
+
+    /// Hands an event to the node and executes the actions, including those caused by
+    /// connections the driver had to drop meanwhile.
+    fn feed(&mut self, event: Event) {
+        let mut events = VecDeque::from([event]);
+        while let Some(event) = events.pop_front() {
+            let actions = self.node.handle(self.now(), event);
+            // Notifications first, while every connection they name is still known.
+            for action in &actions {
+                if let Action::Notify(n) = action {
+                    self.notify(n);
+                }
+            }
+            for action in actions {
+                if let Some(event) = self.execute(action) {
+                    events.push_back(event);
+                }
+            }
+        }
+    }
+
+    fn execute(&mut self, action: Action) -> Option<Event> {
+        match action {
+            Action::Connect { addr } => {
+                self.stats.dials += 1;
+                let tx = self.tx.clone();
+                let timeout = self.limits.dial_timeout;
+                smol::spawn(async move {
+                    let dial = async {
+                        TcpStream::connect(addr.as_str())
+                            .await
+                            .map_err(|e| e.to_string())
+                    };
+                    let result = future::or(dial, async {
+                        Timer::after(timeout).await;
+                        Err(format!("timed out after {timeout:?}"))
+                    })
+                    .await;
+                    let _ = tx.send(Input::Dialed(addr, result)).await;
+                })
+                .detach();
+                None
+            }
+            Action::Send { conn, bytes } => {
+                let c = self.conns.get(&conn)?;
+                let queued = c.queued.load(Ordering::Relaxed);
+                if queued + bytes.len() > self.limits.write_queue_bytes {
+                    self.stats.slow_peer_drops += 1;
+                    warn!(%conn, remote = %c.remote, queued, "write queue full: dropping the slow connection");
+                    self.drop_conn(conn);
+                    return Some(Event::Disconnected { conn });
+                }
+                c.queued.fetch_add(bytes.len(), Ordering::Relaxed);
+                let _ = c.queue.try_send(bytes);
+                None
+            }
+            Action::Close { conn, reason } => {
+                if let Some(c) = self.conns.remove(&conn) {
+                    debug!(%conn, remote = %c.remote, %reason, "closing");
+                    // Dropping the queue's sender lets the writer flush what is queued,
+                    // then shut the connection down.
+                    self.closing.retain(|t| !t.is_finished());
+                    self.closing.push(c.writer);
+                }
+                None
+            }
+            Action::Notify(_) => None,
+        }
+    }
+
+    /// Registers a new connection and starts its reader and writer.
+    fn open(&mut self, stream: TcpStream, direction: Direction, remote: Addr) -> Event {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let _ = stream.set_nodelay(true);
+        let (queue, pending) = channel::unbounded();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let reader = smol::spawn(read_loop(
+            conn,
+            stream.clone(),
+            self.tx.clone(),
+            self.limits.read_chunk,
+        ));
+        let writer = smol::spawn(write_loop(
+            stream.clone(),
+            pending,
+            queued.clone(),
+            self.limits.write_stall,
+            self.limits.linger,
+        ));
+        trace!(%conn, %remote, ?direction, "connection open");
+        self.conns.insert(
+            conn,
+            Conn {
+                stream,
+                remote: remote.clone(),
+                queue,
+                queued,
+                writer,
+                _reader: reader,
+            },
+        );
+        Event::Connected {
+            conn,
+            direction,
+            remote,
+        }
+    }
+
+    /// Forgets a connection without flushing; returns whether it was open.
+    fn drop_conn(&mut self, conn: ConnId) -> bool {
+        match self.conns.remove(&conn) {
+            Some(c) => {
+                let _ = c.stream.shutdown(Shutdown::Both);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remote(&self, conn: ConnId) -> String {
+        self.conns
+            .get(&conn)
+            .map_or_else(|| conn.to_string(), |c| c.remote.to_string())
+    }
+
+    /// Logs a notification and counts it.
+    fn notify(&mut self, n: &Notification) {
+        match n {
+            Notification::PeerUp {
+                node,
+                asn,
+                addr,
+                fingerprint,
+                ..
+            } => {
+                self.stats.peers_up += 1;
+                info!(%node, %asn, %addr, fingerprint = %fingerprint.short(), "peer up");
+            }
+            Notification::PeerDown { node, reason, .. } => {
+                self.stats.peers_down += 1;
+                info!(%node, %reason, "peer down");
+            }
+            Notification::RumorAccepted {
+                origin, seq, from, ..
+            } => trace!(%origin, seq, %from, "rumor accepted"),
+            Notification::MemberJoined { node, asn, addr } => {
+                self.stats.members_joined += 1;
+                info!(%node, %asn, %addr, "member joined");
+            }
+            Notification::MemberLeft { node } => {
+                self.stats.members_left += 1;
+                info!(%node, "member left");
+            }
+            Notification::MemberExpired { node } => {
+                self.stats.members_expired += 1;
+                warn!(%node, "member expired: silent past advert_max_age");
+            }
+            Notification::MemberEvicted { node, accusers } => {
+                warn!(%node, ?accusers, "member evicted by a quorum of accusers");
+            }
+            Notification::PeerBanned {
+                node,
+                fingerprint,
+                until,
+            } => warn!(%node, fingerprint = %fingerprint.short(), %until, "peer banned"),
+            Notification::RoutesChanged { changes } => {
+                info!(changes = changes.len(), "routes changed");
+                for c in changes {
+                    match &c.after {
+                        Some(r) => {
+                            debug!(destination = %c.destination, cost = r.cost, path = ?r.path, "route")
+                        }
+                        None => debug!(destination = %c.destination, "route withdrawn"),
+                    }
+                }
+            }
+            Notification::CommandFailed(e) => error!(error = %e, "command refused"),
+            Notification::Rejected { conn, node, reason } => {
+                let remote = self.remote(*conn);
+                match reason {
+                    RejectReason::IdentityConflict(id) => error!(
+                        %remote,
+                        "duplicate identity: the controller at {remote} claims {id}, which \
+                         another key already speaks for; every controller needs its own self.id"
+                    ),
+                    RejectReason::UnknownClusterKey | RejectReason::BadProof => warn!(
+                        %remote,
+                        "handshake refused: {reason} (the two sides use different cluster keys)"
+                    ),
+                    r if r.blames_peer() => warn!(%remote, ?node, reason = %r, "message rejected"),
+                    r => debug!(%remote, ?node, reason = %r, "message rejected"),
+                }
+            }
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, tx: Sender<Input>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if tx.send(Input::Accepted(stream, peer)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // Typically out of file descriptors: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                Timer::after(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn read_loop(conn: ConnId, mut stream: TcpStream, tx: Sender<Input>, chunk: usize) {
+    let mut buf = vec![0u8; chunk];
+    let mut aligner = FrameAligner::default();
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                for piece in aligner.split(buf.get(..n).unwrap_or_default()) {
+                    if tx.send(Input::Bytes(conn, piece.to_vec())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    let _ = tx.send(Input::Closed(conn)).await;
+}
+
+/// Cuts a connection's byte stream so that no piece carries bytes past the end of a frame:
+/// each piece ends at a frame boundary or at the end of the read. The core swaps its frame
+/// decoder when a handshake completes and drops whatever it had buffered beyond the last
+/// handshake frame, so frames coalesced by TCP with the handshake's last frame would be lost
+/// (see the closing report of issue 5). Only the 4-byte length prefixes are read; nothing
+/// is buffered.
+#[derive(Debug, Default)]
+struct FrameAligner {
+    header: [u8; FRAME_HEADER_LEN],
+    header_len: usize,
+    body_left: usize,
+}
+
+impl FrameAligner {
+    fn split<'a>(&mut self, bytes: &'a [u8]) -> Vec<&'a [u8]> {
+        let mut pieces = Vec::new();
+        let (mut start, mut i) = (0, 0);
+        while i < bytes.len() {
+            if self.header_len < FRAME_HEADER_LEN {
+                let take = (FRAME_HEADER_LEN - self.header_len).min(bytes.len() - i);
+                for (slot, byte) in self.header[self.header_len..]
+                    .iter_mut()
+                    .zip(&bytes[i..i + take])
+                {
+                    *slot = *byte;
+                }
+                self.header_len += take;
+                i += take;
+                if self.header_len < FRAME_HEADER_LEN {
+                    break;
+                }
+                self.body_left = u32::from_be_bytes(self.header) as usize;
+            } else {
+                let take = self.body_left.min(bytes.len() - i);
+                self.body_left -= take;
+                i += take;
+            }
+            if self.body_left == 0 {
+                self.header_len = 0;
+                pieces.push(&bytes[start..i]);
+                start = i;
+            }
+        }
+        if start < bytes.len() {
+            pieces.push(&bytes[start..]);
+        }
+        pieces
+    }
+}
+
+/// Writes queued buffers in order. When the queue's sender is gone (close), flushes,
+/// shuts the write side and waits (bounded) for the peer to close, so that the last frames
+/// are not lost to a reset. A stalled or failed write shuts the connection down, which the
+/// reader reports.
+async fn write_loop(
+    mut stream: TcpStream,
+    pending: Receiver<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+    stall: Duration,
+    linger: Duration,
+) {
+    while let Ok(bytes) = pending.recv().await {
+        let written = future::or(async { stream.write_all(&bytes).await.is_ok() }, async {
+            Timer::after(stall).await;
+            false
+        })
+        .await;
+        if !written {
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+        queued.fetch_sub(bytes.len(), Ordering::Relaxed);
+    }
+    let _ = stream.flush().await;
+    let _ = stream.shutdown(Shutdown::Write);
+    let mut sink = [0u8; 4096];
+    future::or(
+        async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} },
+        async {
+            Timer::after(linger).await;
+        },
+    )
+    .await;
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use overlay_core::wire::encode_frame;
+
+    #[test]
+    fn pieces_end_at_frame_boundaries_whatever_the_chunking() {
+        let frames = [
+            encode_frame(b"finish"),
+            encode_frame(b""),
+            encode_frame(b"sealed frame"),
+        ];
+        let stream: Vec<u8> = frames.concat();
+        for chunk in 1..=stream.len() {
+            let mut aligner = FrameAligner::default();
+            let mut pieces = Vec::new();
+            for part in stream.chunks(chunk) {
+                pieces.extend(aligner.split(part).into_iter().map(<[u8]>::to_vec));
+            }
+            assert_eq!(pieces.concat(), stream, "chunk {chunk}");
+            // Reassembled per piece, each frame ends exactly at the end of a piece.
+            let mut ends = Vec::new();
+            let mut offset = 0;
+            for piece in &pieces {
+                offset += piece.len();
+                ends.push(offset);
+            }
+            let mut boundary = 0;
+            for frame in &frames {
+                boundary += frame.len();
+                assert!(
+                    ends.contains(&boundary),
+                    "chunk {chunk}: no piece ends at {boundary}"
+                );
+            }
+            assert_eq!(ends.len(), pieces.len());
+            assert!(pieces.iter().all(|p| !p.is_empty()));
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Human-readable text for the CLI and the demo, from the control API's JSON answers:
+//! route tables, route changes, status and peers.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+/// `"100 300 200"` for a route's AS path.
+pub fn path(route: &Value) -> String {
+    route["path"]
+        .as_array()
+        .map(|p| p.iter().map(Value::to_string).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// A `routes --json` answer as a table.
+pub fn routes(answer: &Value) -> String {
+    let empty = Vec::new();
+    let routes = answer["routes"].as_array().unwrap_or(&empty);
+    let mut out = format!(
+        "RC{} (AS{}): {} route{}\n",
+        answer["node"],
+        answer["asn"],
+        routes.len(),
+        if routes.len() == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(
+        out,
+        "  {:<12} {:>6} {:>5} {:>9}  {:<10} PATH",
+        "DESTINATION", "COST", "HOPS", "CAPACITY", "NEXT HOP"
+    );
+    for r in routes {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:>6} {:>5} {:>9}  {:<10} {}",
+            format!("AS{}", r["destination"]),
+            r["cost"].to_string(),
+            r["hops"].to_string(),
+            r["capacity"].to_string(),
+            format!("AS{}", r["next_hop"]),
+            path(r)
+        );
+    }
+    out
+}
+
+/// What changed between two `routes --json` answers of one controller, one line each.
+pub fn route_changes(before: &Value, after: &Value) -> Vec<String> {
+    let by_destination = |answer: &Value| {
+        answer["routes"]
+            .as_array()
+            .map(|routes| {
+                routes
+                    .iter()
+                    .map(|r| (r["destination"].to_string(), r.clone()))
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            })
+            .unwrap_or_default()
+    };
+    let (old, new) = (by_destination(before), by_destination(after));
+    let describe = |r: Option<&Value>| match r {
+        Some(r) => format!("{} (cost {})", path(r), r["cost"]),
+        None => "unreachable".into(),
+    };
+    let mut destinations: Vec<&String> = old.keys().chain(new.keys()).collect();
+    destinations.sort_by_key(|d| d.parse::<u64>().unwrap_or(u64::MAX));
+    destinations.dedup();
+    destinations
+        .into_iter()
+        .filter(|d| old.get(*d) != new.get(*d))
+        .map(|d| {
+            format!(
+                "AS{d}: {} -> {}",
+                describe(old.get(d)),
+                describe(new.get(d))
+            )
+        })
+        .collect()
+}
+
+/// A `/v1/status` answer as text.
+pub fn status(s: &Value) -> String {
+    let state = if s["left"] == Value::Bool(true) {
+        "left"
+    } else {
+        "running"
+    };
+    let uptime = s["uptime_ms"].as_u64().unwrap_or(0) as f64 / 1000.0;
+    format!(
+        "RC{} (AS{}) {state}\n  fingerprint {}\n  listen      {}\n  peers       {}\n  members     {}\n  routes      {}\n  seq         {}\n  uptime      {uptime:.1}s\n  version     {}\n",
+        s["node"],
+        s["asn"],
+        text(&s["fingerprint"]),
+        text(&s["listen"]),
+        s["peers"],
+        s["members"],
+        s["routes"],
+        s["seq"],
+        text(&s["version"]),
+    )
+}
+
+/// A `/v1/peers` answer as a table.
+pub fn peers(answer: &Value) -> String {
+    let empty = Vec::new();
+    let peers = answer["peers"].as_array().unwrap_or(&empty);
+    let mut out = format!(
+        "RC{} (AS{}): {} direct peer{}\n",
+        answer["node"],
+        answer["asn"],
+        peers.len(),
+        if peers.len() == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(
+        out,
+        "  {:<8} {:<10} {:<22} FINGERPRINT",
+        "NODE", "AS", "ADDRESS"
+    );
+    for p in peers {
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<10} {:<22} {}",
+            format!("RC{}", p["node"]),
+            format!("AS{}", p["asn"]),
+            text(&p["addr"]),
+            text(&p["fingerprint"])
+        );
+    }
+    out
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn route_changes_name_each_destination_that_moved() {
+        let before = json!({"routes": [
+            {"destination": 200, "cost": 5, "path": [100, 200]},
+            {"destination": 40, "cost": 8, "path": [100, 300, 40]},
+        ]});
+        let after = json!({"routes": [
+            {"destination": 200, "cost": 6, "path": [100, 300, 200]},
+        ]});
+        assert_eq!(
+            route_changes(&before, &after),
+            vec![
+                "AS40: 100 300 40 (cost 8) -> unreachable",
+                "AS200: 100 200 (cost 5) -> 100 300 200 (cost 6)",
+            ]
+        );
+    }
+}
