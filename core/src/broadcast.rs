@@ -15,7 +15,7 @@ use crate::event::{Metrics, RejectReason};
 use crate::gossip::Gossip;
 use crate::scheduler::Time;
 use crate::wire::{
-    ConnId, Digest, LinkMessage, MAX_BATCH, MAX_IDS, RumorId, RumorKey, SignedRumor,
+    Announcement, ConnId, Digest, LinkMessage, MAX_BATCH, MAX_IDS, RumorId, RumorKey, SignedRumor,
 };
 
 /// How rumors spread.
@@ -45,6 +45,10 @@ pub struct BroadcastPolicy {
     pub max_missing: usize,
     /// Ids a peer may graft, and digest ids it may send, per gossip round.
     pub max_requests_per_round: usize,
+    /// Tree optimisation: when a lazy link announces a rumor that would have arrived this
+    /// many hops sooner than through the eager link that delivered it, the two swap roles
+    /// (0 disables).
+    pub optimize_hops: u32,
 }
 
 /// Most peers remembered as announcers of one missing rumor.
@@ -60,8 +64,10 @@ struct Missing {
 struct Outbox {
     push: Vec<SignedRumor>,
     answer: Vec<SignedRumor>,
-    ihave: Vec<RumorId>,
+    ihave: Vec<Announcement>,
     graft: Vec<RumorId>,
+    /// Send a graft even with no ids (a tree optimisation: just push to me).
+    graft_link: bool,
     prune: bool,
     digests: Vec<Digest>,
 }
@@ -139,7 +145,9 @@ impl Broadcast {
             let lazy: Vec<ConnId> = self.lazy.iter().copied().collect();
             for conn in lazy {
                 if Some(conn) != from && !store.peer_has(conn, key, id.seq()) {
-                    self.out(conn).ihave.push(id);
+                    self.out(conn)
+                        .ihave
+                        .push(Announcement(id.0, id.1, id.2, rumor.hops));
                 }
             }
         }
@@ -183,10 +191,16 @@ impl Broadcast {
         }
     }
 
-    /// The peer announced rumors: wait for the missing ones, graft them if they are late.
-    pub fn announced(&mut self, now: Time, conn: ConnId, ids: &[RumorId], store: &Gossip) {
-        for &id in ids {
+    /// The peer announced rumors: wait for the missing ones, graft them if they are late;
+    /// for ones already here, swap the links if the announcer's path is much shorter.
+    pub fn announced(&mut self, now: Time, conn: ConnId, anns: &[Announcement], store: &Gossip) {
+        let mut optimised = false;
+        for ann in anns {
+            let id = ann.id();
             if store.newest_seq(&id.key()).is_some_and(|s| s >= id.seq()) {
+                if !optimised {
+                    optimised = self.optimise(conn, ann, store);
+                }
                 continue;
             }
             if !self.missing.contains_key(&id) && self.missing.len() >= self.policy.max_missing {
@@ -200,6 +214,35 @@ impl Broadcast {
                 m.announcers.push(conn);
             }
         }
+    }
+
+    /// Plumtree's optimisation: the lazy link `conn` would have delivered `ann` at least
+    /// `optimize_hops` hops sooner than the eager link that did; make `conn` eager and prune
+    /// the other. Returns whether the links swapped.
+    fn optimise(&mut self, conn: ConnId, ann: &Announcement, store: &Gossip) -> bool {
+        let threshold = self.policy.optimize_hops;
+        if threshold == 0
+            || self.policy.mode != Dissemination::Plumtree
+            || self.eager.contains(&conn)
+        {
+            return false;
+        }
+        let Some((seq, hops, Some(parent))) = store.arrival(&ann.id().key()) else {
+            return false;
+        };
+        if seq != ann.id().seq()
+            || parent == conn
+            || !self.eager.contains(&parent)
+            || hops < ann.hops().saturating_add(threshold)
+        {
+            return false;
+        }
+        self.make_eager(conn);
+        self.out(conn).graft_link = true;
+        self.eager.remove(&parent);
+        self.lazy.insert(parent);
+        self.out(parent).prune = true;
+        true
     }
 
     /// When the next graft is due.
@@ -330,6 +373,10 @@ impl Broadcast {
             for ids in out.graft.drain(..).collect::<Vec<_>>().chunks(MAX_IDS) {
                 metrics.grafts_out += ids.len() as u64;
                 messages.push((conn, LinkMessage::Graft { ids: ids.to_vec() }));
+                out.graft_link = false;
+            }
+            if std::mem::take(&mut out.graft_link) {
+                messages.push((conn, LinkMessage::Graft { ids: Vec::new() }));
             }
             for (rumors, answer) in [(&mut out.push, false), (&mut out.answer, true)] {
                 metrics.rumors_out += rumors.len() as u64;
@@ -382,4 +429,148 @@ fn batches(rumors: Vec<SignedRumor>, budget: usize) -> Vec<Vec<SignedRumor>> {
         out.push(batch);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gossip::{Admission, GossipPolicy, Outcome, sign};
+    use crate::sentry::{Identity, VerifyCache};
+    use crate::wire::{Addr, Asn, NodeId, RumorContent};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn policy(mode: Dissemination) -> BroadcastPolicy {
+        BroadcastPolicy {
+            mode,
+            lazy_interval: Duration::from_millis(100),
+            graft_timeout: Duration::from_millis(200),
+            max_frame_bytes: 1 << 20,
+            max_missing: 16,
+            max_requests_per_round: 64,
+            optimize_hops: 3,
+        }
+    }
+
+    /// A store holding one rumor of node 9 that arrived on `via` after `hops` hops.
+    fn store_with_rumor(via: ConnId, hops: u32) -> (Gossip, SignedRumor) {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let id = Identity::generate(&mut rng, 2048).unwrap();
+        let content = RumorContent::Advert {
+            asn: Asn(9),
+            addr: Addr::from("x"),
+            links: vec![],
+        };
+        let mut rumor = sign(NodeId(9), 1, &id, &mut rng, content);
+        rumor.hops = hops;
+        let mut store = Gossip::new(
+            NodeId(1),
+            GossipPolicy {
+                period: Duration::from_secs(1),
+                advert_max_age: Duration::from_secs(4),
+                accusation_max_age: Duration::from_secs(60),
+                rumors_per_period: 8,
+                max_members: 16,
+            },
+            VerifyCache::new(16),
+        );
+        let admission = Admission {
+            excluded: &|_| false,
+            bound: &|_| None,
+        };
+        let outcome = store.receive(
+            Time::ZERO,
+            via,
+            NodeId(2),
+            rumor.clone(),
+            &admission,
+            &mut Metrics::default(),
+        );
+        assert!(matches!(outcome, Outcome::Accepted(_)));
+        (store, rumor)
+    }
+
+    fn sent(b: &mut Broadcast) -> Vec<(ConnId, String)> {
+        b.take(true, &mut Metrics::default())
+            .into_iter()
+            .map(|(c, m)| (c, String::from_utf8(crate::wire::to_json(&m)).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_much_shorter_lazy_path_swaps_with_the_eager_one() {
+        let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
+        let (store, rumor) = store_with_rumor(a, 6);
+        let mut bc = Broadcast::new(policy(Dissemination::Plumtree));
+        for conn in [a, b, c] {
+            bc.link_up(conn, &store);
+        }
+        bc.duplicate_push(b);
+        bc.duplicate_push(c);
+        sent(&mut bc);
+        assert_eq!(bc.links(), (1, 2));
+        let ann = |hops| Announcement(rumor.origin, None, rumor.seq, hops);
+        // Two hops shorter: below the threshold of three.
+        bc.announced(Time::ZERO, c, &[ann(4)], &store);
+        assert!(sent(&mut bc).is_empty());
+        bc.announced(Time::ZERO, b, &[ann(2)], &store);
+        let out = sent(&mut bc);
+        assert!(out.contains(&(a, "\"prune\"".to_string())), "{out:?}");
+        assert!(
+            out.contains(&(b, r#"{"graft":{"ids":[]}}"#.to_string())),
+            "{out:?}"
+        );
+        assert!(bc.eager.contains(&b) && bc.lazy.contains(&a));
+    }
+
+    #[test]
+    fn missing_rumors_are_grafted_from_announcers_in_turn_and_flooding_never_prunes() {
+        let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
+        let (store, _) = store_with_rumor(a, 1);
+        let mut bc = Broadcast::new(policy(Dissemination::Plumtree));
+        for conn in [a, b, c] {
+            bc.link_up(conn, &store);
+        }
+        bc.duplicate_push(b);
+        bc.duplicate_push(c);
+        sent(&mut bc);
+        let unknown = Announcement(NodeId(7), None, 3, 1);
+        bc.announced(Time::ZERO, b, &[unknown], &store);
+        bc.announced(Time::ZERO, c, &[unknown], &store);
+        assert_eq!(bc.next_graft(), Some(Time::from_millis(200)));
+        bc.graft_due(Time::from_millis(200), &store);
+        assert_eq!(
+            sent(&mut bc),
+            vec![(b, r#"{"graft":{"ids":[[7,null,3]]}}"#.to_string())]
+        );
+        assert!(bc.eager.contains(&b));
+        bc.graft_due(Time::from_millis(400), &store);
+        assert_eq!(
+            sent(&mut bc),
+            vec![(c, r#"{"graft":{"ids":[[7,null,3]]}}"#.to_string())]
+        );
+        bc.graft_due(Time::from_millis(600), &store);
+        assert_eq!(bc.missing(), 0, "no announcer left: give up");
+
+        let mut flood = Broadcast::new(policy(Dissemination::Flood));
+        flood.link_up(a, &store);
+        flood.duplicate_push(a);
+        assert_eq!(flood.links(), (1, 0));
+    }
+
+    #[test]
+    fn peers_asking_for_too_much_are_refused() {
+        let (a, _) = (ConnId(1), ());
+        let (store, rumor) = store_with_rumor(a, 1);
+        let mut bc = Broadcast::new(policy(Dissemination::Plumtree));
+        bc.link_up(a, &store);
+        let ids = vec![rumor.id(); 64];
+        assert!(bc.grafted(Time::ZERO, a, &ids, &store).is_ok());
+        assert_eq!(
+            bc.grafted(Time::ZERO, a, &ids[..1], &store),
+            Err(RejectReason::RateLimited)
+        );
+        bc.new_round();
+        assert!(bc.grafted(Time::ZERO, a, &ids[..1], &store).is_ok());
+    }
 }

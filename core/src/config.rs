@@ -134,6 +134,8 @@ pub struct Config {
     /// Period of anti-entropy digest exchanges with one random peer. Default: 5 gossip
     /// periods.
     pub anti_entropy_period: Option<Duration>,
+    /// Plumtree tree optimisation threshold in hops (0 disables; default 3).
+    pub optimize_hops: u32,
 }
 
 impl Config {
@@ -169,6 +171,7 @@ impl Config {
             lazy_interval: None,
             graft_timeout: None,
             anti_entropy_period: None,
+            optimize_hops: 3,
         }
     }
 

@@ -62,6 +62,8 @@ struct Stored {
     kind: Kind,
     received_at: Time,
     expires_at: Time,
+    /// The link that delivered it (`None` for own rumors).
+    from: Option<ConnId>,
 }
 
 impl Stored {
@@ -292,7 +294,7 @@ impl Gossip {
         let kind = Kind::of(&body.content);
         let mut rumor = rumor;
         (rumor.body, rumor.sig) = self.cache.intern(&verified, rumor.body, rumor.sig);
-        self.insert(now, key, rumor, kind);
+        self.insert(now, key, rumor, kind, Some(conn));
         metrics.rumors_accepted += 1;
         Outcome::Accepted(Box::new(Accepted {
             key,
@@ -334,7 +336,14 @@ impl Gossip {
         }
     }
 
-    fn insert(&mut self, now: Time, key: RumorKey, rumor: SignedRumor, kind: Kind) {
+    fn insert(
+        &mut self,
+        now: Time,
+        key: RumorKey,
+        rumor: SignedRumor,
+        kind: Kind,
+        from: Option<ConnId>,
+    ) {
         let age = Duration::from_millis(rumor.age_ms);
         let remaining = self.expiry_for(kind).saturating_sub(age);
         self.tombstones.remove(&key);
@@ -345,6 +354,7 @@ impl Gossip {
                 kind,
                 received_at: now,
                 expires_at: now + remaining,
+                from,
             },
         );
     }
@@ -362,7 +372,7 @@ impl Gossip {
         let kind = Kind::of(&content);
         let rumor = sign(self.me, self.seq, identity, rng, content);
         let key = rumor.key();
-        self.insert(now, key, rumor, kind);
+        self.insert(now, key, rumor, kind, None);
         key
     }
 
@@ -379,6 +389,14 @@ impl Gossip {
     /// A copy of the stored rumor `key` to send at `now` (age and hops brought up to date).
     pub fn outgoing(&self, now: Time, key: &RumorKey) -> Option<SignedRumor> {
         self.store.get(key).map(|s| s.outgoing(now))
+    }
+
+    /// How the stored rumor `key` arrived: its sequence number, the hops it had crossed and
+    /// the link that delivered it.
+    pub fn arrival(&self, key: &RumorKey) -> Option<(u64, u32, Option<ConnId>)> {
+        self.store
+            .get(key)
+            .map(|s| (s.rumor.seq, s.rumor.hops, s.from))
     }
 
     /// Whether the peer on `conn` recently delivered `key` at `seq` or newer (it has it).

@@ -191,6 +191,7 @@ impl Node {
             max_frame_bytes: config.max_frame_bytes,
             max_missing: config.max_members.saturating_mul(2),
             max_requests_per_round: config.max_members.saturating_mul(4),
+            optimize_hops: config.optimize_hops,
         });
         let reputation = Reputation::new(ReputationPolicy {
             reject_threshold: config.reject_threshold,
@@ -427,9 +428,8 @@ impl Node {
                     rumors.len()
                 )))
             }
-            LinkMessage::IHave { ids } | LinkMessage::Graft { ids } => {
-                check_ids(ids).map_err(RejectReason::from)
-            }
+            LinkMessage::IHave { ids } => check_ids(ids).map_err(RejectReason::from),
+            LinkMessage::Graft { ids } => check_ids(ids).map_err(RejectReason::from),
             LinkMessage::Digest(digest) => digest.check().map_err(RejectReason::from),
             _ => Ok(()),
         };

@@ -371,7 +371,7 @@ pub enum LinkMessage {
     #[serde(rename = "ihave")]
     IHave {
         /// The rumors announced.
-        ids: Vec<RumorId>,
+        ids: Vec<Announcement>,
     },
     /// Tree repair: send me these rumors, and push to me eagerly from now on.
     Graft {
@@ -407,6 +407,23 @@ impl RumorId {
     /// The sequence number.
     pub fn seq(&self) -> u64 {
         self.2
+    }
+}
+
+/// A lazy announcement, sent as `[origin, subject, seq, hops]`: the rumor, and the hops it
+/// would have crossed when delivered through the announcer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement(pub NodeId, pub Option<NodeId>, pub u64, pub u32);
+
+impl Announcement {
+    /// The rumor announced.
+    pub fn id(&self) -> RumorId {
+        RumorId(self.0, self.1, self.2)
+    }
+
+    /// Hops through the announcer.
+    pub fn hops(&self) -> u32 {
+        self.3
     }
 }
 
@@ -449,8 +466,8 @@ impl Digest {
     }
 }
 
-/// Checks an id list from a peer.
-pub fn check_ids(ids: &[RumorId]) -> Result<(), WireError> {
+/// Checks the length of an id list from a peer.
+pub fn check_ids<T>(ids: &[T]) -> Result<(), WireError> {
     if ids.len() > MAX_IDS {
         return Err(WireError::Violation(format!(
             "{} ids in one message",
@@ -700,11 +717,11 @@ mod tests {
         assert!(d(Some(key(3)), Some(key(3)), vec![]).check().is_err());
         assert!(d(None, Some(key(2)), vec![4]).check().is_err());
         let json = to_json(&LinkMessage::IHave {
-            ids: vec![RumorId(NodeId(3), Some(NodeId(4)), 9)],
+            ids: vec![Announcement(NodeId(3), Some(NodeId(4)), 9, 2)],
         });
         assert_eq!(
             String::from_utf8(json).unwrap(),
-            r#"{"ihave":{"ids":[[3,4,9]]}}"#
+            r#"{"ihave":{"ids":[[3,4,9,2]]}}"#
         );
     }
 
