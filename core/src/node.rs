@@ -734,9 +734,15 @@ impl Node {
     /// bypassing every rule this node follows itself. For tests, fuzzing and the chaos
     /// build; honest embedders never need it.
     pub fn inject(&mut self, now: Time, conn: ConnId, msg: &LinkMessage) -> Vec<Action> {
+        self.inject_sealed(now, conn, &crate::wire::to_json(msg))
+    }
+
+    /// Fault injection: seals arbitrary plaintext (not necessarily a valid message) to the
+    /// direct peer on `conn`.
+    pub fn inject_sealed(&mut self, now: Time, conn: ConnId, plaintext: &[u8]) -> Vec<Action> {
         self.now = self.now.max(now);
         self.swarm
-            .send(self.now, conn, msg, &mut self.metrics, &mut self.out);
+            .send_plain(self.now, conn, plaintext, &mut self.metrics, &mut self.out);
         std::mem::take(&mut self.out)
     }
 

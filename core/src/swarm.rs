@@ -637,17 +637,29 @@ impl Swarm {
         metrics: &mut Metrics,
         out: &mut Vec<Action>,
     ) {
+        self.send_plain(now, conn, &to_json(msg), metrics, out);
+    }
+
+    /// Seals and sends a plaintext frame body on an established link (at most
+    /// `max_frame_bytes`).
+    pub fn send_plain(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        plain: &[u8],
+        metrics: &mut Metrics,
+        out: &mut Vec<Action>,
+    ) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         let Phase::Established { tx, .. } = &mut c.phase else {
             return;
         };
-        let plain = to_json(msg);
         if plain.len() > self.policy.max_frame_bytes {
             return;
         }
-        let bytes = encode_frame(&tx.seal(&plain));
+        let bytes = encode_frame(&tx.seal(plain));
         metrics.frames_out += 1;
         metrics.bytes_out += bytes.len() as u64;
         c.last_tx = now;
