@@ -470,6 +470,9 @@ impl Driver {
                         %remote,
                         "handshake refused: {reason} (the two sides use different cluster keys)"
                     ),
+                    RejectReason::Refused(why) => {
+                        warn!(%remote, "handshake refused by the peer: {why}")
+                    }
                     r if r.blames_peer() => warn!(%remote, ?node, reason = %r, "message rejected"),
                     r => debug!(%remote, ?node, reason = %r, "message rejected"),
                 }
