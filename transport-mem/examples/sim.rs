@@ -1,0 +1,84 @@
+//! Runs one simulated experiment and prints its figures as one JSON object.
+//!
+//! `cargo run --release -p overlay-transport-mem --example sim -- --nodes 1000 --seed 1
+//!  [--loss 0.05] [--loss-mode drop|reset|retransmit] [--scenario broadcast|churn|partition|byzantine]
+//!  [--dissemination plumtree|flood] [--max-peers 10] [--period-ms 10000]`
+//!
+//! RSA-2048 keys come from the on-disk pool (`KeyPool::default_dir()`: `$OVERLAY_KEY_CACHE`,
+//! else `$CARGO_TARGET_DIR/overlay-keys`, else `target/overlay-keys`); the first run
+//! generates the missing ones.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use overlay_core::Dissemination;
+use overlay_transport_mem::experiment::{Experiment, run};
+use overlay_transport_mem::{KeyPool, LossMode};
+
+fn parse(args: &[String]) -> Result<Experiment, String> {
+    let mut exp = Experiment::new(100, 1);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let num = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
+        match flag.as_str() {
+            "--nodes" => exp.nodes = num(value)? as usize,
+            "--seed" => exp.seed = num(value)?,
+            "--loss" => {
+                exp.net.loss = value.parse().map_err(|e| format!("--loss: {e}"))?;
+            }
+            "--loss-mode" => {
+                exp.net.loss_mode = match value.as_str() {
+                    "drop" => LossMode::Drop,
+                    "reset" => LossMode::Reset,
+                    "retransmit" => LossMode::Retransmit {
+                        rto: Duration::from_millis(200),
+                    },
+                    other => return Err(format!("--loss-mode: unknown {other:?}")),
+                }
+            }
+            "--scenario" => exp.scenario = value.parse()?,
+            "--dissemination" => {
+                exp.dissemination = match value.as_str() {
+                    "plumtree" => Dissemination::Plumtree,
+                    "flood" => Dissemination::Flood,
+                    other => return Err(format!("--dissemination: unknown {other:?}")),
+                }
+            }
+            "--max-peers" => exp.max_peers = num(value)? as usize,
+            "--period-ms" => exp.gossip_period = Duration::from_millis(num(value)?),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if exp.nodes < 2 {
+        return Err("--nodes must be at least 2".into());
+    }
+    Ok(exp)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let exp = match parse(&args) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let dir = KeyPool::default_dir();
+    let keygen = Instant::now();
+    let keys = match KeyPool::cached(&dir, exp.slots()) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("sim: key cache {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let keys_seconds = keygen.elapsed().as_secs_f64();
+    let report = run(&exp, &keys);
+    let mut json = serde_json::to_value(&report).unwrap_or_default();
+    json["keys_seconds"] = keys_seconds.into();
+    json["key_cache"] = dir.display().to_string().into();
+    println!("{json}");
+    ExitCode::SUCCESS
+}

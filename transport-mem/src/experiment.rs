@@ -1,0 +1,608 @@
+//! Scripted experiments: a cluster built from a Barabási–Albert topology, booted until
+//! every node knows every member, put through a scenario (broadcast, churn, partition,
+//! byzantine), then measured on one link change: delivery ratio, messages per rumor,
+//! last-delivery hop, time to full delivery and to route convergence, wall time and
+//! memory. `examples/sim.rs` prints the [`Report`] as JSON.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use overlay_core::{Addr, AsLink, Asn, ClusterKey, Config, Dissemination, NodeId, Time};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::keys::{KEY_BITS, KeyPool};
+use crate::misbehave::Misbehavior;
+use crate::random::{below, mix};
+use crate::sim::{LossMode, MemberEvent, NetParams, Sim, SimParams, SlotId};
+use crate::topology::Topology;
+
+/// The AS of node `i` is `ASN_BASE + i`.
+pub const ASN_BASE: u32 = 64_512;
+/// Most bootstrap addresses a node is given (taken from its topology neighbours).
+pub const MAX_BOOTSTRAP: usize = 8;
+
+/// What happens between boot and the measured link change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// Nothing: the link change is broadcast on a quiet network.
+    Broadcast,
+    /// 5 % of the nodes crash (half restart one round later), 2 % leave gracefully.
+    Churn,
+    /// Two random halves are split for six rounds (members expire), then healed.
+    Partition,
+    /// 1 % of the nodes misbehave (forge, flood, replay) and one node holds a wrong
+    /// cluster key.
+    Byzantine,
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "broadcast" => Ok(Scenario::Broadcast),
+            "churn" => Ok(Scenario::Churn),
+            "partition" => Ok(Scenario::Partition),
+            "byzantine" => Ok(Scenario::Byzantine),
+            other => Err(format!(
+                "unknown scenario {other:?} (broadcast, churn, partition, byzantine)"
+            )),
+        }
+    }
+}
+
+/// An experiment's parameters.
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    /// Honest controllers.
+    pub nodes: usize,
+    /// The one seed.
+    pub seed: u64,
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Network model (latency, jitter, loss from the start).
+    pub net: NetParams,
+    /// `max_peers` of every node.
+    pub max_peers: usize,
+    /// Gossip period of every node.
+    pub gossip_period: Duration,
+    /// Edges each new node brings in the Barabási–Albert topology.
+    pub attach: usize,
+    /// Plumtree (the core's default) or flooding.
+    pub dissemination: Dissemination,
+}
+
+impl Experiment {
+    /// Defaults: broadcast, max_peers 10, 10 s gossip period (the product default),
+    /// Plumtree, Barabási–Albert with 2 edges per node, 5–50 ms latency, 5 ms jitter, no
+    /// loss.
+    pub fn new(nodes: usize, seed: u64) -> Self {
+        Experiment {
+            nodes,
+            seed,
+            scenario: Scenario::Broadcast,
+            net: NetParams::default(),
+            max_peers: 10,
+            gossip_period: Duration::from_secs(10),
+            attach: 2,
+            dissemination: Dissemination::Plumtree,
+        }
+    }
+
+    /// Slots the experiment needs keys for (the byzantine scenario adds an outsider).
+    pub fn slots(&self) -> usize {
+        self.nodes + usize::from(self.scenario == Scenario::Byzantine)
+    }
+}
+
+/// The figures of one experiment.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Scenario run.
+    pub scenario: Scenario,
+    /// Honest controllers.
+    pub nodes: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Frame loss probability.
+    pub loss: f64,
+    /// What a loss does.
+    pub loss_mode: LossMode,
+    /// `max_peers`.
+    pub max_peers: usize,
+    /// Gossip period, ms.
+    pub gossip_period_ms: u64,
+    /// Plumtree or flooding.
+    pub dissemination: Dissemination,
+    /// RSA key size of every node.
+    pub key_bits: usize,
+    /// The topology.
+    pub topology: String,
+    /// Virtual time until every node knew every member, ms (`None`: not within 20 rounds).
+    pub boot_ms: Option<u64>,
+    /// Live nodes that accepted the measured rumor, over live nodes other than its origin.
+    pub delivery_ratio: f64,
+    /// Rumor copies sent per rumor originated, during the measurement.
+    pub messages_per_rumor: f64,
+    /// The same divided by N-1 (1.0 would be one copy per receiver).
+    pub messages_per_rumor_per_n1: f64,
+    /// Lazy announcements (rumor ids) sent per rumor originated.
+    pub announcements_per_rumor: f64,
+    /// Grafts (tree repairs) per rumor originated.
+    pub grafts_per_rumor: f64,
+    /// Prunes per rumor originated.
+    pub prunes_per_rumor: f64,
+    /// Depth of the delivery tree of the measured rumor.
+    pub last_delivery_hop: u32,
+    /// Mean depth of the delivery tree.
+    pub mean_delivery_hop: f64,
+    /// Virtual time from the link change to the last acceptance, ms.
+    pub full_delivery_ms: Option<u64>,
+    /// Virtual time from the link change until every live table equals the reference, ms.
+    pub route_convergence_ms: Option<u64>,
+    /// The same in gossip periods.
+    pub route_convergence_rounds: Option<f64>,
+    /// Whether every live table equals the reference at the end.
+    pub routes_match_reference: bool,
+    /// The first difference, when they do not.
+    pub mismatch: Option<String>,
+    /// Figures of the scenario itself.
+    pub scenario_figures: Value,
+    /// Network counters.
+    pub net: Value,
+    /// Digest of the event log (equal for equal seeds).
+    pub trace_digest: String,
+    /// Virtual time simulated, ms.
+    pub virtual_ms: u64,
+    /// Wall-clock seconds of the simulation (keys excluded).
+    pub wall_seconds: f64,
+    /// Peak resident memory of the process (VmHWM), bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Resident memory grown while the cluster was built and run, per node, bytes.
+    pub state_bytes_per_node: Option<u64>,
+}
+
+/// Listen address of node `i`.
+pub fn addr(i: usize) -> Addr {
+    Addr(format!("rc{i}.sim:1450"))
+}
+
+/// AS of node `i`.
+pub fn asn(i: usize) -> Asn {
+    Asn(ASN_BASE + i as u32)
+}
+
+/// The experiment's cluster: one node per topology node (AS links and bootstrap peers
+/// from the graph), each with the experiment's period and peer limit.
+pub fn build(exp: &Experiment, keys: &KeyPool) -> (Sim, Topology) {
+    let mut rng = ChaCha20Rng::seed_from_u64(mix(exp.seed ^ 0x70b0));
+    let topology = Topology::barabasi_albert(exp.nodes, exp.attach, &mut rng).random_weights(
+        &mut rng,
+        1..=10,
+        &[10, 100, 1_000, 10_000],
+    );
+    let mut params = SimParams::new(exp.seed);
+    params.net = exp.net.clone();
+    let mut sim = Sim::new(params);
+    for i in 0..exp.nodes {
+        let mut c = config(exp, i);
+        c.links = topology.links(i, asn);
+        let mut neighbours = topology.neighbours(i);
+        while neighbours.len() > MAX_BOOTSTRAP {
+            neighbours.swap_remove(below(&mut rng, neighbours.len() as u64) as usize);
+        }
+        c.bootstrap = neighbours.into_iter().map(addr).collect();
+        // Configs built here are valid by construction.
+        sim.add(c, keys.get(i))
+            .unwrap_or_else(|e| unreachable!("config: {e}"));
+    }
+    (sim, topology)
+}
+
+fn config(exp: &Experiment, i: usize) -> Config {
+    let mut c = Config::new(
+        NodeId(i as u32 + 1),
+        asn(i),
+        addr(i),
+        vec![ClusterKey::from_bytes(*b"overlay-network simulated key 01")],
+    );
+    c.gossip_period = exp.gossip_period;
+    c.max_peers = exp.max_peers;
+    c.dissemination = exp.dissemination;
+    c
+}
+
+/// Runs the experiment with keys from `keys` (at least [`Experiment::slots`]).
+pub fn run(exp: &Experiment, keys: &KeyPool) -> Report {
+    let started = Instant::now();
+    let rss_before = rss("VmRSS:");
+    let (mut sim, _) = build(exp, keys);
+    let period = exp.gossip_period;
+    let mut rng = ChaCha20Rng::seed_from_u64(mix(exp.seed ^ 0x5ce7));
+    let mut honest: Vec<SlotId> = (0..exp.nodes).collect();
+    let outsider = (exp.scenario == Scenario::Byzantine).then(|| add_outsider(&mut sim, exp, keys));
+    let n = exp.nodes;
+    let boot = sim.run_until_true(sim.now() + period * 20, Duration::from_millis(50), |s| {
+        (0..n).all(|i| s.node(i).is_some_and(|node| node.status().members >= n))
+    });
+    // Let the last dials and syncs of the boot finish before anything is measured.
+    sim.run_for((period / 4).min(Duration::from_secs(2)));
+    let figures = match exp.scenario {
+        Scenario::Broadcast => json!({}),
+        Scenario::Churn => churn(&mut sim, &mut honest, &mut rng, period),
+        Scenario::Partition => partition(&mut sim, &honest, &mut rng, period),
+        Scenario::Byzantine => byzantine(
+            &mut sim,
+            &mut honest,
+            outsider.unwrap_or(n),
+            &mut rng,
+            period,
+        ),
+    };
+    let m = measure_change(&mut sim, &honest, &mut rng, period);
+    let n1 = honest.len().saturating_sub(1).max(1) as f64;
+    let grown = rss("VmRSS:")
+        .zip(rss_before)
+        .map(|(a, b)| a.saturating_sub(b));
+    Report {
+        scenario: exp.scenario,
+        nodes: exp.nodes,
+        seed: exp.seed,
+        loss: exp.net.loss,
+        loss_mode: exp.net.loss_mode,
+        max_peers: exp.max_peers,
+        gossip_period_ms: millis(period),
+        dissemination: exp.dissemination,
+        key_bits: KEY_BITS,
+        topology: format!("barabasi_albert(n={}, m={})", exp.nodes, exp.attach),
+        boot_ms: boot.map(|t| t.as_millis()),
+        delivery_ratio: m.delivered as f64 / n1,
+        messages_per_rumor: m.messages_per_rumor,
+        messages_per_rumor_per_n1: m.messages_per_rumor / n1,
+        announcements_per_rumor: m.announcements_per_rumor,
+        grafts_per_rumor: m.grafts_per_rumor,
+        prunes_per_rumor: m.prunes_per_rumor,
+        last_delivery_hop: m.last_hop,
+        mean_delivery_hop: m.mean_hop,
+        full_delivery_ms: m.full_delivery.map(millis),
+        route_convergence_ms: m.convergence.map(millis),
+        route_convergence_rounds: m
+            .convergence
+            .map(|d| d.as_secs_f64() / period.as_secs_f64()),
+        routes_match_reference: m.mismatch.is_none(),
+        mismatch: m.mismatch,
+        scenario_figures: figures,
+        net: serde_json::to_value(sim.stats()).unwrap_or(Value::Null),
+        trace_digest: sim.trace().digest(),
+        virtual_ms: sim.now().as_millis(),
+        wall_seconds: started.elapsed().as_secs_f64(),
+        peak_rss_bytes: rss("VmHWM:"),
+        state_bytes_per_node: grown.map(|g| g / sim.len().max(1) as u64),
+    }
+}
+
+/// A node with a wrong cluster key that bootstraps from three honest nodes and claims
+/// cheap links to them.
+fn add_outsider(sim: &mut Sim, exp: &Experiment, keys: &KeyPool) -> SlotId {
+    let i = exp.nodes;
+    let mut c = config(exp, i);
+    c.cluster_keys = vec![ClusterKey::from_bytes([0x66; 32])];
+    let targets: Vec<usize> = (0..3.min(exp.nodes)).map(|k| k * exp.nodes / 3).collect();
+    c.bootstrap = targets.iter().map(|&t| addr(t)).collect();
+    c.links = targets
+        .iter()
+        .map(|&t| AsLink {
+            asn: asn(t),
+            capacity: 1 << 20,
+            cost: 0,
+        })
+        .collect();
+    sim.add(c, keys.get(i))
+        .unwrap_or_else(|e| unreachable!("config: {e}"))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Picks `k` distinct elements of `from` (removing them).
+fn pick(from: &mut Vec<SlotId>, k: usize, rng: &mut ChaCha20Rng) -> Vec<SlotId> {
+    (0..k.min(from.len()))
+        .map(|_| from.swap_remove(below(rng, from.len() as u64) as usize))
+        .collect()
+}
+
+/// Waits until every table of `slots` equals the reference of the running `slots`;
+/// returns how long that took from `since`.
+fn converge(sim: &mut Sim, slots: &[SlotId], since: Time, deadline: Time) -> Option<Duration> {
+    let include: Vec<bool> = (0..sim.len()).map(|s| slots.contains(&s)).collect();
+    sim.run_until_true(deadline, Duration::from_millis(250), |s| {
+        let reference = s.reference(|slot| include[slot]);
+        s.check_routes(slots, &reference).is_ok()
+    })
+    .map(|t| t.since(since))
+}
+
+fn churn(
+    sim: &mut Sim,
+    honest: &mut Vec<SlotId>,
+    rng: &mut ChaCha20Rng,
+    period: Duration,
+) -> Value {
+    let n = honest.len();
+    let mut pool = honest.clone();
+    let crashed = pick(&mut pool, (n / 20).max(1), rng);
+    let left = pick(&mut pool, (n / 50).max(1), rng);
+    let start = sim.now();
+    for &s in &crashed {
+        sim.crash(s);
+    }
+    for &s in &left {
+        sim.leave(s);
+    }
+    sim.run_for(period);
+    let restarted: Vec<SlotId> = crashed[..crashed.len() / 2].to_vec();
+    for &s in &restarted {
+        let _ = sim.restart(s);
+    }
+    honest.retain(|s| !left.contains(s) && !crashed[restarted.len()..].contains(s));
+    let stayed = n - crashed.len() - left.len();
+    let converged = converge(sim, honest, start, start + period * 30);
+    let leave_seen: Vec<u64> = left
+        .iter()
+        .filter_map(|&s| sim.member_events(sim.config(s).node_id, MemberEvent::Left))
+        .map(|t| t.count)
+        .collect();
+    let leave_ms = left
+        .iter()
+        .filter_map(|&s| sim.member_events(sim.config(s).node_id, MemberEvent::Left))
+        .map(|t| t.last.since(start))
+        .max();
+    let expired_ms = crashed[restarted.len()..]
+        .iter()
+        .filter_map(|&s| sim.member_events(sim.config(s).node_id, MemberEvent::Expired))
+        .map(|t| t.last.since(start))
+        .max();
+    let leaves_as_failures = left
+        .iter()
+        .filter(|&&s| {
+            sim.member_events(sim.config(s).node_id, MemberEvent::Expired)
+                .is_some()
+        })
+        .count();
+    json!({
+        "crashed": crashed.len(),
+        "restarted": restarted.len(),
+        "left": left.len(),
+        "nodes_that_stayed": stayed,
+        "member_left_notifications_per_leaver": leave_seen,
+        "leave_withdrawn_ms": leave_ms.map(millis),
+        "crash_expired_ms": expired_ms.map(millis),
+        "leaves_counted_as_failures": leaves_as_failures,
+        "churn_convergence_ms": converged.map(millis),
+        "churn_convergence_rounds": converged.map(|d| d.as_secs_f64() / period.as_secs_f64()),
+    })
+}
+
+fn partition(sim: &mut Sim, honest: &[SlotId], rng: &mut ChaCha20Rng, period: Duration) -> Value {
+    let mut pool = honest.to_vec();
+    let half = pick(&mut pool, honest.len() / 2, rng);
+    sim.partition(&[half]);
+    sim.run_for(period * 6);
+    let expired: u64 = honest
+        .iter()
+        .filter_map(|&s| sim.member_events(sim.config(s).node_id, MemberEvent::Expired))
+        .map(|t| t.count)
+        .sum();
+    let healed = sim.now();
+    sim.heal();
+    let n = honest.len();
+    let remerged = sim.run_until_true(healed + period * 30, Duration::from_millis(250), |s| {
+        honest
+            .iter()
+            .all(|&i| s.node(i).is_some_and(|node| node.status().members >= n))
+    });
+    let converged = converge(sim, honest, healed, healed + period * 30);
+    json!({
+        "partition_rounds": 6,
+        "member_expirations_during_partition": expired,
+        "remerged_ms": remerged.map(|t| millis(t.since(healed))),
+        "heal_convergence_ms": converged.map(millis),
+        "heal_convergence_rounds": converged.map(|d| d.as_secs_f64() / period.as_secs_f64()),
+    })
+}
+
+fn byzantine(
+    sim: &mut Sim,
+    honest: &mut Vec<SlotId>,
+    outsider: SlotId,
+    rng: &mut ChaCha20Rng,
+    period: Duration,
+) -> Value {
+    let mut pool = honest.clone();
+    let bad = pick(&mut pool, (honest.len() / 100).max(1), rng);
+    let kinds = [Misbehavior::Forge, Misbehavior::Flood, Misbehavior::Replay];
+    for (k, &s) in bad.iter().enumerate() {
+        sim.misbehave(s, Some(kinds[k % kinds.len()]));
+    }
+    honest.retain(|s| !bad.contains(s));
+    let start = sim.now();
+    let good = honest.clone();
+    let bad_ids: Vec<NodeId> = bad.iter().map(|&s| sim.config(s).node_id).collect();
+    let evicted = sim.run_until_true(start + period * 30, Duration::from_millis(100), |s| {
+        good.iter().all(|&h| {
+            s.node(h).is_some_and(|node| {
+                let ev = node.evictions();
+                bad_ids.iter().all(|b| ev.iter().any(|(_, n, _)| n == b))
+            })
+        })
+    });
+    let honest_ids: Vec<NodeId> = good.iter().map(|&s| sim.config(s).node_id).collect();
+    let honest_evicted = honest_ids
+        .iter()
+        .filter(|&&id| sim.member_events(id, MemberEvent::Evicted).is_some())
+        .count();
+    let outsider_id = sim.config(outsider).node_id;
+    let outsider_admitted = good.iter().any(|&h| {
+        sim.node(h)
+            .is_some_and(|n| n.members().iter().any(|m| m.node == outsider_id))
+    });
+    let still_linked = good
+        .iter()
+        .filter(|&&h| sim.peer_slots(h).iter().any(|p| bad.contains(p)))
+        .count();
+    let per_kind: BTreeMap<String, usize> =
+        bad.iter()
+            .filter_map(|&s| sim.misbehavior(s))
+            .fold(BTreeMap::new(), |mut m, k| {
+                *m.entry(format!("{k:?}").to_lowercase()).or_default() += 1;
+                m
+            });
+    json!({
+        "misbehaving": per_kind,
+        "evicted_everywhere_ms": evicted.map(|t| millis(t.since(start))),
+        "honest_nodes_evicted": honest_evicted,
+        "honest_nodes_still_linked_to_misbehaving": still_linked,
+        "wrong_key_node_admitted": outsider_admitted,
+        "forged_rumors_sent": sim.forged().len(),
+    })
+}
+
+struct Measured {
+    delivered: usize,
+    messages_per_rumor: f64,
+    announcements_per_rumor: f64,
+    grafts_per_rumor: f64,
+    prunes_per_rumor: f64,
+    last_hop: u32,
+    mean_hop: f64,
+    full_delivery: Option<Duration>,
+    convergence: Option<Duration>,
+    mismatch: Option<String>,
+}
+
+/// Changes one live node's links and measures the advertisement's dissemination and the
+/// routes' convergence among `live`.
+fn measure_change(
+    sim: &mut Sim,
+    live: &[SlotId],
+    rng: &mut ChaCha20Rng,
+    period: Duration,
+) -> Measured {
+    let live: Vec<SlotId> = live
+        .iter()
+        .copied()
+        .filter(|&s| sim.node(s).is_some())
+        .collect();
+    let x = live[below(rng, live.len() as u64) as usize];
+    let (origin, seq, mut links) = {
+        let node = sim.node(x).unwrap_or_else(|| unreachable!("live"));
+        (
+            node.status().node,
+            node.status().seq + 1,
+            node.config().links.clone(),
+        )
+    };
+    let own = sim.config(x).asn;
+    let far = live
+        .iter()
+        .map(|&s| sim.config(s).asn)
+        .find(|a| *a != own && links.iter().all(|l| l.asn != *a));
+    if let Some(asn) = far {
+        links.push(AsLink {
+            asn,
+            capacity: 10_000,
+            cost: 1,
+        });
+    }
+    if let Some(first) = links.first_mut() {
+        first.cost += 7;
+    }
+    let totals = |sim: &Sim| -> [u64; 5] {
+        live.iter()
+            .filter_map(|&s| sim.node(s))
+            .map(|n| {
+                let m = n.metrics();
+                [
+                    m.rumors_out,
+                    m.announcements_out,
+                    m.grafts_out,
+                    m.prunes_out,
+                    n.status().seq,
+                ]
+            })
+            .fold([0; 5], |mut acc, x| {
+                acc.iter_mut().zip(x).for_each(|(a, x)| *a += x);
+                acc
+            })
+    };
+    let before = totals(sim);
+    sim.watch(origin, seq);
+    let t0 = sim.now();
+    sim.set_links(x, links);
+    let others = live.len() - 1;
+    sim.run_until_true(t0 + period * 10, Duration::from_millis(5), |s| {
+        s.deliveries(origin, seq).len() >= others
+    });
+    let deliveries = sim.deliveries(origin, seq).to_vec();
+    let delivered = deliveries.len();
+    let full_delivery =
+        (delivered >= others).then(|| deliveries.last().map_or(Duration::ZERO, |d| d.at.since(t0)));
+    let mut hops: BTreeMap<NodeId, u32> = BTreeMap::from([(origin, 0)]);
+    for d in &deliveries {
+        let h = hops.get(&d.from).copied().unwrap_or(0) + 1;
+        hops.insert(sim.config(d.slot).node_id, h);
+    }
+    let last_hop = hops.values().copied().max().unwrap_or(0);
+    let mean_hop = if delivered == 0 {
+        0.0
+    } else {
+        hops.values().map(|&h| f64::from(h)).sum::<f64>() / delivered as f64
+    };
+    // Settle: let every debounced recomputation run, then compare with the reference.
+    let include: Vec<bool> = (0..sim.len()).map(|s| live.contains(&s)).collect();
+    let deadline = t0 + period * 10;
+    sim.run_for(Duration::from_millis(500));
+    let mismatch = loop {
+        let reference = sim.reference(|s| include[s]);
+        let mismatch = sim.check_routes(&live, &reference).err();
+        if mismatch.is_none() || sim.now() >= deadline {
+            break mismatch;
+        }
+        sim.run_for(period / 4);
+    };
+    let after = totals(sim);
+    let originated = after[4].saturating_sub(before[4]).max(1) as f64;
+    let per_rumor = |k: usize| after[k].saturating_sub(before[k]) as f64 / originated;
+    let convergence = mismatch.is_none().then(|| {
+        live.iter()
+            .filter_map(|&s| sim.last_route_change(s))
+            .filter(|&t| t >= t0)
+            .max()
+            .map_or(Duration::ZERO, |t| t.since(t0))
+    });
+    Measured {
+        delivered,
+        messages_per_rumor: per_rumor(0),
+        announcements_per_rumor: per_rumor(1),
+        grafts_per_rumor: per_rumor(2),
+        prunes_per_rumor: per_rumor(3),
+        last_hop,
+        mean_hop,
+        full_delivery,
+        convergence,
+        mismatch,
+    }
+}
+
+/// A `/proc/self/status` field (`"VmHWM:"`, `"VmRSS:"`) in bytes.
+pub fn rss(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

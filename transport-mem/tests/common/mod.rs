@@ -1,0 +1,113 @@
+//! Helpers shared by the simulator's integration tests: the key pool, small clusters on
+//! generated topologies, and polling for convergence to the reference routes.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use overlay_core::{Asn, ClusterKey, Config, NodeId};
+use overlay_transport_mem::experiment::addr;
+use overlay_transport_mem::{KeyPool, Sim, SimParams, SlotId, Topology};
+use quickcheck::TestResult;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+pub const PERIOD: Duration = Duration::from_secs(1);
+pub const KEYS: usize = 26;
+
+pub fn keys() -> &'static KeyPool {
+    static POOL: OnceLock<KeyPool> = OnceLock::new();
+    POOL.get_or_init(|| KeyPool::cached(&KeyPool::default_dir(), KEYS).expect("key cache"))
+}
+
+pub fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn asn(i: usize) -> Asn {
+    Asn(100 + i as u32)
+}
+
+/// A cluster of `n` nodes on topology `shape` (0 ring, 1 line, 2 star, 3 Erdős–Rényi,
+/// 4 Barabási–Albert) with random costs 1..=3 (many ties) and a 1 s gossip period.
+pub fn cluster(
+    seed: u64,
+    n: usize,
+    shape: u8,
+    params: SimParams,
+    tweak: &dyn Fn(usize, &mut Config),
+) -> Sim {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let topology = match shape % 5 {
+        0 => Topology::ring(n),
+        1 => Topology::line(n),
+        2 => Topology::star(n),
+        3 => Topology::erdos_renyi(n, 0.3, &mut rng),
+        _ => Topology::barabasi_albert(n, 2, &mut rng),
+    }
+    .random_weights(&mut rng, 1..=3, &[10, 100, 1000]);
+    let mut sim = Sim::new(params);
+    for i in 0..n {
+        let mut c = Config::new(NodeId(i as u32 + 1), asn(i), addr(i), vec![key()]);
+        c.links = topology.links(i, asn);
+        c.bootstrap = topology.neighbours(i).into_iter().map(addr).collect();
+        c.gossip_period = PERIOD;
+        c.reject_threshold = 3;
+        tweak(i, &mut c);
+        let mut seen = Vec::new();
+        c.links.retain(|l| {
+            l.asn != c.asn && !seen.contains(&l.asn) && {
+                seen.push(l.asn);
+                true
+            }
+        });
+        sim.add(c, keys().get(i)).expect("valid config");
+    }
+    sim
+}
+
+pub fn key() -> ClusterKey {
+    ClusterKey::from_bytes([7; 32])
+}
+
+pub fn params(seed: u64) -> SimParams {
+    let mut p = SimParams::new(seed);
+    p.net.latency_min = Duration::from_millis(1);
+    p.net.latency_max = Duration::from_millis(20);
+    p.net.jitter = Duration::from_millis(2);
+    p
+}
+
+pub fn all(sim: &Sim) -> Vec<SlotId> {
+    sim.running()
+}
+
+/// Polls until every running node (among `include`) has the reference table.
+pub fn converged(
+    sim: &mut Sim,
+    include: &dyn Fn(SlotId) -> bool,
+    within: Duration,
+) -> Result<(), String> {
+    let mut last = String::new();
+    let deadline = sim.now() + within;
+    let ok = sim.run_until_true(deadline, Duration::from_millis(250), |s| {
+        let live: Vec<SlotId> = all(s).into_iter().filter(|&x| include(x)).collect();
+        let reference = s.reference(include);
+        match s.check_routes(&live, &reference) {
+            Ok(()) => true,
+            Err(e) => {
+                last = e;
+                false
+            }
+        }
+    });
+    ok.map(|_| ()).ok_or(last)
+}
+
+pub fn fail(seed: u64, what: impl std::fmt::Display) -> TestResult {
+    TestResult::error(format!("seed {seed}: {what}"))
+}

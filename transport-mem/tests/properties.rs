@@ -1,0 +1,701 @@
+//! The simulator's quickcheck properties of the protocol (issue 4): 1 convergence,
+//! 2 integrity, 3 admission, 4 eviction, 5 bounds, 6 leave, 7 determinism.
+//!
+//! Every input carries the simulation seed; quickcheck prints the shrunk input (seed
+//! included) when a property fails, and the failure message repeats it. The default run
+//! has `OVERLAY_QC_TESTS` cases per property (default 12) on at most 8 nodes;
+//! `cargo test --release -p overlay-transport-mem -- --ignored` runs 60 cases on up to 24
+//! nodes. `OVERLAY_QC_SEED` changes quickcheck's own generator seed.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::time::Duration;
+
+use overlay_core::{AsLink, Asn, ClusterKey, Config, MemberState, NodeId};
+use overlay_transport_mem::experiment::addr;
+use overlay_transport_mem::{LossMode, MemberEvent, Misbehavior, Sim, SlotId, SlotState};
+use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult, Testable};
+
+mod common;
+
+use common::*;
+
+thread_local! {
+    /// Largest cluster generated (set by the runner: small by default, larger when ignored).
+    static MAX_NODES: Cell<usize> = const { Cell::new(8) };
+}
+
+fn check<A: Arbitrary + Debug>(prop: fn(A) -> TestResult, cases: u64, max_nodes: usize)
+where
+    fn(A) -> TestResult: Testable,
+{
+    MAX_NODES.with(|m| m.set(max_nodes));
+    let seed = env("OVERLAY_QC_SEED", 0x0de7_1a45);
+    QuickCheck::new()
+        .tests(cases)
+        .max_tests(cases * 4)
+        .rng(Gen::from_size_and_seed(16, seed))
+        .quickcheck(prop);
+}
+
+fn default_cases() -> u64 {
+    env("OVERLAY_QC_TESTS", 12)
+}
+
+// ---- inputs ---------------------------------------------------------------------------
+
+/// A fault; node indexes are taken modulo the cluster size.
+#[derive(Clone, Debug)]
+enum Fault {
+    Cut(u8, u8),
+    Partition(u16),
+    Crash(u8),
+    CrashAndRestart(u8),
+    Loss(u8),
+    SetCost(u8, u8),
+}
+
+impl Arbitrary for Fault {
+    fn arbitrary(g: &mut Gen) -> Self {
+        let a = u8::arbitrary(g);
+        let b = u8::arbitrary(g);
+        match u8::arbitrary(g) % 6 {
+            0 => Fault::Cut(a, b),
+            1 => Fault::Partition(u16::arbitrary(g)),
+            2 => Fault::Crash(a),
+            3 => Fault::CrashAndRestart(a),
+            4 => Fault::Loss(a % 20),
+            _ => Fault::SetCost(a, b % 5),
+        }
+    }
+}
+
+/// A cluster and a fault schedule, one fault per gossip round.
+#[derive(Clone, Debug)]
+struct Schedule {
+    seed: u64,
+    nodes: usize,
+    shape: u8,
+    faults: Vec<Fault>,
+}
+
+impl Arbitrary for Schedule {
+    fn arbitrary(g: &mut Gen) -> Self {
+        let max = MAX_NODES.with(Cell::get);
+        Schedule {
+            seed: u64::arbitrary(g),
+            nodes: 3 + usize::arbitrary(g) % (max - 2),
+            shape: u8::arbitrary(g),
+            faults: (0..usize::arbitrary(g) % 5)
+                .map(|_| Fault::arbitrary(g))
+                .collect(),
+        }
+    }
+
+    fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
+        let me = self.clone();
+        let fewer_nodes = (self.nodes > 3).then(|| Schedule {
+            nodes: self.nodes - 1,
+            ..self.clone()
+        });
+        Box::new(
+            fewer_nodes
+                .into_iter()
+                .chain(self.faults.shrink().map(move |faults| Schedule {
+                    faults,
+                    ..me.clone()
+                })),
+        )
+    }
+}
+
+impl Schedule {
+    /// Applies the faults one gossip round apart, `check`ing every step; then heals,
+    /// restarts what `CrashAndRestart` crashed and stops the loss.
+    fn run(
+        &self,
+        sim: &mut Sim,
+        check: &mut dyn FnMut(&Sim, SlotId) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let n = self.nodes;
+        let at = |x: u8| x as usize % n;
+        let mut restart = Vec::new();
+        drive(sim, PERIOD * 3, check)?;
+        for fault in &self.faults {
+            match *fault {
+                Fault::Cut(a, b) => sim.cut(at(a), at(b)),
+                Fault::Partition(mask) => {
+                    let group: Vec<SlotId> = (0..n).filter(|i| mask >> (i % 16) & 1 == 1).collect();
+                    sim.partition(&[group]);
+                }
+                Fault::Crash(a) => sim.crash(at(a)),
+                Fault::CrashAndRestart(a) => {
+                    sim.crash(at(a));
+                    restart.push(at(a));
+                }
+                Fault::Loss(p) => sim.set_loss(f64::from(p) / 100.0, LossMode::Drop),
+                Fault::SetCost(a, cost) => {
+                    if let Some(node) = sim
+                        .node(at(a))
+                        .filter(|_| sim.state(at(a)) == SlotState::Running)
+                    {
+                        let links: Vec<AsLink> = node
+                            .config()
+                            .links
+                            .iter()
+                            .map(|l| AsLink {
+                                cost: u64::from(cost),
+                                ..*l
+                            })
+                            .collect();
+                        sim.set_links(at(a), links);
+                    }
+                }
+            }
+            drive(sim, PERIOD, check)?;
+        }
+        sim.heal();
+        sim.set_loss(0.0, LossMode::Drop);
+        for slot in restart {
+            sim.restart(slot).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Steps until `until`, checking the node handed each event.
+fn drive(
+    sim: &mut Sim,
+    for_: Duration,
+    check: &mut dyn FnMut(&Sim, SlotId) -> Result<(), String>,
+) -> Result<(), String> {
+    let until = sim.now() + for_;
+    while sim.next_due().is_some_and(|t| t <= until) {
+        sim.step();
+        if let Some(slot) = sim.last_handled() {
+            check(sim, slot)?;
+        }
+    }
+    sim.run_until(until);
+    Ok(())
+}
+
+fn no_check(_: &Sim, _: SlotId) -> Result<(), String> {
+    Ok(())
+}
+
+// ---- 1. convergence -------------------------------------------------------------------
+
+fn convergence(s: Schedule) -> TestResult {
+    let mut sim = cluster(s.seed, s.nodes, s.shape, params(s.seed), &|_, _| {});
+    if let Err(e) = s.run(&mut sim, &mut no_check) {
+        return fail(s.seed, e);
+    }
+    // Past the advertisement age of anything that died, then until equal to the reference.
+    sim.run_for(PERIOD * 5);
+    match converged(&mut sim, &|_| true, PERIOD * 90) {
+        Ok(()) => TestResult::passed(),
+        Err(e) => fail(
+            s.seed,
+            format!("not converged 95 rounds after healing: {e}"),
+        ),
+    }
+}
+
+#[test]
+fn p1_convergence_after_healed_faults() {
+    check(
+        convergence as fn(Schedule) -> TestResult,
+        default_cases(),
+        MAX_NODES.with(Cell::get),
+    );
+}
+
+// ---- 2. integrity ---------------------------------------------------------------------
+
+/// Honest nodes with one or two members that forge, replay, flood, impersonate or replay
+/// frames, plus deliberate frame replays between honest nodes.
+#[derive(Clone, Debug)]
+struct Attackers {
+    seed: u64,
+    nodes: usize,
+    shape: u8,
+    bad: Vec<(u8, u8)>,
+}
+
+impl Arbitrary for Attackers {
+    fn arbitrary(g: &mut Gen) -> Self {
+        let max = MAX_NODES.with(Cell::get);
+        Attackers {
+            seed: u64::arbitrary(g),
+            nodes: 4 + usize::arbitrary(g) % (max - 3),
+            shape: u8::arbitrary(g),
+            bad: (0..1 + usize::arbitrary(g) % 2)
+                .map(|_| (u8::arbitrary(g), u8::arbitrary(g)))
+                .collect(),
+        }
+    }
+
+    fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
+        let me = self.clone();
+        Box::new(
+            (self.nodes > 4)
+                .then(|| Attackers {
+                    nodes: me.nodes - 1,
+                    ..me.clone()
+                })
+                .into_iter(),
+        )
+    }
+}
+
+impl Attackers {
+    fn slots(&self) -> Vec<(SlotId, Misbehavior)> {
+        let mut out: Vec<(SlotId, Misbehavior)> = Vec::new();
+        for &(slot, kind) in &self.bad {
+            let slot = slot as usize % self.nodes;
+            let victim = NodeId(((slot + 1) % self.nodes) as u32 + 1);
+            let how = match kind % 5 {
+                0 => Misbehavior::Forge,
+                1 => Misbehavior::Replay,
+                2 => Misbehavior::Flood,
+                3 => Misbehavior::Impersonate(victim),
+                _ => Misbehavior::ReplayFrames,
+            };
+            if out.iter().all(|(s, _)| *s != slot) {
+                out.push((slot, how));
+            }
+        }
+        out
+    }
+}
+
+fn integrity(a: Attackers) -> TestResult {
+    let mut p = params(a.seed);
+    p.record = true;
+    p.keep_frames = true;
+    let mut sim = cluster(a.seed, a.nodes, a.shape, p, &|_, _| {});
+    sim.run_for(PERIOD * 2);
+    let bad = a.slots();
+    for &(slot, how) in &bad {
+        sim.misbehave(slot, Some(how));
+    }
+    let honest: Vec<SlotId> = (0..a.nodes)
+        .filter(|s| bad.iter().all(|(b, _)| b != s))
+        .collect();
+    for round in 0..8 {
+        let from = honest[round % honest.len()];
+        if let Some(&to) = sim.peer_slots(from).first() {
+            sim.replay_frame(from, to);
+        }
+        sim.run_for(PERIOD);
+    }
+    let mut seen: BTreeMap<(SlotId, NodeId, u64), usize> = BTreeMap::new();
+    for l in sim.log() {
+        if let overlay_core::Notification::RumorAccepted { origin, seq, .. } = l.note {
+            if sim.forged().contains(&(origin, seq)) {
+                return fail(
+                    a.seed,
+                    format!("slot {} accepted forged rumor {origin}#{seq}", l.slot),
+                );
+            }
+            *seen.entry((l.slot, origin, seq)).or_default() += 1;
+        }
+    }
+    if let Some(((slot, origin, seq), n)) = seen.iter().find(|(_, n)| **n > 1) {
+        return fail(
+            a.seed,
+            format!("slot {slot} accepted {origin}#{seq} {n} times"),
+        );
+    }
+    // Every stored membership rumor verifies under its origin's real key.
+    for &h in &honest {
+        let Some(node) = sim.node(h) else { continue };
+        for m in node.members() {
+            let Some(rumor) = node.advert_of(m.node) else {
+                continue;
+            };
+            let Some(origin) = sim.slot_of(m.node) else {
+                return fail(
+                    a.seed,
+                    format!("slot {h} stores a rumor of unknown origin {}", m.node),
+                );
+            };
+            let public = sim.identity(origin).public();
+            if public
+                .verify(rumor.body.get().as_bytes(), &rumor.sig)
+                .is_err()
+            {
+                return fail(
+                    a.seed,
+                    format!(
+                        "slot {h} stores a rumor of {} its origin did not sign",
+                        m.node
+                    ),
+                );
+            }
+        }
+    }
+    let hop_auth: u64 = (0..a.nodes)
+        .filter_map(|s| sim.node(s))
+        .map(|n| n.metrics().rejects.get("hop_auth").copied().unwrap_or(0))
+        .sum();
+    if sim.stats().frames_replayed > 0 && hop_auth == 0 {
+        return fail(a.seed, "frames were replayed but no node rejected one");
+    }
+    TestResult::passed()
+}
+
+#[test]
+fn p2_integrity_under_forgery_replay_and_flooding() {
+    check(
+        integrity as fn(Attackers) -> TestResult,
+        default_cases(),
+        MAX_NODES.with(Cell::get),
+    );
+}
+
+// ---- 3. admission ---------------------------------------------------------------------
+
+fn admission(s: Schedule) -> TestResult {
+    let n = s.nodes;
+    let stub = Asn(9_000);
+    let mut sim = cluster(s.seed, n, s.shape, params(s.seed), &|i, c| {
+        // Honest ASes link to AS 9000, which the outsider claims with free links back.
+        if i % 2 == 0 {
+            c.links.push(AsLink {
+                asn: stub,
+                capacity: 10,
+                cost: 9,
+            });
+        }
+        if i == 0 {
+            c.bootstrap.push(addr(n));
+        }
+    });
+    let mut c = Config::new(
+        NodeId(n as u32 + 1),
+        stub,
+        addr(n),
+        vec![ClusterKey::from_bytes([9; 32])],
+    );
+    c.gossip_period = PERIOD;
+    c.bootstrap = (0..n).map(addr).collect();
+    c.links = (0..n)
+        .map(|i| AsLink {
+            asn: asn(i),
+            capacity: 1 << 20,
+            cost: 0,
+        })
+        .collect();
+    let outsider = sim.add(c, keys().get(n)).expect("valid config");
+    let outsider_id = NodeId(n as u32 + 1);
+    let outsider_fp = sim.identity(outsider).fingerprint();
+    let honest = move |slot: SlotId| slot != outsider;
+    let mut violation = |sim: &Sim, slot: SlotId| -> Result<(), String> {
+        if slot == outsider {
+            return Ok(());
+        }
+        let node = sim.node(slot).ok_or("honest node gone")?;
+        if node
+            .members()
+            .iter()
+            .any(|m| m.node == outsider_id || m.fingerprint == outsider_fp)
+        {
+            return Err(format!("slot {slot} lists the outsider as a member"));
+        }
+        if node.peers().iter().any(|p| p.fingerprint == outsider_fp) {
+            return Err(format!("slot {slot} has the outsider as a peer"));
+        }
+        if let Some(r) = node
+            .routes()
+            .iter()
+            .find(|r| r.path[..r.path.len() - 1].contains(&stub))
+        {
+            return Err(format!(
+                "slot {slot} routes through the outsider's AS: {r:?}"
+            ));
+        }
+        Ok(())
+    };
+    if let Err(e) = s.run(&mut sim, &mut violation) {
+        return fail(s.seed, e);
+    }
+    if let Err(e) = drive(&mut sim, PERIOD * 4, &mut violation) {
+        return fail(s.seed, e);
+    }
+    if let Err(e) = converged(&mut sim, &honest, PERIOD * 90) {
+        return fail(s.seed, format!("honest routes: {e}"));
+    }
+    let refused: u64 = (0..=n)
+        .filter_map(|x| sim.node(x))
+        .map(|node| {
+            let r = &node.metrics().rejects;
+            r.get("unknown_cluster_key").copied().unwrap_or(0)
+                + r.get("refused").copied().unwrap_or(0)
+        })
+        .sum();
+    if refused == 0 {
+        return fail(
+            s.seed,
+            "the outsider was never refused: the property was not exercised",
+        );
+    }
+    TestResult::passed()
+}
+
+#[test]
+fn p3_wrong_cluster_key_is_never_admitted() {
+    check(
+        admission as fn(Schedule) -> TestResult,
+        default_cases(),
+        MAX_NODES.with(Cell::get),
+    );
+}
+
+// ---- 4. eviction ----------------------------------------------------------------------
+
+fn eviction(a: Attackers) -> TestResult {
+    let quorum = 1 + a.bad[0].1 as usize % 2;
+    let mut p = params(a.seed);
+    p.record = true;
+    let mut sim = cluster(a.seed, a.nodes, a.shape, p, &|_, c| c.ban_quorum = quorum);
+    sim.run_for(PERIOD * 2);
+    let bad = a.bad[0].0 as usize % a.nodes;
+    let how =
+        [Misbehavior::Forge, Misbehavior::Replay, Misbehavior::Flood][a.bad[0].1 as usize % 3];
+    sim.misbehave(bad, Some(how));
+    sim.run_for(PERIOD * 25);
+    let bad_fp = sim.identity(bad).fingerprint();
+    let honest: Vec<SlotId> = (0..a.nodes).filter(|&s| s != bad).collect();
+    let banners = honest
+        .iter()
+        .filter(|&&h| {
+            sim.node(h)
+                .is_some_and(|n| n.bans().iter().any(|(fp, _)| *fp == bad_fp))
+        })
+        .count();
+    if banners == 0 {
+        return fail(a.seed, format!("nobody banned {how:?} slot {bad}"));
+    }
+    for &h in &honest {
+        let node = sim.node(h).expect("honest nodes run");
+        if node.peers().iter().any(|p| p.fingerprint == bad_fp) {
+            return fail(
+                a.seed,
+                format!("slot {h} is still linked to {how:?} slot {bad}"),
+            );
+        }
+        if banners >= quorum && !node.evictions().iter().any(|(fp, _, _)| *fp == bad_fp) {
+            return fail(
+                a.seed,
+                format!("slot {h} did not evict slot {bad} ({banners} banners, quorum {quorum})"),
+            );
+        }
+        for (fp, id, _) in node.evictions() {
+            if fp != bad_fp {
+                return fail(a.seed, format!("slot {h} evicted honest {id}"));
+            }
+        }
+    }
+    for &h in &honest {
+        let id = sim.config(h).node_id;
+        if sim.member_events(id, MemberEvent::Evicted).is_some() {
+            return fail(a.seed, format!("honest {id} was evicted somewhere"));
+        }
+    }
+    TestResult::passed()
+}
+
+#[test]
+fn p4_misbehaving_members_are_cut_off_and_evicted() {
+    check(
+        eviction as fn(Attackers) -> TestResult,
+        default_cases(),
+        MAX_NODES.with(Cell::get),
+    );
+}
+
+// ---- 5. bounds ------------------------------------------------------------------------
+
+fn bounds(s: Schedule) -> TestResult {
+    let max_peers = 1 + (s.seed % 3) as usize;
+    let max_members = (s.nodes / 2).max(2) + (s.seed >> 8) as usize % s.nodes;
+    let p = params(s.seed);
+    let cache_cap = p.verify_cache;
+    let mut sim = cluster(s.seed, s.nodes, s.shape, p, &|_, c| {
+        c.max_peers = max_peers;
+        c.max_members = max_members;
+    });
+    let mut within = |sim: &Sim, slot: SlotId| -> Result<(), String> {
+        let Some(node) = sim.node(slot) else {
+            return Ok(());
+        };
+        let z = node.sizes();
+        let peers = node.peers().len();
+        let checks = [
+            ("peers", peers, max_peers),
+            ("connections", z.connections, 2 * max_peers + 8),
+            ("candidates", z.candidates, 256),
+            ("members", z.members, max_members),
+            ("rumors", z.rumors, 2 * max_members),
+            ("tombstones", z.tombstones, 2 * max_members),
+            ("per_link_keys", z.per_link_keys, 2 * 256),
+            ("rate_buckets", z.rate_buckets, max_members),
+            ("cached_keys", z.cached_keys, cache_cap),
+            ("missing", z.missing, 2 * max_members),
+            ("eager+lazy links", z.eager_links + z.lazy_links, peers),
+            ("offenders", z.reputation.0, max_members),
+            ("bans", z.reputation.1, max_members),
+            ("timers", z.timers, 16 + z.connections),
+        ];
+        for (what, value, cap) in checks {
+            if value > cap {
+                return Err(format!(
+                    "slot {slot} at {}: {what} {value} > {cap}",
+                    sim.now()
+                ));
+            }
+        }
+        Ok(())
+    };
+    if let Err(e) = s
+        .run(&mut sim, &mut within)
+        .and_then(|()| drive(&mut sim, PERIOD * 5, &mut within))
+    {
+        return fail(s.seed, e);
+    }
+    TestResult::passed()
+}
+
+#[test]
+fn p5_bounds_hold_at_every_step() {
+    check(
+        bounds as fn(Schedule) -> TestResult,
+        default_cases(),
+        MAX_NODES.with(Cell::get),
+    );
+}
+
+// ---- 6. leave -------------------------------------------------------------------------
+
+fn leave(s: Schedule) -> TestResult {
+    let n = s.nodes.max(4);
+    let mut sim = cluster(s.seed, n, s.shape, params(s.seed), &|_, _| {});
+    sim.run_for(PERIOD * 3);
+    let live_before = sim.running();
+    let reference = sim.reference(|_| true);
+    if let Err(e) = sim.check_routes(&live_before, &reference) {
+        return fail(s.seed, format!("not converged before the leave: {e}"));
+    }
+    let leaver = s.faults.len() % n;
+    let id = sim.config(leaver).node_id;
+    let t = sim.now();
+    sim.leave(leaver);
+    let live = sim.running();
+    let done = sim.run_until_true(t + PERIOD, Duration::from_millis(10), |sim| {
+        let reference = sim.reference(|_| true);
+        live.iter().all(|&x| {
+            sim.node(x).is_some_and(|node| {
+                node.members()
+                    .iter()
+                    .any(|m| m.node == id && m.state == MemberState::Left)
+            })
+        }) && sim.check_routes(&live, &reference).is_ok()
+    });
+    if done.is_none() {
+        let reference = sim.reference(|_| true);
+        let why = sim
+            .check_routes(&live, &reference)
+            .err()
+            .unwrap_or_else(|| "member not marked left everywhere".into());
+        return fail(
+            s.seed,
+            format!("leave of {id} not withdrawn within one gossip period: {why}"),
+        );
+    }
+    sim.run_for(PERIOD * 6);
+    if let Some(t) = sim.member_events(id, MemberEvent::Expired) {
+        return fail(
+            s.seed,
+            format!(
+                "the leave of {id} was counted as a failure {} times",
+                t.count
+            ),
+        );
+    }
+    let left = sim
+        .member_events(id, MemberEvent::Left)
+        .map_or(0, |t| t.count);
+    if left < live.len() as u64 {
+        return fail(
+            s.seed,
+            format!(
+                "{left} MemberLeft notifications for {} live nodes",
+                live.len()
+            ),
+        );
+    }
+    TestResult::passed()
+}
+
+#[test]
+fn p6_leave_is_withdrawn_within_a_round_and_not_a_failure() {
+    check(
+        leave as fn(Schedule) -> TestResult,
+        default_cases(),
+        MAX_NODES.with(Cell::get),
+    );
+}
+
+// ---- 7. determinism -------------------------------------------------------------------
+
+fn trace_of(s: &Schedule, seed: u64) -> (String, u64) {
+    let mut p = params(seed);
+    p.net.loss = 0.02;
+    let mut sim = cluster(s.seed, s.nodes, s.shape, p, &|_, _| {});
+    let _ = s.run(&mut sim, &mut no_check);
+    sim.run_for(PERIOD * 2);
+    (sim.trace().digest(), sim.trace().records())
+}
+
+fn determinism(s: Schedule) -> TestResult {
+    let first = trace_of(&s, s.seed);
+    let again = trace_of(&s, s.seed);
+    if first != again {
+        return fail(
+            s.seed,
+            format!("same seed, different traces: {first:?} vs {again:?}"),
+        );
+    }
+    let other = trace_of(&s, s.seed ^ 1);
+    if first.0 == other.0 {
+        return fail(s.seed, "a different seed gave the same trace");
+    }
+    TestResult::passed()
+}
+
+#[test]
+fn p7_same_seed_same_trace() {
+    check(
+        determinism as fn(Schedule) -> TestResult,
+        default_cases() / 2 + 1,
+        6,
+    );
+}
+
+// ---- the larger run -------------------------------------------------------------------
+
+#[test]
+#[ignore = "the larger run (minutes, release mode): cargo test --release -p overlay-transport-mem -- --ignored"]
+fn properties_at_larger_scale() {
+    let cases = env("OVERLAY_QC_TESTS", 60);
+    check(convergence as fn(Schedule) -> TestResult, cases, 24);
+    check(integrity as fn(Attackers) -> TestResult, cases, 24);
+    check(admission as fn(Schedule) -> TestResult, cases, 24);
+    check(eviction as fn(Attackers) -> TestResult, cases, 24);
+    check(bounds as fn(Schedule) -> TestResult, cases, 24);
+    check(leave as fn(Schedule) -> TestResult, cases, 24);
+    check(determinism as fn(Schedule) -> TestResult, cases / 4, 16);
+}
