@@ -1,0 +1,460 @@
+//! Shared machinery of the fuzz targets: a node under test (A) with one authenticated peer
+//! (B) that can seal anything to it, a pool of genuinely signed rumors to pick and mutate,
+//! structured operations the fuzzer composes, and the invariants checked after each step.
+
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use arbitrary::Arbitrary;
+use overlay_core::wire::{
+    Announcement, AsLink, Digest, Handshake, Hello, HelloIdentity, LinkMessage, RumorContent,
+    RumorId, RumorKey, SignedRumor, encode_frame, to_json,
+};
+use overlay_core::{
+    Action, Addr, Asn, ClusterKey, Command, Config, ConnId, Direction, Event, Identity, Node,
+    NodeId, Notification, Time,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+/// Node ids of the pool's extra origins.
+const ORIGINS: [u32; 3] = [3, 4, 5];
+/// Members A remembers: small, so that caps are reached.
+const MAX_MEMBERS: usize = 16;
+
+struct Fixture {
+    a: Identity,
+    b: Identity,
+    others: Vec<Identity>,
+    /// Genuine rumors of B and of the other origins.
+    pool: Vec<SignedRumor>,
+    /// (origin, seq) → genuine body, for membership rumors.
+    genuine: BTreeMap<(NodeId, u64), String>,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let a = Identity::generate(&mut rng, 2048).expect("key");
+        let b = Identity::generate(&mut rng, 2048).expect("key");
+        let others: Vec<Identity> = (0..ORIGINS.len())
+            .map(|_| Identity::generate(&mut rng, 2048).expect("key"))
+            .collect();
+        let mut pool = Vec::new();
+        let signers = std::iter::once((NodeId(2), &b)).chain(ORIGINS.iter().map(|&o| NodeId(o)).zip(&others));
+        for (origin, id) in signers {
+            for seq in 1..=6u64 {
+                let content = match seq {
+                    5 => RumorContent::Leave { asn: Asn(origin.0 * 100) },
+                    6 => RumorContent::Accuse {
+                        accused: NodeId(1),
+                        fingerprint: a.fingerprint().to_hex(),
+                        reason: "fuzz".into(),
+                    },
+                    _ => RumorContent::Advert {
+                        asn: Asn(origin.0 * 100),
+                        addr: Addr(format!("10.0.0.{}:1450", origin.0)),
+                        links: vec![AsLink { asn: Asn(100), capacity: seq, cost: seq }],
+                    },
+                };
+                // Sequence numbers far above what B's own rounds reach in a run.
+                pool.push(overlay_core::gossip::sign(origin, 1_000 + seq, id, &mut rng, content));
+            }
+        }
+        let genuine = pool
+            .iter()
+            .filter(|r| r.subject.is_none())
+            .map(|r| ((r.origin, r.seq), r.body.get().to_string()))
+            .collect();
+        Fixture { a, b, others, pool, genuine }
+    })
+}
+
+fn cluster_key() -> ClusterKey {
+    ClusterKey::from_bytes([42; 32])
+}
+
+/// A rumor from the pool, possibly altered.
+#[derive(Arbitrary, Debug, Clone)]
+pub struct Pick {
+    index: u8,
+    alter: Alter,
+}
+
+/// How a picked rumor is altered before it is sent.
+#[derive(Arbitrary, Debug, Clone)]
+pub enum Alter {
+    /// As signed.
+    None,
+    /// Envelope sequence number changed (no longer matches the body).
+    Seq(u16),
+    /// Envelope origin changed.
+    Origin(u8),
+    /// Unsigned fields changed (legitimately mutable).
+    AgeHops(u32, u8),
+    /// One signature byte flipped.
+    Sig(u16, u8),
+}
+
+/// One message B seals to A.
+#[derive(Arbitrary, Debug, Clone)]
+pub enum Msg {
+    /// Eager push.
+    Rumors(Vec<Pick>),
+    /// Answer.
+    Answer(Vec<Pick>),
+    /// Announcements.
+    IHave(Vec<(u8, Option<u8>, u16, u8)>),
+    /// Graft.
+    Graft(Vec<(u8, Option<u8>, u16)>),
+    /// Prune.
+    Prune,
+    /// Digest.
+    Digest(Option<(u8, Option<u8>)>, Option<(u8, Option<u8>)>, Vec<(u8, Option<u8>, u16)>, bool),
+    /// Heartbeat.
+    Heartbeat,
+    /// Bye.
+    Bye(String),
+    /// Arbitrary plaintext.
+    Raw(Vec<u8>),
+}
+
+/// One step of a fuzz run.
+#[derive(Arbitrary, Debug, Clone)]
+pub enum Op {
+    /// B seals a message to A; optional flips of plaintext bytes, then of sealed bytes;
+    /// delivered in two chunks split at `split`.
+    Send { msg: Msg, plain_flip: Option<(u16, u8)>, frame_flip: Option<(u16, u8)>, split: u16 },
+    /// Raw bytes on A's link to B (not sealed).
+    Garbage(Vec<u8>),
+    /// A new inbound connection on A carrying a hello (or garbage).
+    Inbound { hello: Option<FuzzHello>, extra: Vec<u8> },
+    /// Time passes.
+    Advance(u16),
+    /// B disconnects, then dials A again (a fresh handshake).
+    Reconnect,
+    /// An operator command on A.
+    Command(FuzzCommand),
+}
+
+/// A hello from an unknown dialer.
+#[derive(Arbitrary, Debug, Clone)]
+pub struct FuzzHello {
+    node: u8,
+    asn: u8,
+    version: u16,
+    key: u8,
+    right_cluster_key: bool,
+    listen: String,
+}
+
+/// Operator commands.
+#[derive(Arbitrary, Debug, Clone)]
+pub enum FuzzCommand {
+    /// Leave.
+    Leave,
+    /// New links.
+    SetLinks(Vec<(u16, u8, u8)>),
+    /// Dial.
+    Connect(String),
+}
+
+fn id(origin: u8, subject: Option<u8>, seq: u16) -> RumorId {
+    RumorId(NodeId(u32::from(origin % 8)), subject.map(|s| NodeId(u32::from(s % 8))), u64::from(seq))
+}
+
+fn key(k: Option<(u8, Option<u8>)>) -> Option<RumorKey> {
+    k.map(|(o, s)| id(o, s, 0).key())
+}
+
+fn picks(p: &[Pick], forged: &mut bool) -> Vec<SignedRumor> {
+    let pool = &fixture().pool;
+    p.iter()
+        .map(|pick| {
+            let mut r = pool[usize::from(pick.index) % pool.len()].clone();
+            match pick.alter {
+                Alter::None => {}
+                Alter::Seq(s) => r.seq = u64::from(s),
+                Alter::Origin(o) => r.origin = NodeId(u32::from(o % 8)),
+                Alter::AgeHops(age, hops) => {
+                    r.age_ms = u64::from(age);
+                    r.hops = u32::from(hops);
+                }
+                Alter::Sig(at, x) => {
+                    let mut sig = r.sig.to_vec();
+                    let i = usize::from(at) % sig.len();
+                    sig[i] ^= x.max(1);
+                    r.sig = sig.into();
+                    *forged = true;
+                }
+            }
+            r
+        })
+        .collect()
+}
+
+fn plaintext(msg: &Msg, forged: &mut bool) -> Vec<u8> {
+    let m = match msg {
+        Msg::Rumors(p) => LinkMessage::Rumors { rumors: picks(p, forged) },
+        Msg::Answer(p) => LinkMessage::Answer { rumors: picks(p, forged) },
+        Msg::IHave(ids) => LinkMessage::IHave {
+            ids: ids
+                .iter()
+                .map(|&(o, s, q, h)| {
+                    let i = id(o, s, q);
+                    Announcement(i.0, i.1, i.2, u32::from(h))
+                })
+                .collect(),
+        },
+        Msg::Graft(ids) => LinkMessage::Graft { ids: ids.iter().map(|&(o, s, q)| id(o, s, q)).collect() },
+        Msg::Prune => LinkMessage::Prune,
+        Msg::Digest(after, upto, ids, reply) => LinkMessage::Digest(Digest {
+            after: key(*after),
+            upto: key(*upto),
+            ids: ids.iter().map(|&(o, s, q)| id(o, s, q)).collect(),
+            reply: *reply,
+        }),
+        Msg::Heartbeat => LinkMessage::Heartbeat,
+        Msg::Bye(reason) => LinkMessage::Bye { reason: reason.clone() },
+        Msg::Raw(bytes) => return bytes.clone(),
+    };
+    to_json(&m)
+}
+
+fn flip(bytes: &mut [u8], f: Option<(u16, u8)>) -> bool {
+    match f {
+        Some((at, x)) if !bytes.is_empty() && x != 0 => {
+            let i = usize::from(at) % bytes.len();
+            bytes[i] ^= x;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The node under test (A), its peer (B), and what the checks need.
+pub struct Pair {
+    a: Node,
+    b: Node,
+    now: Time,
+    a_conn: Option<ConnId>,
+    b_conn: Option<ConnId>,
+    next_conn: u64,
+    accepted: BTreeSet<(NodeId, u64)>,
+}
+
+fn config(node: u32, asn: u32, listen: &str) -> Config {
+    let mut c = Config::new(NodeId(node), Asn(asn), Addr::from(listen), vec![cluster_key()]);
+    c.gossip_period = Duration::from_secs(1);
+    c.max_members = MAX_MEMBERS;
+    c.max_peers = 4;
+    c.reject_threshold = 20;
+    c.ban_duration = Duration::from_secs(30);
+    c.route_debounce = Some(Duration::ZERO);
+    c
+}
+
+impl Default for Pair {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pair {
+    /// A and B, linked and synced.
+    pub fn new() -> Self {
+        let f = fixture();
+        let now = Time::from_millis(1_000);
+        let a = Node::new(config(1, 100, "a:1"), f.a.clone(), [1; 32], now).expect("config");
+        let b = Node::new(config(2, 200, "b:1"), f.b.clone(), [2; 32], now).expect("config");
+        let mut pair = Pair { a, b, now, a_conn: None, b_conn: None, next_conn: 10, accepted: BTreeSet::new() };
+        pair.connect();
+        pair
+    }
+
+    fn connect(&mut self) {
+        let (ac, bc) = (ConnId(self.next_conn), ConnId(self.next_conn + 1));
+        self.next_conn += 2;
+        self.a_conn = Some(ac);
+        self.b_conn = Some(bc);
+        let now = self.now;
+        let from_a = self.a.handle(now, Event::Connected { conn: ac, direction: Direction::Inbound, remote: Addr::from("b-eph") });
+        let from_b = self.b.handle(now, Event::Connected { conn: bc, direction: Direction::Outbound, remote: Addr::from("a:1") });
+        self.exchange(from_a, from_b);
+    }
+
+    /// Delivers actions between A and B until both are quiet (bounded).
+    fn exchange(&mut self, mut from_a: Vec<Action>, mut from_b: Vec<Action>) {
+        for _ in 0..64 {
+            if from_a.is_empty() && from_b.is_empty() {
+                return;
+            }
+            let (mut next_a, mut next_b) = (Vec::new(), Vec::new());
+            for action in std::mem::take(&mut from_a) {
+                match action {
+                    Action::Send { conn, bytes } if Some(conn) == self.a_conn => {
+                        if let Some(bc) = self.b_conn {
+                            next_b.extend(self.b.handle(self.now, Event::Received { conn: bc, bytes }));
+                        }
+                    }
+                    Action::Close { conn, .. } if Some(conn) == self.a_conn => {
+                        self.a_conn = None;
+                        if let Some(bc) = self.b_conn.take() {
+                            next_b.extend(self.b.handle(self.now, Event::Disconnected { conn: bc }));
+                        }
+                    }
+                    Action::Connect { addr } => {
+                        next_a.extend(self.a.handle(self.now, Event::ConnectFailed { addr }));
+                    }
+                    Action::Notify(n) => self.observe(n),
+                    _ => {}
+                }
+            }
+            for action in std::mem::take(&mut from_b) {
+                match action {
+                    Action::Send { conn, bytes } if Some(conn) == self.b_conn => {
+                        if let Some(ac) = self.a_conn {
+                            next_a.extend(self.a.handle(self.now, Event::Received { conn: ac, bytes }));
+                        }
+                    }
+                    Action::Close { conn, .. } if Some(conn) == self.b_conn => {
+                        self.b_conn = None;
+                        if let Some(ac) = self.a_conn.take() {
+                            next_a.extend(self.a.handle(self.now, Event::Disconnected { conn: ac }));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            from_a = next_a;
+            from_b = next_b;
+        }
+    }
+
+    fn observe(&mut self, n: Notification) {
+        if let Notification::RumorAccepted { origin, seq, .. } = n {
+            assert!(self.accepted.insert((origin, seq)), "({origin}, {seq}) accepted twice");
+        }
+    }
+
+    /// Runs one operation and checks the invariants.
+    pub fn step(&mut self, op: &Op) {
+        let before = self.accepted.len();
+        let mut forged = false;
+        match op {
+            Op::Send { msg, plain_flip, frame_flip, split } => {
+                let mut plain = plaintext(msg, &mut forged);
+                forged |= flip(&mut plain, *plain_flip);
+                let Some(bc) = self.b_conn else { return };
+                let sealed = self.b.inject_sealed(self.now, bc, &plain);
+                for action in sealed {
+                    if let Action::Send { mut bytes, .. } = action {
+                        flip(&mut bytes, *frame_flip);
+                        let cut = usize::from(*split) % (bytes.len() + 1);
+                        let tail = bytes.split_off(cut);
+                        let Some(ac) = self.a_conn else { return };
+                        let mut out = self.a.handle(self.now, Event::Received { conn: ac, bytes });
+                        out.extend(self.a.handle(self.now, Event::Received { conn: ac, bytes: tail }));
+                        self.exchange(out, Vec::new());
+                    }
+                }
+            }
+            Op::Garbage(bytes) => {
+                if let Some(ac) = self.a_conn {
+                    let out = self.a.handle(self.now, Event::Received { conn: ac, bytes: bytes.clone() });
+                    self.exchange(out, Vec::new());
+                }
+            }
+            Op::Inbound { hello, extra } => {
+                let conn = ConnId(1_000_000 + self.next_conn);
+                self.next_conn += 1;
+                let mut out = self.a.handle(self.now, Event::Connected { conn, direction: Direction::Inbound, remote: Addr::from("x") });
+                let mut bytes = hello.as_ref().map(|h| encode_frame(&to_json(&hello_of(h)))).unwrap_or_default();
+                bytes.extend_from_slice(extra);
+                out.extend(self.a.handle(self.now, Event::Received { conn, bytes }));
+                out.extend(self.a.handle(self.now, Event::Disconnected { conn }));
+                self.exchange(out, Vec::new());
+            }
+            Op::Advance(ms) => {
+                self.now = Time::from_millis(self.now.as_millis() + u64::from(*ms) * 10);
+                let out_a = self.a.handle(self.now, Event::Tick);
+                let out_b = self.b.handle(self.now, Event::Tick);
+                self.exchange(out_a, out_b);
+            }
+            Op::Reconnect => {
+                if let Some(bc) = self.b_conn.take() {
+                    let out_b = self.b.handle(self.now, Event::Disconnected { conn: bc });
+                    let out_a = self.a_conn.take().map(|ac| self.a.handle(self.now, Event::Disconnected { conn: ac })).unwrap_or_default();
+                    self.exchange(out_a, out_b);
+                }
+                self.connect();
+            }
+            Op::Command(cmd) => {
+                let command = match cmd {
+                    FuzzCommand::Leave => Command::Leave,
+                    FuzzCommand::SetLinks(links) => Command::SetLinks(
+                        links.iter().map(|&(asn, cap, cost)| AsLink { asn: Asn(u32::from(asn)), capacity: u64::from(cap), cost: u64::from(cost) }).collect(),
+                    ),
+                    FuzzCommand::Connect(addr) => Command::Connect(Addr(addr.clone())),
+                };
+                let out = self.a.handle(self.now, Event::Command(command));
+                self.exchange(out, Vec::new());
+            }
+        }
+        if forged {
+            assert_eq!(self.accepted.len(), before, "a forged or altered rumor was accepted");
+        }
+        self.check();
+    }
+
+    /// Invariants that hold after every step.
+    fn check(&self) {
+        let s = self.a.sizes();
+        let cfg = self.a.config();
+        assert!(s.connections <= cfg.max_peers * 2 + 8, "{s:?}");
+        assert!(s.members <= MAX_MEMBERS, "{s:?}");
+        assert!(s.rumors <= MAX_MEMBERS * 2 && s.tombstones <= MAX_MEMBERS * 2, "{s:?}");
+        assert!(s.per_link_keys <= 512 && s.rate_buckets <= MAX_MEMBERS, "{s:?}");
+        assert!(s.missing <= MAX_MEMBERS * 2, "{s:?}");
+        assert!(s.buffered_bytes <= 2 * (cfg.max_frame_bytes + 64), "{s:?}");
+        let (off, bans, accused, evicted) = s.reputation;
+        assert!(off <= MAX_MEMBERS && bans <= MAX_MEMBERS && accused <= MAX_MEMBERS && evicted <= MAX_MEMBERS);
+        // Every stored membership rumor of a pool origin is the genuine signed body.
+        let f = fixture();
+        for origin in std::iter::once(2).chain(ORIGINS) {
+            if let Some(r) = self.a.advert_of(NodeId(origin)) {
+                if let Some(body) = f.genuine.get(&(r.origin, r.seq)) {
+                    assert_eq!(r.body.get(), body, "stored body differs from what its origin signed");
+                }
+                assert!(r.seq <= 1_006 || origin == 2, "seq {} was never signed by {origin}", r.seq);
+            }
+        }
+        let status = self.a.status();
+        assert_eq!(self.a.next_wakeup().is_none(), status.left, "a running node always has a timer");
+        let peers = self.a.peers();
+        let unique: BTreeSet<_> = peers.iter().map(|p| p.fingerprint).collect();
+        assert_eq!(unique.len(), peers.len(), "one link per peer");
+    }
+}
+
+fn hello_of(h: &FuzzHello) -> Handshake {
+    let f = fixture();
+    let id = &f.others[usize::from(h.key) % f.others.len()];
+    let key_id = if h.right_cluster_key { cluster_key().id() } else { format!("{:016x}", h.key) };
+    Handshake::Hello(Hello {
+        identity: HelloIdentity {
+            version: h.version % 3,
+            node: NodeId(u32::from(h.node % 8)),
+            asn: Asn(u32::from(h.asn)),
+            pubkey: id.public().der().to_vec(),
+            nonce: [h.key; 32],
+            ephemeral: [h.node; 32],
+            listen: Addr(h.listen.clone()),
+            key_id,
+        },
+    })
+}
