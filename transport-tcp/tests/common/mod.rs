@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use overlay_transport_tcp::client::Client;
 use overlay_transport_tcp::config::FileConfig;
 use overlay_transport_tcp::topology;
 use serde_json::Value;
@@ -202,22 +203,30 @@ impl Cluster {
         self.daemons[i].as_mut().expect("daemon running")
     }
 
-    /// `routes --json` of controller `i`, parsed (`None` if it does not answer).
+    /// The `/v1/routes` answer of controller `i` (`None` if it does not answer).
     pub fn routes(&self, i: usize) -> Option<Value> {
-        let out = cli(&["routes", "--rpc", &self.rpc[i].to_string(), "--json"]);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).ok())
-            .flatten()
+        self.api(i, "/v1/routes")
     }
 
-    /// `status --json` of controller `i`, parsed.
+    /// The `/v1/status` answer of controller `i`.
     pub fn status(&self, i: usize) -> Option<Value> {
-        let out = cli(&["status", "--rpc", &self.rpc[i].to_string(), "--json"]);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).ok())
-            .flatten()
+        self.api(i, "/v1/status")
+    }
+
+    /// A control API answer of controller `i`, parsed.
+    pub fn api(&self, i: usize, path: &str) -> Option<Value> {
+        let body = Client::new(self.rpc[i].to_string(), None).get(path).ok()?;
+        serde_json::from_slice(&body).ok()
+    }
+
+    /// A counter from controller `i`'s `/metrics`.
+    pub fn metric(&self, i: usize, name: &str) -> Option<f64> {
+        let body = Client::new(self.rpc[i].to_string(), None)
+            .get("/metrics")
+            .ok()?;
+        let text = String::from_utf8_lossy(&body).to_string();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
     }
 
     /// Waits until every controller marked live answers exactly the routes the path rule
