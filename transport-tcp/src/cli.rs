@@ -126,15 +126,9 @@ pub struct RpcArgs {
 /// Why a subcommand failed.
 #[derive(Debug, Error)]
 pub enum CliError {
-    /// A configuration file is wrong.
-    #[error(transparent)]
-    Config(#[from] ConfigFileError),
-    /// The daemon could not start.
+    /// A configuration or key is wrong, or the daemon could not start.
     #[error(transparent)]
     Daemon(#[from] DaemonError),
-    /// A key could not be made or written.
-    #[error(transparent)]
-    Key(#[from] KeyError),
     /// The control API did not answer well.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -205,6 +199,18 @@ fn show(rpc: &RpcArgs, path: &str, json: bool, text: fn(&Value) -> String) -> Re
         print!("{}", text(&answer));
     }
     Ok(())
+}
+
+impl From<ConfigFileError> for CliError {
+    fn from(e: ConfigFileError) -> Self {
+        CliError::Daemon(e.into())
+    }
+}
+
+impl From<KeyError> for CliError {
+    fn from(e: KeyError) -> Self {
+        CliError::Daemon(e.into())
+    }
 }
 
 fn parse_bits(text: &str) -> Result<usize, String> {

@@ -16,7 +16,7 @@ use thiserror::Error;
 use tracing::level_filters::LevelFilter;
 
 use crate::api;
-use crate::config::{ConfigFileError, FileConfig, Overrides, Settings, Source};
+use crate::config::{FileConfig, Overrides, Settings, Source};
 use crate::daemon::{self, DaemonError};
 use crate::driver::{Handle, Stopped};
 use crate::keys::{self, KeyError};
@@ -38,15 +38,9 @@ pub struct DemoOptions {
 /// Why the demo failed.
 #[derive(Debug, Error)]
 pub enum DemoError {
-    /// A configuration was refused.
-    #[error(transparent)]
-    Config(#[from] ConfigFileError),
-    /// A controller could not start.
+    /// A controller could not be configured or started.
     #[error(transparent)]
     Daemon(#[from] DaemonError),
-    /// A key could not be made.
-    #[error(transparent)]
-    Key(#[from] KeyError),
     /// A loopback socket could not be opened.
     #[error("cannot open a loopback socket: {0}")]
     Socket(#[from] std::io::Error),
@@ -82,7 +76,7 @@ async fn demo(options: &DemoOptions) -> Result<(), DemoError> {
     let started = Instant::now();
     let (mut files, title) = match options.nodes {
         None => (
-            topology::example()?,
+            topology::example().map_err(DaemonError::from)?,
             "the 3-controller example cluster (fixtures/example)".to_string(),
         ),
         Some(n) => (
@@ -104,7 +98,9 @@ async fn demo(options: &DemoOptions) -> Result<(), DemoError> {
         .map(|(g, _)| g.local_addr())
         .collect::<Result<Vec<_>, _>>()?;
     topology::relocate(&mut files, &addrs);
-    let cluster_key = keys::new_cluster_key()?.to_base64();
+    let cluster_key = keys::new_cluster_key()
+        .map_err(DaemonError::from)?
+        .to_base64();
     for (file, (_, rpc)) in files.iter_mut().zip(&listeners) {
         file.cron = "@every 500ms".into();
         file.log_level = "WARN".into();
@@ -113,11 +109,12 @@ async fn demo(options: &DemoOptions) -> Result<(), DemoError> {
     }
 
     println!("generating {} RSA-2048 node keys ...", files.len());
-    let identities = generate_identities(files.len())?;
+    let identities = generate_identities(files.len()).map_err(DaemonError::from)?;
     let mut nodes = Vec::new();
     for ((file, identity), (gossip, rpc)) in files.iter().zip(identities).zip(listeners) {
         let source = Source::unnamed(format!("RC{}", file.me.id));
-        let settings = Settings::resolve(file, &source, &Overrides::default(), true)?;
+        let settings = Settings::resolve(file, &source, &Overrides::default(), true)
+            .map_err(DaemonError::from)?;
         let running = daemon::launch(&settings, identity, gossip, rpc)?;
         println!(
             "  RC{} (AS{}) listens on {}, control API on {}",

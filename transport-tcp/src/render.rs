@@ -15,15 +15,7 @@ pub fn path(route: &Value) -> String {
 
 /// A `routes --json` answer as a table.
 pub fn routes(answer: &Value) -> String {
-    let empty = Vec::new();
-    let routes = answer["routes"].as_array().unwrap_or(&empty);
-    let mut out = format!(
-        "RC{} (AS{}): {} route{}\n",
-        answer["node"],
-        answer["asn"],
-        routes.len(),
-        if routes.len() == 1 { "" } else { "s" }
-    );
+    let (routes, mut out) = listing(answer, "routes", "route");
     let _ = writeln!(
         out,
         "  {:<12} {:>6} {:>5} {:>9}  {:<10} PATH",
@@ -102,15 +94,7 @@ pub fn status(s: &Value) -> String {
 
 /// A `/v1/peers` answer as a table.
 pub fn peers(answer: &Value) -> String {
-    let empty = Vec::new();
-    let peers = answer["peers"].as_array().unwrap_or(&empty);
-    let mut out = format!(
-        "RC{} (AS{}): {} direct peer{}\n",
-        answer["node"],
-        answer["asn"],
-        peers.len(),
-        if peers.len() == 1 { "" } else { "s" }
-    );
+    let (peers, mut out) = listing(answer, "peers", "direct peer");
     let _ = writeln!(
         out,
         "  {:<8} {:<10} {:<22} FINGERPRINT",
@@ -127,6 +111,19 @@ pub fn peers(answer: &Value) -> String {
         );
     }
     out
+}
+
+/// The list under `key` of an answer, and a heading naming the controller and counting it.
+fn listing<'a>(answer: &'a Value, key: &str, noun: &str) -> (&'a [Value], String) {
+    let items = answer[key].as_array().map_or(&[][..], Vec::as_slice);
+    let plural = if items.len() == 1 { "" } else { "s" };
+    let heading = format!(
+        "RC{} (AS{}): {} {noun}{plural}\n",
+        answer["node"],
+        answer["asn"],
+        items.len()
+    );
+    (items, heading)
 }
 
 fn text(v: &Value) -> String {
