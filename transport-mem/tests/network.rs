@@ -47,14 +47,8 @@ fn a_crash_resets_peers_and_a_restart_rejoins_with_the_same_identity() {
     sim.run_for(PERIOD * 6);
     let id = sim.config(2).node_id;
     for s in sim.running() {
-        let record = sim
-            .node(s)
-            .unwrap()
-            .members()
-            .into_iter()
-            .find(|m| m.node == id);
         assert_ne!(
-            record.map(|m| m.state),
+            member_state(&sim, s, id),
             Some(MemberState::Alive),
             "slot {s} expired it"
         );
@@ -152,13 +146,25 @@ fn a_leave_is_learned_when_it_shares_a_read_with_the_bye() {
     sim.leave(0);
     sim.run_for(PERIOD);
     for s in sim.running() {
-        let state = sim
-            .node(s)
-            .unwrap()
-            .members()
-            .into_iter()
-            .find(|m| m.node == id)
-            .map(|m| m.state);
-        assert_eq!(state, Some(MemberState::Left), "slot {s}");
+        assert_eq!(
+            member_state(&sim, s, id),
+            Some(MemberState::Left),
+            "slot {s}"
+        );
     }
+}
+
+/// Core limitation: after a partition longer than the advertisement age, each side forgets
+/// the other and re-forms its overlay at `target_peers`; once healed, no node is below its
+/// target, so nobody dials across and the overlay stays split.
+#[test]
+#[ignore = "core limitation: a long partition never re-merges (see the README)"]
+fn a_long_partition_re_merges_after_healing() {
+    let mut sim = cluster(5, 16, 4, params(5), &|_, c| c.max_peers = 4);
+    sim.run_for(PERIOD * 3);
+    converged(&mut sim, &|_| true, PERIOD * 10).unwrap();
+    sim.partition(&[(0..8).collect()]);
+    sim.run_for(PERIOD * 8);
+    sim.heal();
+    converged(&mut sim, &|_| true, PERIOD * 120).unwrap();
 }

@@ -39,6 +39,14 @@ where
         .quickcheck(prop);
 }
 
+/// `prop` with the default number of cases on the default cluster sizes.
+fn check_default<A: Arbitrary + Debug>(prop: fn(A) -> TestResult)
+where
+    fn(A) -> TestResult: Testable,
+{
+    check(prop, default_cases(), MAX_NODES.with(Cell::get));
+}
+
 fn default_cases() -> u64 {
     env("OVERLAY_QC_TESTS", 12)
 }
@@ -205,11 +213,7 @@ fn convergence(s: Schedule) -> TestResult {
 
 #[test]
 fn p1_convergence_after_healed_faults() {
-    check(
-        convergence as fn(Schedule) -> TestResult,
-        default_cases(),
-        MAX_NODES.with(Cell::get),
-    );
+    check_default(convergence as fn(Schedule) -> TestResult);
 }
 
 // ---- 2. integrity ---------------------------------------------------------------------
@@ -349,11 +353,7 @@ fn integrity(a: Attackers) -> TestResult {
 
 #[test]
 fn p2_integrity_under_forgery_replay_and_flooding() {
-    check(
-        integrity as fn(Attackers) -> TestResult,
-        default_cases(),
-        MAX_NODES.with(Cell::get),
-    );
+    check_default(integrity as fn(Attackers) -> TestResult);
 }
 
 // ---- 3. admission ---------------------------------------------------------------------
@@ -447,11 +447,7 @@ fn admission(s: Schedule) -> TestResult {
 
 #[test]
 fn p3_wrong_cluster_key_is_never_admitted() {
-    check(
-        admission as fn(Schedule) -> TestResult,
-        default_cases(),
-        MAX_NODES.with(Cell::get),
-    );
+    check_default(admission as fn(Schedule) -> TestResult);
 }
 
 // ---- 4. eviction ----------------------------------------------------------------------
@@ -510,11 +506,7 @@ fn eviction(a: Attackers) -> TestResult {
 
 #[test]
 fn p4_misbehaving_members_are_cut_off_and_evicted() {
-    check(
-        eviction as fn(Attackers) -> TestResult,
-        default_cases(),
-        MAX_NODES.with(Cell::get),
-    );
+    check_default(eviction as fn(Attackers) -> TestResult);
 }
 
 // ---- 5. bounds ------------------------------------------------------------------------
@@ -571,11 +563,7 @@ fn bounds(s: Schedule) -> TestResult {
 
 #[test]
 fn p5_bounds_hold_at_every_step() {
-    check(
-        bounds as fn(Schedule) -> TestResult,
-        default_cases(),
-        MAX_NODES.with(Cell::get),
-    );
+    check_default(bounds as fn(Schedule) -> TestResult);
 }
 
 // ---- 6. leave -------------------------------------------------------------------------
@@ -642,11 +630,7 @@ fn leave(s: Schedule) -> TestResult {
 
 #[test]
 fn p6_leave_is_withdrawn_within_a_round_and_not_a_failure() {
-    check(
-        leave as fn(Schedule) -> TestResult,
-        default_cases(),
-        MAX_NODES.with(Cell::get),
-    );
+    check_default(leave as fn(Schedule) -> TestResult);
 }
 
 // ---- 7. determinism -------------------------------------------------------------------

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use overlay_core::{Asn, ClusterKey, Config, NodeId};
+use overlay_core::{Asn, ClusterKey, Config, MemberState, NodeId};
 use overlay_transport_mem::experiment::addr;
 use overlay_transport_mem::{KeyPool, Sim, SimParams, SlotId, Topology};
 use quickcheck::TestResult;
@@ -106,6 +106,15 @@ pub fn converged(
         }
     });
     ok.map(|_| ()).ok_or(last)
+}
+
+/// What `slot` knows of member `id`'s state.
+pub fn member_state(sim: &Sim, slot: SlotId, id: NodeId) -> Option<MemberState> {
+    sim.node(slot)?
+        .members()
+        .into_iter()
+        .find(|m| m.node == id)
+        .map(|m| m.state)
 }
 
 pub fn fail(seed: u64, what: impl std::fmt::Display) -> TestResult {
