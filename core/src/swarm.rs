@@ -578,7 +578,9 @@ impl Swarm {
                     rx,
                     hop_failures: 0,
                 };
-                c.decoder = FrameDecoder::new(self.policy.max_frame_bytes + TAG_LEN);
+                // Keep what is already buffered: the peer's first sealed frames may have
+                // arrived in the same read as its last handshake frame.
+                c.decoder.set_max(self.policy.max_frame_bytes + TAG_LEN);
                 io.metrics.handshakes += 1;
                 let remote = c.remote.clone();
                 if let Some(cand) = self.candidates.get_mut(&remote) {

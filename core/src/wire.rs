@@ -142,6 +142,11 @@ impl FrameDecoder {
         }
     }
 
+    /// Changes the largest body accepted from now on; buffered bytes are kept.
+    pub fn set_max(&mut self, max_body: usize) {
+        self.max_body = max_body;
+    }
+
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
         if self.start > 0 && self.start == self.buf.len() {

@@ -687,3 +687,74 @@ fn lazy_announcements_and_grafts_repair_the_tree_when_a_node_crashes() {
         assert!(m.links.iter().any(|l| l.asn.0 == 777));
     }
 }
+
+/// Everything one side wrote in one `handle` call arrives in one read (as TCP often does):
+/// the dialer's Finish and its first sealed frames must all be opened.
+#[test]
+fn sealed_frames_coalesced_with_the_last_handshake_frame_are_kept() {
+    fn sends(actions: &[overlay_core::Action]) -> Vec<u8> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                overlay_core::Action::Send { bytes, .. } => Some(bytes.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .concat()
+    }
+    use overlay_core::{ConnId, Direction, Event, Node, Time};
+    let t = Time::from_millis(1);
+    let mut a = Node::new(
+        config(0, 100, vec![], &[1]),
+        identity(0),
+        [1; 32],
+        Time::ZERO,
+    )
+    .unwrap();
+    let mut b = Node::new(
+        config(1, 200, vec![], &[]),
+        identity(1),
+        [2; 32],
+        Time::ZERO,
+    )
+    .unwrap();
+    a.handle(t, Event::Tick);
+    let opened = Event::Connected {
+        conn: ConnId(1),
+        direction: Direction::Outbound,
+        remote: addr(1),
+    };
+    let mut to_b = sends(&a.handle(t, opened));
+    let inbound = Event::Connected {
+        conn: ConnId(1),
+        direction: Direction::Inbound,
+        remote: addr(0),
+    };
+    b.handle(t, inbound);
+    for _ in 0..4 {
+        let bytes = std::mem::take(&mut to_b);
+        let to_a = sends(&b.handle(
+            t,
+            Event::Received {
+                conn: ConnId(1),
+                bytes,
+            },
+        ));
+        if !to_a.is_empty() {
+            to_b = sends(&a.handle(
+                t,
+                Event::Received {
+                    conn: ConnId(1),
+                    bytes: to_a,
+                },
+            ));
+        }
+    }
+    assert_eq!(
+        b.metrics().rejects.get("hop_auth"),
+        None,
+        "frames after Finish were lost"
+    );
+    assert_eq!(b.status().members, 2);
+    assert_eq!(a.status().members, 2);
+}
