@@ -455,14 +455,14 @@ fn p3_wrong_cluster_key_is_never_admitted() {
 fn eviction(a: Attackers) -> TestResult {
     let quorum = 1 + a.bad[0].1 as usize % 2;
     let mut p = params(a.seed);
-    p.record = true;
+    p.misbehave_every = Duration::from_millis(500);
     let mut sim = cluster(a.seed, a.nodes, a.shape, p, &|_, c| c.ban_quorum = quorum);
     sim.run_for(PERIOD * 2);
     let bad = a.bad[0].0 as usize % a.nodes;
     let how =
         [Misbehavior::Forge, Misbehavior::Replay, Misbehavior::Flood][a.bad[0].1 as usize % 3];
     sim.misbehave(bad, Some(how));
-    sim.run_for(PERIOD * 25);
+    sim.run_for(PERIOD * 12);
     let bad_fp = sim.identity(bad).fingerprint();
     let honest: Vec<SlotId> = (0..a.nodes).filter(|&s| s != bad).collect();
     let banners = honest
