@@ -255,10 +255,16 @@ impl Node {
                     .set_earliest(Timer::Dial, self.now + Duration::from_millis(100));
             }
             Event::Received { conn, bytes } => {
-                let me = me!(self);
-                let mut io = io!(self);
-                let events = self.swarm.received(conn, &bytes, &me, &mut io);
-                self.on_swarm(events);
+                self.swarm
+                    .received(conn, &bytes, self.now, &mut self.metrics);
+                loop {
+                    let me = me!(self);
+                    let mut io = io!(self);
+                    let Some(events) = self.swarm.next_frame(conn, &me, &mut io) else {
+                        break;
+                    };
+                    self.on_swarm(events);
+                }
             }
             Event::Disconnected { conn } => {
                 let events = self.swarm.lost(conn).into_iter().collect();

@@ -392,42 +392,44 @@ impl Swarm {
         self.conns.get(&conn).is_some_and(|c| c.peer().is_none())
     }
 
-    /// Bytes arrived: reassemble frames, run the handshake or open sealed frames.
-    pub fn received(
+    /// Bytes arrived: buffer them for [`Swarm::next_frame`].
+    pub fn received(&mut self, conn: ConnId, bytes: &[u8], now: Time, metrics: &mut Metrics) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            metrics.bytes_in += bytes.len() as u64;
+            c.decoder.push(bytes);
+            c.last_rx = now;
+        }
+    }
+
+    /// Handles the next complete frame buffered on `conn` and returns what it caused;
+    /// `None` when no frame is complete (or the connection is gone). The node handles each
+    /// frame's events before the next frame, so a close or a ban takes effect at once.
+    pub fn next_frame(
         &mut self,
         conn: ConnId,
-        bytes: &[u8],
         me: &Me<'_>,
         io: &mut Io<'_>,
-    ) -> Vec<SwarmEvent> {
+    ) -> Option<Vec<SwarmEvent>> {
+        let c = self.conns.get_mut(&conn)?;
         let mut events = Vec::new();
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return events;
-        };
-        io.metrics.bytes_in += bytes.len() as u64;
-        c.decoder.push(bytes);
-        c.last_rx = io.now;
-        while let Some(c) = self.conns.get_mut(&conn) {
-            let frame = match c.decoder.next_frame() {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) => {
-                    events.push(SwarmEvent::Rejected {
-                        conn,
-                        peer: c.peer().cloned(),
-                        reason: e.into(),
-                    });
-                    events.extend(self.close(conn, CloseReason::FrameTooLarge, io.out));
-                    break;
-                }
-            };
-            io.metrics.frames_in += 1;
-            if let Some(done) = self.frame(conn, &frame, me, io, &mut events) {
-                events.extend(self.close(conn, done, io.out));
-                break;
+        let frame = match c.decoder.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => return None,
+            Err(e) => {
+                events.push(SwarmEvent::Rejected {
+                    conn,
+                    peer: c.peer().cloned(),
+                    reason: e.into(),
+                });
+                events.extend(self.close(conn, CloseReason::FrameTooLarge, io.out));
+                return Some(events);
             }
+        };
+        io.metrics.frames_in += 1;
+        if let Some(done) = self.frame(conn, &frame, me, io, &mut events) {
+            events.extend(self.close(conn, done, io.out));
         }
-        events
+        Some(events)
     }
 
     /// Handles one frame; returns a reason when the connection must close.

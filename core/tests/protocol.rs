@@ -516,6 +516,27 @@ fn leave_withdraws_routes_at_once_and_is_not_a_failure() {
 }
 
 #[test]
+fn leave_arriving_in_one_read_with_the_goodbye_is_applied() {
+    let mut c = Cluster::new(example_configs());
+    c.coalesce = true;
+    c.advance(3_000);
+    assert_eq!(
+        c.route_table(0).len(),
+        6,
+        "converges with coalesced reads too"
+    );
+    c.deliver(2, overlay_core::Event::Command(Command::Leave));
+    c.run();
+    for i in 0..2 {
+        assert!(
+            c.notes(i)
+                .any(|n| matches!(n, Notification::MemberLeft { node } if node.0 == 3)),
+            "node {i} saw the leave"
+        );
+    }
+}
+
+#[test]
 fn a_silent_node_expires_after_the_advertisement_age() {
     let mut c = converged_example();
     c.crash(2);

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use overlay_core::wire::FRAME_HEADER_LEN;
 use overlay_core::{
     Action, Addr, Command, Config, ConfigError, ConnId, Direction, Event, Identity, Node,
     Notification, RejectReason, Time,
@@ -500,70 +499,18 @@ async fn accept_loop(listener: TcpListener, tx: Sender<Input>) {
 
 async fn read_loop(conn: ConnId, mut stream: TcpStream, tx: Sender<Input>, chunk: usize) {
     let mut buf = vec![0u8; chunk];
-    let mut aligner = FrameAligner::default();
     loop {
         match stream.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                for piece in aligner.split(buf.get(..n).unwrap_or_default()) {
-                    if tx.send(Input::Bytes(conn, piece.to_vec())).await.is_err() {
-                        return;
-                    }
+                let bytes = buf.get(..n).unwrap_or_default().to_vec();
+                if tx.send(Input::Bytes(conn, bytes)).await.is_err() {
+                    return;
                 }
             }
         }
     }
     let _ = tx.send(Input::Closed(conn)).await;
-}
-
-/// Cuts a connection's byte stream so that no piece carries bytes past the end of a frame:
-/// each piece ends at a frame boundary or at the end of the read. The core swaps its frame
-/// decoder when a handshake completes and drops whatever it had buffered beyond the last
-/// handshake frame, so frames coalesced by TCP with the handshake's last frame would be lost
-/// (see the closing report of issue 5). Only the 4-byte length prefixes are read; nothing
-/// is buffered.
-#[derive(Debug, Default)]
-struct FrameAligner {
-    header: [u8; FRAME_HEADER_LEN],
-    header_len: usize,
-    body_left: usize,
-}
-
-impl FrameAligner {
-    fn split<'a>(&mut self, bytes: &'a [u8]) -> Vec<&'a [u8]> {
-        let mut pieces = Vec::new();
-        let (mut start, mut i) = (0, 0);
-        while i < bytes.len() {
-            if self.header_len < FRAME_HEADER_LEN {
-                let take = (FRAME_HEADER_LEN - self.header_len).min(bytes.len() - i);
-                for (slot, byte) in self.header[self.header_len..]
-                    .iter_mut()
-                    .zip(&bytes[i..i + take])
-                {
-                    *slot = *byte;
-                }
-                self.header_len += take;
-                i += take;
-                if self.header_len < FRAME_HEADER_LEN {
-                    break;
-                }
-                self.body_left = u32::from_be_bytes(self.header) as usize;
-            } else {
-                let take = self.body_left.min(bytes.len() - i);
-                self.body_left -= take;
-                i += take;
-            }
-            if self.body_left == 0 {
-                self.header_len = 0;
-                pieces.push(&bytes[start..i]);
-                start = i;
-            }
-        }
-        if start < bytes.len() {
-            pieces.push(&bytes[start..]);
-        }
-        pieces
-    }
 }
 
 /// Writes queued buffers in order. When the queue's sender is gone (close), flushes,
@@ -600,45 +547,4 @@ async fn write_loop(
     )
     .await;
     let _ = stream.shutdown(Shutdown::Both);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use overlay_core::wire::encode_frame;
-
-    #[test]
-    fn pieces_end_at_frame_boundaries_whatever_the_chunking() {
-        let frames = [
-            encode_frame(b"finish"),
-            encode_frame(b""),
-            encode_frame(b"sealed frame"),
-        ];
-        let stream: Vec<u8> = frames.concat();
-        for chunk in 1..=stream.len() {
-            let mut aligner = FrameAligner::default();
-            let mut pieces = Vec::new();
-            for part in stream.chunks(chunk) {
-                pieces.extend(aligner.split(part).into_iter().map(<[u8]>::to_vec));
-            }
-            assert_eq!(pieces.concat(), stream, "chunk {chunk}");
-            // Reassembled per piece, each frame ends exactly at the end of a piece.
-            let mut ends = Vec::new();
-            let mut offset = 0;
-            for piece in &pieces {
-                offset += piece.len();
-                ends.push(offset);
-            }
-            let mut boundary = 0;
-            for frame in &frames {
-                boundary += frame.len();
-                assert!(
-                    ends.contains(&boundary),
-                    "chunk {chunk}: no piece ends at {boundary}"
-                );
-            }
-            assert_eq!(ends.len(), pieces.len());
-            assert!(pieces.iter().all(|p| !p.is_empty()));
-        }
-    }
 }

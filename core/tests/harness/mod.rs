@@ -113,6 +113,9 @@ pub struct Cluster {
     /// Every Send seen: (from, to, bytes), for replay tests.
     pub captured: Vec<(usize, usize, ConnId, Vec<u8>)>,
     pub tap: Option<TapFn>,
+    /// Deliver everything one node wrote on a connection in one `handle` call as a single
+    /// read (as TCP often does), instead of one read per send.
+    pub coalesce: bool,
     /// Every Connect asked: (from, address).
     pub dials: Vec<(usize, Addr)>,
     /// Every Close: (from, reason).
@@ -131,6 +134,7 @@ impl Cluster {
             notifications: Vec::new(),
             captured: Vec::new(),
             tap: None,
+            coalesce: false,
             dials: Vec::new(),
             closes: Vec::new(),
             configs: configs.clone(),
@@ -235,6 +239,21 @@ impl Cluster {
                         Some(Tap::Drop) => continue,
                         Some(Tap::Replace(b)) => b,
                     };
+                    // Bytes still queued for the same connection (with nothing after them
+                    // on it) are extended: one read carries both.
+                    if self.coalesce
+                        && let Some(Delivery {
+                            event: Event::Received { bytes: pending, .. },
+                            ..
+                        }) = self.queue.iter_mut().rev().find(|d| {
+                            d.to == to
+                                && matches!(d.event, Event::Received { conn, .. }
+                                    | Event::Disconnected { conn } if conn == peer_conn)
+                        })
+                    {
+                        pending.extend_from_slice(&bytes);
+                        continue;
+                    }
                     self.queue.push_back(Delivery {
                         to,
                         event: Event::Received {
