@@ -64,7 +64,14 @@ fn rumor_pool() -> Vec<SignedRumor> {
                     cost: seq,
                 }],
             };
-            pool.push(sign(NodeId(100 + i as u32), seq, id, &mut rng, content));
+            pool.push(sign(
+                NodeId(100 + i as u32),
+                seq,
+                overlay_core::Time::ZERO,
+                id,
+                &mut rng,
+                content,
+            ));
         }
     }
     pool

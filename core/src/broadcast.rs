@@ -461,7 +461,7 @@ mod tests {
             addr: Addr::from("x"),
             links: vec![],
         };
-        let mut rumor = sign(NodeId(9), 1, &id, &mut rng, content);
+        let mut rumor = sign(NodeId(9), 1, Time::ZERO, &id, &mut rng, content);
         rumor.hops = hops;
         let mut store = Gossip::new(
             NodeId(1),

@@ -128,6 +128,8 @@ pub enum Notification {
         origin: NodeId,
         /// Its sequence number.
         seq: u64,
+        /// The origin's clock when it signed (see `RumorBody::issued_at`).
+        issued_at: Time,
         /// The direct peer that delivered it.
         from: NodeId,
         /// Milliseconds it had been held by nodes on the way (transit time not included).

@@ -142,10 +142,11 @@ struct Bucket {
     last: Time,
 }
 
-/// Signs `content` as `origin` with sequence number `seq`.
+/// Signs `content` as `origin` with sequence number `seq` at time `issued_at`.
 pub fn sign<R: CryptoRng + ?Sized>(
     origin: NodeId,
     seq: u64,
+    issued_at: Time,
     identity: &Identity,
     rng: &mut R,
     content: RumorContent,
@@ -154,6 +155,7 @@ pub fn sign<R: CryptoRng + ?Sized>(
     let body = RumorBody {
         origin,
         seq,
+        issued_at: issued_at.as_millis(),
         pubkey: identity.public().der().to_vec(),
         content,
     };
@@ -370,7 +372,7 @@ impl Gossip {
     ) -> RumorKey {
         self.seq += 1;
         let kind = Kind::of(&content);
-        let rumor = sign(self.me, self.seq, identity, rng, content);
+        let rumor = sign(self.me, self.seq, now, identity, rng, content);
         let key = rumor.key();
         self.insert(now, key, rumor, kind, None);
         key

@@ -513,6 +513,7 @@ impl Node {
                 self.notify(Notification::RumorAccepted {
                     origin: accepted.key.origin,
                     seq: accepted.body.seq,
+                    issued_at: Time::from_millis(accepted.body.issued_at),
                     from: peer.node,
                     age_ms,
                     hops,
@@ -758,6 +759,7 @@ impl Node {
         crate::gossip::sign(
             self.config.node_id,
             seq,
+            self.now,
             &self.identity,
             &mut self.rng,
             content,

@@ -545,6 +545,10 @@ pub struct RumorBody {
     pub origin: NodeId,
     /// The signer's sequence number (one counter per origin across all kinds).
     pub seq: u64,
+    /// The signer's clock (its `Time`, in ms) when it signed: with clocks anchored to the
+    /// Unix epoch, receivers measure propagation delay from it. Never used for decisions.
+    #[serde(default)]
+    pub issued_at: u64,
     /// The signer's RSA public key (SubjectPublicKeyInfo DER), so that every rumor can be
     /// verified on its own.
     #[serde(with = "b64")]

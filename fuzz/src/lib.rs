@@ -62,7 +62,7 @@ fn fixture() -> &'static Fixture {
                     },
                 };
                 // Sequence numbers far above what B's own rounds reach in a run.
-                pool.push(overlay_core::gossip::sign(origin, 1_000 + seq, id, &mut rng, content));
+                pool.push(overlay_core::gossip::sign(origin, 1_000 + seq, Time::ZERO, id, &mut rng, content));
             }
         }
         let genuine = pool
