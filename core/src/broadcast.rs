@@ -54,13 +54,13 @@ pub struct BroadcastPolicy {
 /// Most peers remembered as announcers of one missing rumor.
 const MAX_ANNOUNCERS: usize = 4;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Missing {
     announcers: Vec<ConnId>,
     deadline: Time,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Outbox {
     push: Vec<SignedRumor>,
     answer: Vec<SignedRumor>,
@@ -73,7 +73,7 @@ struct Outbox {
 }
 
 /// Per-link dissemination state.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Broadcast {
     policy: BroadcastPolicy,
     eager: BTreeSet<ConnId>,

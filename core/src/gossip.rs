@@ -109,7 +109,7 @@ pub const RECENT_WINDOW: usize = 256;
 /// What one link delivered recently: the highest sequence number per key, in two
 /// generations of at most [`RECENT_WINDOW`] keys (the older one is dropped when the newer
 /// fills up). Honest peers send each key's sequence numbers rising; a lower one is a replay.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct RecentWindow {
     current: HashMap<RumorKey, u64>,
     previous: HashMap<RumorKey, u64>,
@@ -176,7 +176,7 @@ pub fn sign<R: CryptoRng + ?Sized>(
 }
 
 /// The rumor store and dissemination state.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Gossip {
     me: NodeId,
     policy: GossipPolicy,

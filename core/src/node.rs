@@ -120,7 +120,10 @@ pub struct StateSizes {
 }
 
 /// A route controller's protocol state machine. Feed it events with [`Node::handle`],
-/// execute the returned actions, and call it again at [`Node::next_wakeup`].
+/// execute the returned actions, and call it again at [`Node::next_wakeup`]. A clone is an
+/// independent copy in the same state (simulator snapshots, fuzzing) that shares only the
+/// verification cache.
+#[derive(Clone)]
 pub struct Node {
     config: Config,
     identity: Identity,

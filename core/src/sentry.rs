@@ -401,6 +401,7 @@ pub fn handshake_signing_input(role: Role, transcript: &[u8; 32]) -> Vec<u8> {
 /// One direction of an established link: XChaCha20-Poly1305 with a nonce chained from the
 /// previous frame (`next = SHA-256(label ‖ nonce ‖ tag)[..24]`), so that a replayed,
 /// reordered, dropped or altered frame fails authentication.
+#[derive(Clone)]
 pub struct LinkCipher {
     aead: XChaCha20Poly1305,
     nonce: [u8; 24],

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::CryptoRng;
-use x25519_dalek::{EphemeralSecret, PublicKey as DhPublic};
+use x25519_dalek::{PublicKey as DhPublic, StaticSecret};
 
 use crate::event::{Action, CloseReason, Direction, Metrics, RejectReason};
 use crate::scheduler::Time;
@@ -128,10 +128,13 @@ pub enum SwarmEvent {
     },
 }
 
+/// Where a connection is in its life. The ephemeral secret is a `StaticSecret` only so
+/// that a node can be cloned (simulator snapshots, fuzzing); it is used once.
+#[derive(Clone)]
 enum Phase {
     AwaitHello,
     AwaitWelcome {
-        secret: EphemeralSecret,
+        secret: StaticSecret,
         hello: HelloIdentity,
     },
     AwaitFinish {
@@ -149,6 +152,7 @@ enum Phase {
     },
 }
 
+#[derive(Clone)]
 struct Conn {
     direction: Direction,
     remote: Addr,
@@ -175,6 +179,7 @@ struct Candidate {
 }
 
 /// Connections, links and the dial table.
+#[derive(Clone)]
 pub struct Swarm {
     policy: SwarmPolicy,
     conns: BTreeMap<ConnId, Conn>,
@@ -361,7 +366,7 @@ impl Swarm {
             Direction::Inbound => Phase::AwaitHello,
             Direction::Outbound => {
                 self.dialing.remove(&remote);
-                let secret = EphemeralSecret::random_from_rng(io.rng);
+                let secret = StaticSecret::random_from_rng(io.rng);
                 let hello = hello_identity(me, &secret, me.keyring.primary(), io.rng);
                 send_plain(
                     conn,
@@ -781,7 +786,7 @@ fn send_plain(conn: ConnId, msg: &Handshake, out: &mut Vec<Action>) {
 
 fn hello_identity<R: CryptoRng + ?Sized>(
     me: &Me<'_>,
-    secret: &EphemeralSecret,
+    secret: &StaticSecret,
     key: &ClusterKey,
     rng: &mut R,
 ) -> HelloIdentity {
@@ -858,7 +863,7 @@ fn on_hello<R: CryptoRng + ?Sized>(
         .by_id(&hello.key_id)
         .ok_or_else(|| refuse(conn, RejectReason::UnknownClusterKey, out))?
         .clone();
-    let secret = EphemeralSecret::random_from_rng(rng);
+    let secret = StaticSecret::random_from_rng(rng);
     let ours = hello_identity(me, &secret, &key, rng);
     let mut transcript = Transcript::new();
     transcript
@@ -894,7 +899,7 @@ fn on_hello<R: CryptoRng + ?Sized>(
 
 fn on_welcome(
     me: &Me<'_>,
-    secret: EphemeralSecret,
+    secret: StaticSecret,
     ours: HelloIdentity,
     welcome: Welcome,
     peers: Vec<Addr>,

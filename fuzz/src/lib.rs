@@ -133,7 +133,7 @@ pub enum Op {
     Garbage(Vec<u8>),
     /// A new inbound connection on A carrying a hello (or garbage).
     Inbound { hello: Option<FuzzHello>, extra: Vec<u8> },
-    /// Time passes.
+    /// Time passes (at most 4 s: every gossip round signs adverts, which is slow).
     Advance(u16),
     /// B disconnects, then dials A again (a fresh handshake).
     Reconnect,
@@ -237,6 +237,7 @@ fn flip(bytes: &mut [u8], f: Option<(u16, u8)>) -> bool {
 }
 
 /// The node under test (A), its peer (B), and what the checks need.
+#[derive(Clone)]
 pub struct Pair {
     a: Node,
     b: Node,
@@ -265,8 +266,13 @@ impl Default for Pair {
 }
 
 impl Pair {
-    /// A and B, linked and synced.
+    /// A and B, linked and synced: built once, then cloned (RSA signing is slow).
     pub fn new() -> Self {
+        static LINKED: OnceLock<Pair> = OnceLock::new();
+        LINKED.get_or_init(Self::build).clone()
+    }
+
+    fn build() -> Self {
         let f = fixture();
         let now = Time::from_millis(1_000);
         let a = Node::new(config(1, 100, "a:1"), f.a.clone(), [1; 32], now).expect("config");
@@ -380,7 +386,7 @@ impl Pair {
                 self.exchange(out, Vec::new());
             }
             Op::Advance(ms) => {
-                self.now = Time::from_millis(self.now.as_millis() + u64::from(*ms) * 10);
+                self.now = Time::from_millis(self.now.as_millis() + u64::from(*ms % 4096));
                 let out_a = self.a.handle(self.now, Event::Tick);
                 let out_b = self.b.handle(self.now, Event::Tick);
                 self.exchange(out_a, out_b);
