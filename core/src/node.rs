@@ -320,6 +320,11 @@ impl Node {
                     }
                 }
                 self.broadcast.new_round();
+                let pick = self.rng.next_u64();
+                if let Some(addr) = self.routing.random_expired(pick).cloned() {
+                    self.swarm
+                        .reconnect(&addr, self.now, &mut self.rng, &mut self.out);
+                }
                 self.schedule_round();
             }
             Timer::Heartbeat => {

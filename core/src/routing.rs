@@ -167,6 +167,19 @@ impl Routing {
         self.members.values()
     }
 
+    /// The address of a random member that expired (failed or cut off), if any.
+    pub fn random_expired(&self, pick: u64) -> Option<&Addr> {
+        let expired = || {
+            self.members
+                .values()
+                .filter(|m| m.state == MemberState::Expired)
+        };
+        let n = expired().count() as u64;
+        (n > 0)
+            .then(|| expired().nth((pick % n) as usize).map(|m| &m.addr))
+            .flatten()
+    }
+
     /// How many members are alive.
     pub fn alive(&self) -> usize {
         self.members

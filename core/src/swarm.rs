@@ -330,6 +330,23 @@ impl Swarm {
         out.push(Action::Connect { addr });
     }
 
+    /// Tries a member that failed (or was cut off by a partition) again, even when the node
+    /// has its target number of peers (up to `max_peers`), respecting the address's
+    /// backoff: if the partition healed, the new link's sync re-merges the two sides.
+    pub fn reconnect<R: CryptoRng + ?Sized>(
+        &mut self,
+        addr: &Addr,
+        now: Time,
+        rng: &mut R,
+        out: &mut Vec<Action>,
+    ) {
+        self.learn(addr, now, rng);
+        let ready = self.candidates.get(addr).is_some_and(|c| c.next_try <= now);
+        if ready && !self.is_connected_to(addr) {
+            self.dial(addr.clone(), out);
+        }
+    }
+
     /// Whether the node has fewer established or pending peers than `min`.
     pub fn below(&self, min: usize) -> bool {
         self.conns.len() + self.dialing.len() < min

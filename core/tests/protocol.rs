@@ -779,3 +779,33 @@ fn sealed_frames_coalesced_with_the_last_handshake_frame_are_kept() {
     assert_eq!(b.status().members, 2);
     assert_eq!(a.status().members, 2);
 }
+
+#[test]
+fn a_partition_longer_than_the_advert_age_re_merges_after_healing() {
+    let configs: Vec<_> = (0..6)
+        .map(|i| {
+            let mut cfg = config(i, 100 + i as u32, vec![link(900, 1, 1)], &[(i + 1) % 6]);
+            cfg.max_peers = 4;
+            cfg
+        })
+        .collect();
+    let mut c = Cluster::new(configs);
+    c.advance(5_000);
+    for i in 0..6 {
+        assert_eq!(c.node(i).status().members, 6);
+    }
+    c.partition = Some(vec![0, 1, 2]);
+    c.advance(10_000); // heartbeats cut the links, then every advert from across expires
+    for i in 0..6 {
+        assert_eq!(c.node(i).status().members, 3, "node {i} sees only its side");
+    }
+    c.partition = None;
+    c.advance(30_000);
+    for i in 0..6 {
+        assert_eq!(
+            c.node(i).status().members,
+            6,
+            "node {i} sees both sides again"
+        );
+    }
+}

@@ -116,6 +116,8 @@ pub struct Cluster {
     /// Deliver everything one node wrote on a connection in one `handle` call as a single
     /// read (as TCP often does), instead of one read per send.
     pub coalesce: bool,
+    /// Nodes on one side of a partition: nothing crosses between them and the others.
+    pub partition: Option<Vec<usize>>,
     /// Every Connect asked: (from, address).
     pub dials: Vec<(usize, Addr)>,
     /// Every Close: (from, reason).
@@ -135,6 +137,7 @@ impl Cluster {
             captured: Vec::new(),
             tap: None,
             coalesce: false,
+            partition: None,
             dials: Vec::new(),
             closes: Vec::new(),
             configs: configs.clone(),
@@ -199,7 +202,8 @@ impl Cluster {
             match action {
                 Action::Connect { addr } => {
                     self.dials.push((from, addr.clone()));
-                    match self.slot_of(&addr).filter(|&j| self.nodes[j].is_some()) {
+                    let reachable = |j: usize| self.nodes[j].is_some() && !self.cut(from, j);
+                    match self.slot_of(&addr).filter(|&j| reachable(j)) {
                         Some(j) => {
                             let a = ConnId(self.next_conn);
                             let b = ConnId(self.next_conn + 1);
@@ -234,6 +238,9 @@ impl Cluster {
                         continue;
                     };
                     self.captured.push((from, to, peer_conn, bytes.clone()));
+                    if self.cut(from, to) {
+                        continue;
+                    }
                     let bytes = match self.tap.as_mut().map(|t| t(from, to, &bytes)) {
                         None | Some(Tap::Deliver) => bytes,
                         Some(Tap::Drop) => continue,
@@ -275,6 +282,13 @@ impl Cluster {
                 Action::Notify(n) => self.notifications.push((from, n)),
             }
         }
+    }
+
+    /// Whether a partition separates `a` and `b`.
+    pub fn cut(&self, a: usize, b: usize) -> bool {
+        self.partition
+            .as_ref()
+            .is_some_and(|side| side.contains(&a) != side.contains(&b))
     }
 
     /// Delivers everything queued (and what it causes) at the current time.
