@@ -1,6 +1,8 @@
 //! The control API server: HTTP/1.1 (hyper on smol) over a [`Handle`] to the driver.
-//! `GET /v1/status`, `/v1/routes`, `/v1/peers`, `/v1/members`, `/metrics` (Prometheus
-//! text) and `POST /v1/leave`; a bearer token is required when one is configured.
+//! `GET /v1/status`, `/v1/routes`, `/v1/peers`, `/v1/members`, `/v1/topology` (JSON) and
+//! `/v1/topology.dot` (Graphviz), `/metrics` (Prometheus text) and `POST /v1/leave`; a
+//! bearer token is required when one is configured. The network page's static files
+//! (`GET /`, see [`web`]) hold no data and are served without it.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,7 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue,
+    WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -21,7 +26,8 @@ use smol_hyper::rt::{FuturesIo, SmolTimer};
 use tracing::{debug, info};
 
 use crate::driver::{Handle, View};
-use crate::metrics;
+use crate::graph::Graph;
+use crate::{metrics, web};
 
 /// Control API connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 32;
@@ -79,6 +85,9 @@ async fn respond(
     handle: &Handle,
     token: Option<&str>,
 ) -> Response<Full<Bytes>> {
+    if let (&Method::GET, Some(asset)) = (req.method(), web::asset(req.uri().path())) {
+        return page(asset);
+    }
     if !authorized(&req, token) {
         let mut response = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
         response
@@ -100,15 +109,19 @@ async fn respond(
                 .inspect(|v| json_reply(keyed(v, "members", json!(v.node.members()))))
                 .await
         }
+        (&Method::GET, "/v1/topology") => handle.inspect(|v| json_reply(json!(Graph::of(v)))).await,
+        (&Method::GET, "/v1/topology.dot") => {
+            handle
+                .inspect(|v| text_reply(Graph::of(v).dot(), "text/vnd.graphviz; charset=utf-8"))
+                .await
+        }
         (&Method::GET, "/metrics") => {
             handle
                 .inspect(|v| {
-                    let mut r = Response::new(Full::new(Bytes::from(metrics::render(v))));
-                    r.headers_mut().insert(
-                        CONTENT_TYPE,
-                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                    );
-                    r
+                    text_reply(
+                        metrics::render(v),
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )
                 })
                 .await
         }
@@ -128,7 +141,8 @@ async fn respond(
         }
         (
             _,
-            "/v1/status" | "/v1/routes" | "/v1/peers" | "/v1/members" | "/metrics" | "/v1/leave",
+            "/v1/status" | "/v1/routes" | "/v1/peers" | "/v1/members" | "/v1/topology"
+            | "/v1/topology.dot" | "/metrics" | "/v1/leave",
         ) => {
             return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
         }
@@ -143,6 +157,26 @@ fn json_reply(value: Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn text_reply(body: impl Into<Bytes>, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// A file of the network page, which may load nothing from elsewhere.
+fn page(asset: web::Asset) -> Response<Full<Bytes>> {
+    let mut r = text_reply(asset.body, asset.content_type);
+    let headers = r.headers_mut();
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(web::CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
 

@@ -93,6 +93,16 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Print the AS graph a controller sees (Graphviz DOT, or the API's JSON), e.g.
+    /// `overlay-network topology --rpc ADDR | dot -Tsvg > network.svg`.
+    Topology {
+        /// Where the control API is.
+        #[command(flatten)]
+        rpc: RpcArgs,
+        /// `dot` (`GET /v1/topology.dot`) or `json` (`GET /v1/topology`).
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
     /// Make a controller leave the network gracefully (it then exits).
     Leave {
         /// Where the control API is.
@@ -106,10 +116,19 @@ pub enum Cmd {
         /// A generated cluster of N controllers instead of the 3-controller example.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(2..=64))]
         nodes: Option<u16>,
-        /// Keep the cluster running (until Ctrl-C) and print each controller's RPC address.
+        /// Keep running (until Ctrl-C) and print each controller's page and RPC address.
         #[arg(long)]
         keep: bool,
     },
+}
+
+/// How `topology` prints the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz DOT.
+    Dot,
+    /// The control API's JSON.
+    Json,
 }
 
 /// Where the control API is.
@@ -168,6 +187,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Status { rpc, json } => show(&rpc, "/v1/status", json, render::status)?,
         Cmd::Routes { rpc, json } => show(&rpc, "/v1/routes", json, render::routes)?,
         Cmd::Peers { rpc, json } => show(&rpc, "/v1/peers", json, render::peers)?,
+        Cmd::Topology { rpc, format } => {
+            let path = match format {
+                GraphFormat::Dot => "/v1/topology.dot",
+                GraphFormat::Json => "/v1/topology",
+            };
+            print!("{}", String::from_utf8_lossy(&client(&rpc).get(path)?));
+        }
         Cmd::Leave { rpc } => {
             let answer: Value = serde_json::from_slice(&client(&rpc).post("/v1/leave")?)?;
             println!("RC{} is leaving the network", answer["node"]);

@@ -31,7 +31,7 @@ const PHASE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct DemoOptions {
     /// A generated layout of this many controllers instead of the example.
     pub nodes: Option<usize>,
-    /// Keep running after the script, printing each controller's RPC address.
+    /// Keep running after the script, printing each controller's page and RPC address.
     pub keep: bool,
 }
 
@@ -176,7 +176,10 @@ async fn demo(options: &DemoOptions) -> Result<(), DemoError> {
     print_changes(&nodes, &before, &after);
 
     if options.keep {
-        println!("\nthe cluster keeps running; try:");
+        println!("\nthe cluster keeps running; see each controller's network page, or try:");
+        for node in nodes.iter().filter(|n| n.task.is_some()) {
+            println!("  {}: http://{}/", node.name, node.rpc);
+        }
         for node in nodes.iter().filter(|n| n.task.is_some()) {
             println!(
                 "  overlay-network routes --rpc {}    # {}",

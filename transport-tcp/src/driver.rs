@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use overlay_core::{
     Action, Addr, Command, Config, ConfigError, ConnId, Direction, Event, Identity, Node,
@@ -22,6 +22,8 @@ use smol::net::{TcpListener, TcpStream};
 use smol::{Task, Timer};
 use thiserror::Error;
 use tracing::{debug, error, info, trace, warn};
+
+use crate::telemetry::{Clock, Telemetry};
 
 /// Resource bounds of the driver.
 #[derive(Debug, Clone)]
@@ -93,6 +95,10 @@ pub struct View<'a> {
     pub node: &'a Node,
     /// Transport counters.
     pub stats: &'a TransportStats,
+    /// Histograms and recent rejections.
+    pub telemetry: &'a Telemetry,
+    /// The node's time now (Unix milliseconds).
+    pub now: Time,
     /// Time since the driver started.
     pub uptime: Duration,
 }
@@ -159,20 +165,22 @@ struct Conn {
 /// Drives one node over TCP until it leaves.
 pub struct Driver {
     node: Node,
-    started: Instant,
+    clock: Clock,
     limits: Limits,
     conns: HashMap<ConnId, Conn>,
     next_conn: u64,
     tx: Sender<Input>,
     rx: Receiver<Input>,
     stats: TransportStats,
+    telemetry: Telemetry,
     closing: Vec<Task<()>>,
     _accept: Task<()>,
 }
 
 impl Driver {
     /// A driver for a node built from `config` (whose `listen_addr` is `listener`'s
-    /// address), `identity` and a 32-byte random `seed`.
+    /// address), `identity` and a 32-byte random `seed`. The node's [`Time`] is Unix
+    /// milliseconds (see [`Clock`]).
     pub fn new(
         config: Config,
         identity: Identity,
@@ -180,18 +188,20 @@ impl Driver {
         listener: TcpListener,
         limits: Limits,
     ) -> Result<(Driver, Handle), ConfigError> {
-        let node = Node::new(config, identity, seed, Time::ZERO)?;
+        let clock = Clock::start();
+        let node = Node::new(config, identity, seed, clock.now())?;
         let (tx, rx) = channel::bounded(limits.inbox);
         let accept = smol::spawn(accept_loop(listener, tx.clone()));
         let driver = Driver {
             node,
-            started: Instant::now(),
+            clock,
             limits,
             conns: HashMap::new(),
             next_conn: 1,
             tx: tx.clone(),
             rx,
             stats: TransportStats::default(),
+            telemetry: Telemetry::default(),
             closing: Vec::new(),
             _accept: accept,
         };
@@ -199,14 +209,14 @@ impl Driver {
     }
 
     fn now(&self) -> Time {
-        Time::from_millis(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX))
+        self.clock.now()
     }
 
     /// Runs until the node has left, then lets the last writes flush (bounded by `linger`).
     pub async fn run(mut self) {
         self.feed(Event::Tick);
         while let Some(wake) = self.node.next_wakeup() {
-            let deadline = self.started + Duration::from_millis(wake.as_millis());
+            let deadline = self.clock.instant(wake);
             let input = future::or(async { self.rx.recv().await.ok() }, async {
                 Timer::at(deadline).await;
                 None
@@ -273,7 +283,9 @@ impl Driver {
                 f(&View {
                     node: &self.node,
                     stats: &self.stats,
-                    uptime: self.started.elapsed(),
+                    telemetry: &self.telemetry,
+                    now: self.now(),
+                    uptime: self.clock.uptime(),
                 });
                 None
             }
@@ -285,7 +297,10 @@ impl Driver {
     fn feed(&mut self, event: Event) {
         let mut events = VecDeque::from([event]);
         while let Some(event) = events.pop_front() {
-            let actions = self.node.handle(self.now(), event);
+            let now = self.now();
+            self.telemetry.event(now, &event);
+            let actions = self.node.handle(now, event);
+            self.telemetry.actions(now, &actions);
             // Notifications first, while every connection they name is still known.
             for action in &actions {
                 if let Action::Notify(n) = action {

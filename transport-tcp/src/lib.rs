@@ -1,7 +1,8 @@
 //! overlay-transport-tcp: the smol/async-io TCP driver around `overlay-core`
-//! ([`driver`]), the `overlay-network` daemon ([`daemon`]) with its configuration files
-//! ([`config`]), keys ([`keys`]) and HTTP control API ([`api`], [`metrics`], [`client`]),
-//! the command line ([`cli`], [`render`]), and the demo ([`demo`], [`topology`]).
+//! ([`driver`], [`telemetry`]), the `overlay-network` daemon ([`daemon`]) with its
+//! configuration files ([`config`]), keys ([`keys`]) and HTTP control API ([`api`],
+//! [`metrics`], [`graph`], [`web`], [`client`]), the command line ([`cli`], [`render`]),
+//! and the demo ([`demo`], [`topology`]).
 
 #![forbid(unsafe_code)]
 
@@ -12,7 +13,10 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod driver;
+pub mod graph;
 pub mod keys;
 pub mod metrics;
 pub mod render;
+pub mod telemetry;
 pub mod topology;
+pub mod web;

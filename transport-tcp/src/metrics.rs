@@ -1,5 +1,5 @@
 //! The Prometheus text exposition of a node's counters (the core's protocol metrics and
-//! the driver's transport counters), served at `/metrics`.
+//! the driver's transport counters) and latency histograms, served at `/metrics`.
 
 use std::fmt::Write;
 
@@ -100,6 +100,18 @@ pub fn render(view: &View<'_>) -> String {
         "counter",
         "Handshakes completed.",
         &one(m.handshakes),
+    );
+    put(
+        "handshake_seconds",
+        "histogram",
+        "Time from a connection opening to its handshake completing.",
+        &view.telemetry.handshake.samples(),
+    );
+    put(
+        "rumor_propagation_seconds",
+        "histogram",
+        "Time from a rumor's signature at its origin to its acceptance here (origin clock to this clock).",
+        &view.telemetry.propagation.samples(),
     );
     put(
         "bans_total",
