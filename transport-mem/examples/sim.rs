@@ -1,8 +1,9 @@
 //! Runs one simulated experiment and prints its figures as one JSON object.
 //!
 //! `cargo run --release -p overlay-transport-mem --example sim -- --nodes 1000 --seed 1
-//!  [--loss 0.05] [--loss-mode drop|reset|retransmit] [--scenario broadcast|churn|partition|byzantine]
-//!  [--dissemination plumtree|flood] [--max-peers 10] [--period-ms 10000]`
+//!  [--loss 0.05] [--loss-mode drop|reset|retransmit] [--loss-after-boot]
+//!  [--scenario broadcast|churn|partition|byzantine] [--dissemination plumtree|flood]
+//!  [--max-peers 10] [--period-ms 10000]`
 //!
 //! RSA-2048 keys come from the on-disk pool (`KeyPool::default_dir()`: `$OVERLAY_KEY_CACHE`,
 //! else `$CARGO_TARGET_DIR/overlay-keys`, else `target/overlay-keys`); the first run
@@ -19,6 +20,10 @@ fn parse(args: &[String]) -> Result<Experiment, String> {
     let mut exp = Experiment::new(100, 1);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
+        if flag == "--loss-after-boot" {
+            exp.loss_after_boot = true;
+            continue;
+        }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let num = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
         match flag.as_str() {
