@@ -1,7 +1,8 @@
 //! Seeing the network, end to end on the 3-controller example cluster (real processes on
 //! 127.0.0.1): `GET /v1/topology` and `/v1/topology.dot`, `overlay-network topology`, the
 //! page's files and their headers (served without the API token, unlike the data), the
-//! latency histograms, the README's metrics table against `/metrics`; and the page itself
+//! latency histograms, the README's metrics table against `/metrics`, the page addresses
+//! `demo --keep` prints; and the page itself
 //! in headless Chromium (Debian's `/usr/bin/chromium`): every AS drawn, the highlighted path
 //! equal to `routes --json`, the tables filled, a screenshot. Without Chromium the browser
 //! test says so and passes, unless `OVERLAY_REQUIRE_BROWSER` is set (CI sets it).
@@ -258,14 +259,62 @@ fn the_page_is_served_without_the_token_and_its_data_is_not() {
     }
 }
 
-/// A browser process, killed when dropped (also when a test fails).
-struct Browser(Child);
+/// A child process (a browser, the demo), killed when dropped (also when a test fails).
+struct Guard(Child);
 
-impl Drop for Browser {
+impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+#[test]
+fn demo_keep_prints_each_controllers_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("demo.out");
+    let child = common::command()
+        .args(["demo", "--keep"])
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut demo = Guard(child);
+    let printed = wait_for(Duration::from_secs(60), || {
+        let text = std::fs::read_to_string(&out_path).ok()?;
+        text.contains("press Ctrl-C").then_some(text)
+    });
+    let printed = printed.unwrap_or_else(|| std::fs::read_to_string(&out_path).unwrap());
+    // RC3 has left during the script: RC1 and RC2 keep running.
+    let pages: Vec<(&str, &str)> = printed
+        .lines()
+        .filter_map(|l| l.trim().split_once(": http://"))
+        .collect();
+    assert_eq!(
+        pages.iter().map(|(rc, _)| *rc).collect::<Vec<_>>(),
+        ["RC1", "RC2"],
+        "{printed}"
+    );
+    for (rc, url) in pages {
+        let addr: SocketAddr = url.strip_suffix('/').unwrap().parse().unwrap();
+        let page = raw_get(addr, "/");
+        assert!(page.starts_with("HTTP/1.1 200 OK"), "{rc}: {page}");
+        assert!(page.contains("<title>overlay-network</title>"), "{rc}");
+        let graph = Client::new(addr.to_string(), None)
+            .get("/v1/topology")
+            .unwrap();
+        let graph: Value = serde_json::from_slice(&graph).unwrap();
+        assert_eq!(format!("RC{}", graph["node"]), rc);
+    }
+    let pid = demo.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-s", "INT", &pid])
+            .status()
+            .is_ok_and(|s| s.success())
+    );
+    let status = wait_for(Duration::from_secs(20), || demo.0.try_wait().ok().flatten());
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
 
 /// Runs headless Chromium on `url` with a fresh profile in `dir`, lets the page's script
@@ -296,7 +345,7 @@ fn chromium(dir: &Path, url: &str, extra: &[String]) -> String {
         .stderr(Stdio::null())
         .spawn()
         .expect("start chromium");
-    let mut browser = Browser(child);
+    let mut browser = Guard(child);
     let status = wait_for(Duration::from_secs(60), || {
         browser.0.try_wait().ok().flatten()
     });
@@ -309,12 +358,9 @@ fn chromium(dir: &Path, url: &str, extra: &[String]) -> String {
 
 /// The opening tag of the first element with this attribute text, e.g. `id="graph"`.
 fn tag<'a>(dom: &'a str, marker: &str) -> &'a str {
-    let at = dom
-        .find(marker)
-        .unwrap_or_else(|| panic!("{marker} in {dom}"));
-    let start = dom[..at].rfind('<').unwrap();
-    let end = at + dom[at..].find('>').unwrap();
-    &dom[start..=end]
+    tags(dom, marker)
+        .first()
+        .unwrap_or_else(|| panic!("{marker} in {dom}"))
 }
 
 /// An attribute's value in an opening tag.
@@ -409,27 +455,21 @@ fn the_page_draws_the_network_in_headless_chromium() {
     // RC1's page: every AS, the controllers and stubs told apart, the default destination
     // (the most hops, then the lowest AS) highlighted along its `routes --json` path.
     let dom = chromium(dir.path(), &url(0), &["--dump-dom".into()]);
-    let Drawn {
-        destination,
-        path,
-        highlighted,
-        ases,
-    } = drawn(&dom);
+    let shown = drawn(&dom);
     assert_eq!(
-        ases.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+        shown.ases.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
         every_as,
         "{dom}"
     );
-    for (asn, class) in &ases {
+    for (asn, class) in &shown.ases {
         let kind = if *asn >= 100 { "controller" } else { "stub" };
         assert!(class.starts_with(&format!("as {kind}")), "AS{asn}: {class}");
         assert_eq!(class.contains(" own"), *asn == 100, "AS{asn}: {class}");
     }
-    assert_eq!(destination, 30);
-    assert_eq!(path, cli_path(&c, 0, 30));
-    assert_eq!(path, "100 200 30");
-    let pairs: BTreeSet<(u64, u64)> = [(100, 200), (200, 30)].into();
-    assert_eq!(highlighted, pairs);
+    assert_eq!(shown.destination, 30);
+    assert_eq!(shown.path, cli_path(&c, 0, 30));
+    assert_eq!(shown.path, "100 200 30");
+    assert_eq!(shown.highlighted, [(100, 200), (200, 30)].into());
     assert!(
         dom.contains("Best path to AS30: AS100 → AS200 → AS30 · cost 7"),
         "{dom}"
@@ -447,18 +487,15 @@ fn the_page_draws_the_network_in_headless_chromium() {
         &format!("{}#dest=20", url(2)),
         &["--dump-dom".into()],
     );
-    let Drawn {
-        destination,
-        path,
-        highlighted,
-        ases,
-    } = drawn(&dom);
-    assert_eq!(destination, 20);
-    assert_eq!(path, cli_path(&c, 2, 20));
-    assert_eq!(highlighted, [(300, 100), (100, 20)].into());
-    assert_eq!(ases.len(), every_as.len());
+    let shown = drawn(&dom);
+    assert_eq!(shown.destination, 20);
+    assert_eq!(shown.path, cli_path(&c, 2, 20));
+    assert_eq!(shown.highlighted, [(300, 100), (100, 20)].into());
+    assert_eq!(shown.ases.len(), every_as.len());
     assert!(
-        ases.iter()
+        shown
+            .ases
+            .iter()
             .any(|(a, class)| *a == 300 && class.contains(" own"))
     );
 
