@@ -625,3 +625,47 @@ pub fn rss(field: &str) -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(scenario: Scenario, period: Duration) -> (Experiment, KeyPool) {
+        let mut exp = Experiment::new(12, 3);
+        exp.gossip_period = period;
+        exp.scenario = scenario;
+        let keys = KeyPool::cached(&KeyPool::default_dir(), exp.slots()).expect("key cache");
+        (exp, keys)
+    }
+
+    #[test]
+    fn a_broadcast_reaches_everyone_and_repeats_exactly() {
+        // A 10 s period keeps gossip rounds out of the measurement: one rumor, exact counts.
+        let (exp, keys) = small(Scenario::Broadcast, Duration::from_secs(10));
+        let r = run(&exp, &keys);
+        assert_eq!(r.delivery_ratio, 1.0);
+        assert!(r.routes_match_reference, "{:?}", r.mismatch);
+        assert_eq!((r.key_bits, r.rumors_measured), (2048, 1));
+        assert!(r.messages_per_rumor >= 11.0, "every receiver got a copy");
+        assert!(r.last_delivery_hop >= 1 && r.full_delivery_ms.is_some());
+        assert_eq!(run(&exp, &keys).trace_digest, r.trace_digest);
+    }
+
+    #[test]
+    fn misbehaving_members_are_evicted_and_the_outsider_stays_out() {
+        let (exp, keys) = small(Scenario::Byzantine, Duration::from_secs(1));
+        let r = run(&exp, &keys);
+        let f = &r.scenario_figures;
+        assert!(f["evicted_everywhere_ms"].is_u64(), "{f}");
+        assert_eq!(f["honest_nodes_evicted"], 0);
+        assert_eq!(f["honest_nodes_still_linked_to_misbehaving"], 0);
+        assert_eq!(f["wrong_key_node_admitted"], false);
+        assert!(r.routes_match_reference, "{:?}", r.mismatch);
+    }
+
+    #[test]
+    fn scenario_names_parse() {
+        assert_eq!("churn".parse(), Ok(Scenario::Churn));
+        assert!("storm".parse::<Scenario>().is_err());
+    }
+}
