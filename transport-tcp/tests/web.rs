@@ -26,19 +26,25 @@ const CONVERGE: Duration = Duration::from_secs(30);
 const CHROMIUM: &str = "/usr/bin/chromium";
 const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
 
-/// The example cluster, converged, with one rejection recorded by RC1 (a connection that
-/// announced an oversized frame).
+/// The example cluster, converged, RC1 linked to both others, with one rejection recorded
+/// by RC1 (a connection that announced an oversized frame).
 fn example_cluster(cluster_key: u8) -> Cluster {
     let key = overlay_core::ClusterKey::from_bytes([cluster_key; 32]).to_base64();
     let mut c = Cluster::new(topology::example().unwrap(), "@every 500ms", &key);
     c.start_all();
     c.converge(&[true; 3], CONVERGE).unwrap();
+    // The routes can converge through RC2 before RC1's own link to RC3 is up.
+    let linked = wait_for(CONVERGE, || (c.status(0)?["peers"] == 2).then_some(()));
+    assert!(linked.is_some(), "{:?}", c.status(0));
     let gossip: SocketAddr = c.files[0].me.ip.parse().unwrap();
     let mut intruder = TcpStream::connect_timeout(&gossip, Duration::from_secs(5)).unwrap();
     intruder.write_all(&[0xff; 4]).unwrap();
     let rejected = wait_for(CONVERGE, || {
         let graph = c.api(0, "/v1/topology")?;
-        (graph["rejections"].as_array()?.len() == 1).then_some(())
+        let mut rejections = graph["rejections"].as_array()?.iter();
+        rejections
+            .any(|r| r["reason"] == "frame_too_large")
+            .then_some(())
     });
     assert!(rejected.is_some(), "{:?}", c.api(0, "/v1/topology"));
     c
@@ -137,8 +143,12 @@ fn topology_dot_page_and_metrics_describe_the_example_cluster() {
         .map(|m| &m["state"])
         .collect();
     assert_eq!(states, vec!["alive"; 3]);
-    let rejection = &graph["rejections"][0];
-    assert_eq!(rejection["reason"], "frame_too_large", "{rejection}");
+    let rejection = graph["rejections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["reason"] == "frame_too_large")
+        .unwrap();
     assert_eq!(rejection["node"], Value::Null);
     assert!(
         rejection["remote"]
@@ -205,11 +215,12 @@ fn topology_dot_page_and_metrics_describe_the_example_cluster() {
             "{name}: {buckets:?}"
         );
         assert_eq!(buckets.len(), 16);
-        // A loopback handshake or gossip hop takes well under 10 s.
-        let under_10s = c
-            .metric(0, &format!("overlay_{name}_bucket{{le=\"10\"}}"))
+        // Loopback, one clock: everything within a minute (not decades, as a clock not
+        // anchored to the Unix epoch on one side would make it).
+        let within_a_minute = c
+            .metric(0, &format!("overlay_{name}_bucket{{le=\"60\"}}"))
             .unwrap();
-        assert_eq!(under_10s, count, "{name}");
+        assert_eq!(within_a_minute, count, "{name}");
     }
     assert!(c.metric(0, "overlay_handshake_seconds_count").unwrap() >= 2.0);
     assert!(
