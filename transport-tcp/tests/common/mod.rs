@@ -1,8 +1,11 @@
 //! Shared by the end-to-end tests and the benchmark: real `overlay-network` processes on
-//! 127.0.0.1 with generated configs in a temporary folder, each killed when its guard is
-//! dropped (also when a test fails), CLI calls, and bounded waits.
+//! 127.0.0.1 (or inside network namespaces a test created) with generated configs in a
+//! temporary folder, each killed when its guard is dropped (also when a test fails), CLI
+//! calls, and bounded waits; [`proxy`] is a man-in-the-middle for the adversarial tests.
 
 #![allow(dead_code)]
+
+pub mod proxy;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -33,7 +36,20 @@ pub fn binary() -> PathBuf {
 
 /// A command for the binary with a clean environment for what it reads.
 pub fn command() -> Command {
-    let mut c = Command::new(binary());
+    command_via(&[])
+}
+
+/// Like [`command`], run through `wrapper` (e.g. `["ip", "netns", "exec", "ns1"]`) when
+/// it is not empty.
+pub fn command_via(wrapper: &[String]) -> Command {
+    let mut c = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(binary());
+            c
+        }
+        None => Command::new(binary()),
+    };
     c.env_remove("OVERLAY_CLUSTER_KEY")
         .env_remove("OVERLAY_RPC_TOKEN")
         .env_remove("RUST_LOG")
@@ -77,12 +93,23 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `overlay-network daemon --config <config> <extra...>`, logging to `log`.
     pub fn start(config: &Path, log: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_via(&[], config, log, extra, env)
+    }
+
+    /// Like [`Daemon::start`], through `wrapper` (see [`command_via`]).
+    pub fn start_via(
+        wrapper: &[String],
+        config: &Path,
+        log: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .expect("log file");
-        let mut c = command();
+        let mut c = command_via(wrapper);
         c.arg("daemon").arg("--config").arg(config).args(extra);
         for (k, v) in env {
             c.env(k, v);
@@ -98,9 +125,21 @@ impl Daemon {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Whether the process is still running (not exited, e.g. crashed).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
     /// Sends a signal (`"TERM"`, `"KILL"`, `"INT"`) with kill(1).
     pub fn signal(&self, name: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
+        let pid = self.pid().to_string();
         let ok = Command::new("kill")
             .args(["-s", name, &pid])
             .status()
@@ -143,6 +182,9 @@ pub struct Cluster {
     pub rpc: Vec<SocketAddr>,
     /// Running daemons (`None`: stopped).
     pub daemons: Vec<Option<Daemon>>,
+    /// Per controller, what its daemon and CLI calls run through (see [`command_via`];
+    /// empty: directly, the control API reached over loopback).
+    pub wrappers: Vec<Vec<String>>,
 }
 
 impl Cluster {
@@ -161,6 +203,7 @@ impl Cluster {
         let cluster = Cluster {
             dir,
             daemons: files.iter().map(|_| None).collect(),
+            wrappers: files.iter().map(|_| Vec::new()).collect(),
             files,
             rpc,
         };
@@ -184,11 +227,21 @@ impl Cluster {
 
     /// Starts controller `i`.
     pub fn start(&mut self, i: usize) {
-        let log = self
-            .dir
+        self.start_with(i, &[]);
+    }
+
+    /// Starts controller `i` with extra daemon arguments.
+    pub fn start_with(&mut self, i: usize, extra: &[&str]) {
+        let log = self.log(i);
+        let daemon = Daemon::start_via(&self.wrappers[i], &self.config(i), &log, extra, &[]);
+        self.daemons[i] = Some(daemon);
+    }
+
+    /// Controller `i`'s log file.
+    pub fn log(&self, i: usize) -> PathBuf {
+        self.dir
             .path()
-            .join(format!("rc{}.log", self.files[i].me.id));
-        self.daemons[i] = Some(Daemon::start(&self.config(i), &log, &[], &[]));
+            .join(format!("rc{}.log", self.files[i].me.id))
     }
 
     /// Starts every controller.
@@ -203,9 +256,18 @@ impl Cluster {
         self.daemons[i].as_mut().expect("daemon running")
     }
 
-    /// The `/v1/routes` answer of controller `i` (`None` if it does not answer).
+    /// The `/v1/routes` answer of controller `i` (`None` if it does not answer), through
+    /// `routes --json` when it runs behind a wrapper.
     pub fn routes(&self, i: usize) -> Option<Value> {
-        self.api(i, "/v1/routes")
+        if self.wrappers[i].is_empty() {
+            return self.api(i, "/v1/routes");
+        }
+        let rpc = self.rpc[i].to_string();
+        let out = command_via(&self.wrappers[i])
+            .args(["routes", "--rpc", &rpc, "--json"])
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
     }
 
     /// The `/v1/status` answer of controller `i`.
