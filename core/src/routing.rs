@@ -196,17 +196,11 @@ impl Routing {
     /// Recomputes best paths from the live members; returns what changed.
     pub fn recompute(&mut self) -> Vec<RouteChange> {
         self.dirty = false;
-        let mut speakers: BTreeMap<Asn, &Member> = BTreeMap::new();
-        for m in self
-            .members
-            .values()
-            .filter(|m| m.state == MemberState::Alive)
-        {
-            speakers.entry(m.asn).or_insert(m);
-        }
         let new = best_paths(
             self.own_asn,
-            speakers.iter().map(|(&asn, m)| (asn, m.links.as_slice())),
+            speakers(self.members.values())
+                .into_iter()
+                .map(|(asn, m)| (asn, m.links.as_slice())),
         );
         let mut changes = Vec::new();
         for (dest, route) in &new {
@@ -242,6 +236,24 @@ impl Routing {
     pub fn route(&self, destination: Asn) -> Option<&Route> {
         self.routes.get(&destination)
     }
+}
+
+/// The member that speaks for each AS: its live controller, the one with the lowest node
+/// id when several claim the AS. Only speakers' links are edges of the routing graph.
+pub fn speakers<'a>(members: impl IntoIterator<Item = &'a Member>) -> BTreeMap<Asn, &'a Member> {
+    let mut speakers: BTreeMap<Asn, &Member> = BTreeMap::new();
+    for m in members
+        .into_iter()
+        .filter(|m| m.state == MemberState::Alive)
+    {
+        match speakers.get(&m.asn) {
+            Some(s) if s.node <= m.node => {}
+            _ => {
+                speakers.insert(m.asn, m);
+            }
+        }
+    }
+    speakers
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -514,7 +514,15 @@ impl Swarm {
         }
         let msg: Handshake = match from_json(frame) {
             Ok(m) => m,
-            Err(e) => return Some(CloseReason::HandshakeFailed(e.into())),
+            Err(e) => {
+                let reason = RejectReason::from(e);
+                events.push(SwarmEvent::Rejected {
+                    conn,
+                    peer: None,
+                    reason: reason.clone(),
+                });
+                return Some(CloseReason::HandshakeFailed(reason));
+            }
         };
         let phase = std::mem::replace(&mut c.phase, Phase::AwaitHello);
         let direction = c.direction;

@@ -5,10 +5,10 @@
 //! `GET /` draws as SVG) and as Graphviz DOT (`GET /v1/topology.dot`,
 //! `overlay-network topology`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use overlay_core::{Asn, Fingerprint, Member, MemberState, NodeId, Peer, Route};
+use overlay_core::{Asn, Fingerprint, Member, NodeId, Peer, Route};
 use serde::Serialize;
 
 use crate::driver::View;
@@ -233,17 +233,7 @@ fn as_graph(
     routes: &[Route],
     peers: &[Peer],
 ) -> (Vec<AsNode>, Vec<Link>) {
-    let mut speakers: BTreeMap<Asn, &Member> = BTreeMap::new();
-    for m in members.iter().filter(|m| m.state == MemberState::Alive) {
-        speakers
-            .entry(m.asn)
-            .and_modify(|s| {
-                if m.node < s.node {
-                    *s = m;
-                }
-            })
-            .or_insert(m);
-    }
+    let speakers = overlay_core::routing::speakers(members);
     let on_paths: BTreeSet<(Asn, Asn)> = routes
         .iter()
         .flat_map(|r| {
@@ -295,6 +285,7 @@ fn as_graph(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use overlay_core::MemberState;
     use overlay_core::routing::best_paths;
     use overlay_core::{Addr, AsLink, ConnId};
 
