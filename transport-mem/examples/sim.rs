@@ -36,9 +36,7 @@ fn parse(args: &[String]) -> Result<Experiment, String> {
                 exp.net.loss_mode = match value.as_str() {
                     "drop" => LossMode::Drop,
                     "reset" => LossMode::Reset,
-                    "retransmit" => LossMode::Retransmit {
-                        rto: Duration::from_millis(200),
-                    },
+                    "retransmit" => LossMode::Retransmit { rto_ms: 200 },
                     other => return Err(format!("--loss-mode: unknown {other:?}")),
                 }
             }

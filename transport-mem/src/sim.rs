@@ -52,10 +52,10 @@ pub enum LossMode {
     Drop,
     /// The connection is reset at once.
     Reset,
-    /// The frame arrives `rto` late, and everything behind it waits (no data lost).
+    /// The frame arrives `rto_ms` late, and everything behind it waits (no data lost).
     Retransmit {
-        /// Retransmission delay.
-        rto: Duration,
+        /// Retransmission delay, ms.
+        rto_ms: u64,
     },
 }
 
@@ -615,7 +615,7 @@ impl Sim {
                 let latency = self.latency(from, to);
                 let id = self.next_conn;
                 self.next_conn += 1;
-                let ends = [(from, Side::Dialer), (to, Side::Listener)].map(|(slot, _)| {
+                let ends = [from, to].map(|slot| {
                     let s = &mut self.slots[slot];
                     let conn = ConnId(s.next_conn);
                     s.next_conn += 1;
@@ -723,7 +723,7 @@ impl Sim {
                     self.schedule_reset_after(id, side.other(), 1);
                     return;
                 }
-                LossMode::Retransmit { rto } => late = rto,
+                LossMode::Retransmit { rto_ms } => late = Duration::from_millis(rto_ms),
             }
         }
         let at = self.now + self.frame_delay(from, to) + late;

@@ -104,12 +104,7 @@ fn dropped_frames_break_the_hop_chain_and_links_recover() {
 
 #[test]
 fn reset_and_retransmit_losses_never_fail_hop_auth() {
-    for mode in [
-        LossMode::Reset,
-        LossMode::Retransmit {
-            rto: Duration::from_millis(200),
-        },
-    ] {
+    for mode in [LossMode::Reset, LossMode::Retransmit { rto_ms: 200 }] {
         let mut sim = with_loss(mode);
         assert!(sim.stats().frames_lost > 0);
         assert_eq!(rejects(&sim, "hop_auth"), 0, "{mode:?}");
