@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue,
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, HeaderValue, ORIGIN,
     WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
 };
 use hyper::server::conn::http1;
@@ -80,6 +80,36 @@ fn authorized(req: &Request<Incoming>, token: Option<&str>) -> bool {
         .is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes()))
 }
 
+/// Whether `host` (with an optional port) names this machine's loopback.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Without a token the API trusts the loopback, so it must not be reachable through a
+/// browser: a `Host` that is not a loopback name means DNS rebinding, an `Origin` of
+/// another site means cross-site request forgery. The CLI sends neither problem.
+fn same_site(req: &Request<Incoming>) -> bool {
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let host_ok = header(HOST).is_none_or(loopback_host);
+    let origin_ok = header(ORIGIN).is_none_or(|o| {
+        o.strip_prefix("http://")
+            .or_else(|| o.strip_prefix("https://"))
+            .is_some_and(loopback_host)
+    });
+    host_ok && origin_ok
+}
+
 async fn respond(
     req: Request<Incoming>,
     handle: &Handle,
@@ -87,6 +117,12 @@ async fn respond(
 ) -> Response<Full<Bytes>> {
     if let (&Method::GET, Some(asset)) = (req.method(), web::asset(req.uri().path())) {
         return page(asset);
+    }
+    if token.is_none() && !same_site(&req) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "requests must name a loopback host and come from no other site",
+        );
     }
     if !authorized(&req, token) {
         let mut response = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
@@ -212,4 +248,32 @@ fn status(view: &View<'_>) -> Value {
         object.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
     }
     value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_host;
+
+    #[test]
+    fn only_loopback_names_are_trusted_hosts() {
+        for host in [
+            "127.0.0.1:11450",
+            "127.0.0.1",
+            "localhost:80",
+            "LOCALHOST",
+            "[::1]:9",
+            "127.8.9.10:1",
+        ] {
+            assert!(loopback_host(host), "{host}");
+        }
+        for host in [
+            "evil.example:11450",
+            "10.0.0.1:80",
+            "[2001:db8::1]:9",
+            "localhost.evil.example",
+            "",
+        ] {
+            assert!(!loopback_host(host), "{host}");
+        }
+    }
 }

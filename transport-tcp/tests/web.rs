@@ -83,13 +83,14 @@ fn path_pairs(routes: &Value) -> BTreeSet<(u64, u64)> {
 
 /// A whole HTTP/1.1 exchange as text, headers included (bounded by read timeouts).
 fn raw_get(addr: SocketAddr, path: &str) -> String {
+    raw_request(addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n"))
+}
+
+/// Sends a request head (without the final blank line) and returns the whole answer.
+fn raw_request(addr: SocketAddr, head: &str) -> String {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    write!(s, "{head}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     answer
@@ -268,6 +269,33 @@ fn the_page_is_served_without_the_token_and_its_data_is_not() {
         let answer = raw_get(rpc, path);
         assert!(answer.starts_with("HTTP/1.1 401"), "{path}: {answer}");
     }
+}
+
+#[test]
+fn other_sites_cannot_reach_a_tokenless_api_from_a_browser() {
+    let key = overlay_core::ClusterKey::from_bytes([5; 32]).to_base64();
+    let mut c = Cluster::new(topology::generated(1), "@every 500ms", &key);
+    c.start_all();
+    let rpc = c.rpc[0];
+    assert!(
+        wait_for(CONVERGE, || c.status(0)).is_some(),
+        "the daemon answers"
+    );
+    // Cross-site request forgery: a page elsewhere posts to the loopback API.
+    let forged = raw_request(
+        rpc,
+        &format!("POST /v1/leave HTTP/1.1\r\nHost: {rpc}\r\nOrigin: http://evil.example\r\n"),
+    );
+    assert!(forged.starts_with("HTTP/1.1 403"), "{forged}");
+    // DNS rebinding: the browser thinks it talks to evil.example.
+    let rebound = raw_request(rpc, "GET /v1/status HTTP/1.1\r\nHost: evil.example:80\r\n");
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
+    // The node is still there, and its own page may call the API.
+    let same_site = raw_request(
+        rpc,
+        &format!("GET /v1/status HTTP/1.1\r\nHost: {rpc}\r\nOrigin: http://{rpc}\r\n"),
+    );
+    assert!(same_site.starts_with("HTTP/1.1 200"), "{same_site}");
 }
 
 /// A child process (a browser, the demo), killed when dropped (also when a test fails).
