@@ -88,8 +88,9 @@ fn example_cluster_converges_and_recovers_from_leave_sigterm_and_kill() {
         std::fs::metadata(&pem).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let status = c.status(0).unwrap();
-    assert_eq!(status["peers"], 2);
+    // Routes may converge through RC2 before RC1's own link to RC3 is up: wait for it.
+    let status = wait_for(CONVERGE, || c.status(0).filter(|s| s["peers"] == 2));
+    let status = status.expect("RC1 links to both other controllers");
     assert_eq!(status["members"], 3);
     assert!(
         c.daemon(0)
