@@ -361,8 +361,8 @@ impl Gossip {
         );
     }
 
-    /// Signs and stores a rumor of this node; returns its key (forward it with
-    /// [`Gossip::forward`]).
+    /// Signs and stores a rumor of this node; returns its key (spread it with
+    /// [`crate::broadcast::Broadcast::spread`]).
     pub fn originate<R: CryptoRng + ?Sized>(
         &mut self,
         now: Time,
