@@ -31,7 +31,7 @@ pub enum Cmd {
         /// Configuration file: seed JSON (`.json`) or raw format (`.conf`).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
-        /// Node key (PKCS#8 PEM), created if missing [default: `<config stem>.pem` beside the config].
+        /// Node key (PKCS#8 PEM), created if missing (default: `<config stem>.pem` beside the config).
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
         /// File with the cluster keys (base64, one per line; the first is used to dial).
