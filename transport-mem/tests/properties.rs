@@ -198,16 +198,13 @@ fn no_check(_: &Sim, _: SlotId) -> Result<(), String> {
 fn convergence(s: Schedule) -> TestResult {
     let mut sim = cluster(s.seed, s.nodes, s.shape, params(s.seed), &|_, _| {});
     if let Err(e) = s.run(&mut sim, &mut no_check) {
-        return fail(s.seed, e);
+        return fail(&s, e);
     }
     // Past the advertisement age of anything that died, then until equal to the reference.
     sim.run_for(PERIOD * 5);
     match converged(&mut sim, &|_| true, PERIOD * 90) {
         Ok(()) => TestResult::passed(),
-        Err(e) => fail(
-            s.seed,
-            format!("not converged 95 rounds after healing: {e}"),
-        ),
+        Err(e) => fail(&s, format!("not converged 95 rounds after healing: {e}")),
     }
 }
 
@@ -300,7 +297,7 @@ fn integrity(a: Attackers) -> TestResult {
         if let overlay_core::Notification::RumorAccepted { origin, seq, .. } = l.note {
             if sim.forged().contains(&(origin, seq)) {
                 return fail(
-                    a.seed,
+                    &a,
                     format!("slot {} accepted forged rumor {origin}#{seq}", l.slot),
                 );
             }
@@ -308,10 +305,7 @@ fn integrity(a: Attackers) -> TestResult {
         }
     }
     if let Some(((slot, origin, seq), n)) = seen.iter().find(|(_, n)| **n > 1) {
-        return fail(
-            a.seed,
-            format!("slot {slot} accepted {origin}#{seq} {n} times"),
-        );
+        return fail(&a, format!("slot {slot} accepted {origin}#{seq} {n} times"));
     }
     // Every stored membership rumor verifies under its origin's real key.
     for &h in &honest {
@@ -322,7 +316,7 @@ fn integrity(a: Attackers) -> TestResult {
             };
             let Some(origin) = sim.slot_of(m.node) else {
                 return fail(
-                    a.seed,
+                    &a,
                     format!("slot {h} stores a rumor of unknown origin {}", m.node),
                 );
             };
@@ -332,7 +326,7 @@ fn integrity(a: Attackers) -> TestResult {
                 .is_err()
             {
                 return fail(
-                    a.seed,
+                    &a,
                     format!(
                         "slot {h} stores a rumor of {} its origin did not sign",
                         m.node
@@ -346,7 +340,7 @@ fn integrity(a: Attackers) -> TestResult {
         .map(|n| n.metrics().rejects.get("hop_auth").copied().unwrap_or(0))
         .sum();
     if sim.stats().frames_replayed > 0 && hop_auth == 0 {
-        return fail(a.seed, "frames were replayed but no node rejected one");
+        return fail(&a, "frames were replayed but no node rejected one");
     }
     TestResult::passed()
 }
@@ -420,13 +414,13 @@ fn admission(s: Schedule) -> TestResult {
         Ok(())
     };
     if let Err(e) = s.run(&mut sim, &mut violation) {
-        return fail(s.seed, e);
+        return fail(&s, e);
     }
     if let Err(e) = drive(&mut sim, PERIOD * 4, &mut violation) {
-        return fail(s.seed, e);
+        return fail(&s, e);
     }
     if let Err(e) = converged(&mut sim, &honest, PERIOD * 90) {
-        return fail(s.seed, format!("honest routes: {e}"));
+        return fail(&s, format!("honest routes: {e}"));
     }
     let refused: u64 = (0..=n)
         .filter_map(|x| sim.node(x))
@@ -438,7 +432,7 @@ fn admission(s: Schedule) -> TestResult {
         .sum();
     if refused == 0 {
         return fail(
-            s.seed,
+            &s,
             "the outsider was never refused: the property was not exercised",
         );
     }
@@ -473,32 +467,32 @@ fn eviction(a: Attackers) -> TestResult {
         })
         .count();
     if banners == 0 {
-        return fail(a.seed, format!("nobody banned {how:?} slot {bad}"));
+        return fail(&a, format!("nobody banned {how:?} slot {bad}"));
     }
     for &h in &honest {
         let node = sim.node(h).expect("honest nodes run");
         if node.peers().iter().any(|p| p.fingerprint == bad_fp) {
             return fail(
-                a.seed,
+                &a,
                 format!("slot {h} is still linked to {how:?} slot {bad}"),
             );
         }
         if banners >= quorum && !node.evictions().iter().any(|(fp, _, _)| *fp == bad_fp) {
             return fail(
-                a.seed,
+                &a,
                 format!("slot {h} did not evict slot {bad} ({banners} banners, quorum {quorum})"),
             );
         }
         for (fp, id, _) in node.evictions() {
             if fp != bad_fp {
-                return fail(a.seed, format!("slot {h} evicted honest {id}"));
+                return fail(&a, format!("slot {h} evicted honest {id}"));
             }
         }
     }
     for &h in &honest {
         let id = sim.config(h).node_id;
         if sim.member_events(id, MemberEvent::Evicted).is_some() {
-            return fail(a.seed, format!("honest {id} was evicted somewhere"));
+            return fail(&a, format!("honest {id} was evicted somewhere"));
         }
     }
     TestResult::passed()
@@ -556,7 +550,7 @@ fn bounds(s: Schedule) -> TestResult {
         .run(&mut sim, &mut within)
         .and_then(|()| drive(&mut sim, PERIOD * 5, &mut within))
     {
-        return fail(s.seed, e);
+        return fail(&s, e);
     }
     TestResult::passed()
 }
@@ -575,7 +569,7 @@ fn leave(s: Schedule) -> TestResult {
     let live_before = sim.running();
     let reference = sim.reference(|_| true);
     if let Err(e) = sim.check_routes(&live_before, &reference) {
-        return fail(s.seed, format!("not converged before the leave: {e}"));
+        return fail(&s, format!("not converged before the leave: {e}"));
     }
     let leaver = s.faults.len() % n;
     let id = sim.config(leaver).node_id;
@@ -599,14 +593,14 @@ fn leave(s: Schedule) -> TestResult {
             .err()
             .unwrap_or_else(|| "member not marked left everywhere".into());
         return fail(
-            s.seed,
+            &s,
             format!("leave of {id} not withdrawn within one gossip period: {why}"),
         );
     }
     sim.run_for(PERIOD * 6);
     if let Some(t) = sim.member_events(id, MemberEvent::Expired) {
         return fail(
-            s.seed,
+            &s,
             format!(
                 "the leave of {id} was counted as a failure {} times",
                 t.count
@@ -618,7 +612,7 @@ fn leave(s: Schedule) -> TestResult {
         .map_or(0, |t| t.count);
     if left < live.len() as u64 {
         return fail(
-            s.seed,
+            &s,
             format!(
                 "{left} MemberLeft notifications for {} live nodes",
                 live.len()
@@ -649,13 +643,13 @@ fn determinism(s: Schedule) -> TestResult {
     let again = trace_of(&s, s.seed);
     if first != again {
         return fail(
-            s.seed,
+            &s,
             format!("same seed, different traces: {first:?} vs {again:?}"),
         );
     }
     let other = trace_of(&s, s.seed ^ 1);
     if first.0 == other.0 {
-        return fail(s.seed, "a different seed gave the same trace");
+        return fail(&s, "a different seed gave the same trace");
     }
     TestResult::passed()
 }

@@ -117,6 +117,8 @@ pub fn member_state(sim: &Sim, slot: SlotId, id: NodeId) -> Option<MemberState> 
         .map(|m| m.state)
 }
 
-pub fn fail(seed: u64, what: impl std::fmt::Display) -> TestResult {
-    TestResult::error(format!("seed {seed}: {what}"))
+/// A failed case: the message carries the whole input (with its seed), so a failure can be
+/// replayed even when quickcheck does not print the arguments.
+pub fn fail(input: &dyn std::fmt::Debug, what: impl std::fmt::Display) -> TestResult {
+    TestResult::error(format!("{what}\ninput: {input:?}"))
 }
