@@ -665,15 +665,31 @@ fn p7_same_seed_same_trace() {
 
 // ---- the larger run -------------------------------------------------------------------
 
-#[test]
-#[ignore = "the larger run (minutes, release mode): cargo test --release -p overlay-transport-mem -- --ignored"]
-fn properties_at_larger_scale() {
-    let cases = env("OVERLAY_QC_TESTS", 60);
-    check(convergence as fn(Schedule) -> TestResult, cases, 24);
-    check(integrity as fn(Attackers) -> TestResult, cases, 24);
-    check(admission as fn(Schedule) -> TestResult, cases, 24);
-    check(eviction as fn(Attackers) -> TestResult, cases, 24);
-    check(bounds as fn(Schedule) -> TestResult, cases, 24);
-    check(leave as fn(Schedule) -> TestResult, cases, 24);
-    check(determinism as fn(Schedule) -> TestResult, cases / 4, 16);
+/// `prop` with `OVERLAY_QC_TESTS` (default 60) cases on up to `nodes` nodes.
+fn large<A: Arbitrary + Debug>(prop: fn(A) -> TestResult, nodes: usize)
+where
+    fn(A) -> TestResult: Testable,
+{
+    check(prop, env("OVERLAY_QC_TESTS", 60), nodes);
+}
+
+/// One ignored test per property at the larger scale.
+macro_rules! larger_runs {
+    ($($name:ident: $prop:ident($input:ty) on $nodes:expr;)*) => {$(
+        #[test]
+        #[ignore = "larger run: cargo test --release -p overlay-transport-mem -- --ignored"]
+        fn $name() {
+            large($prop as fn($input) -> TestResult, $nodes);
+        }
+    )*};
+}
+
+larger_runs! {
+    large_p1_convergence: convergence(Schedule) on 24;
+    large_p2_integrity: integrity(Attackers) on 24;
+    large_p3_admission: admission(Schedule) on 24;
+    large_p4_eviction: eviction(Attackers) on 24;
+    large_p5_bounds: bounds(Schedule) on 24;
+    large_p6_leave: leave(Schedule) on 24;
+    large_p7_determinism: determinism(Schedule) on 16;
 }
