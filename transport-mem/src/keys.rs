@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::{fs, io, thread};
 
 use overlay_core::Identity;
@@ -44,7 +45,10 @@ impl KeyPool {
             }
             let id = generate(i);
             let pem = id.to_pkcs8_pem().map_err(io::Error::other)?;
-            let tmp = dir.join(format!(".{i:05}.{}.tmp", std::process::id()));
+            // Unique per process and per write: threads and test binaries may race here.
+            static WRITES: AtomicU64 = AtomicU64::new(0);
+            let n = WRITES.fetch_add(1, Ordering::Relaxed);
+            let tmp = dir.join(format!(".{i:05}.{}.{n}.tmp", std::process::id()));
             fs::write(&tmp, pem)?;
             fs::rename(&tmp, &path)?;
             Ok(id)
