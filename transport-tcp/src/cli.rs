@@ -43,6 +43,10 @@ pub enum Cmd {
         /// Control API address, overriding `rpc_addr`.
         #[arg(long, value_name = "ADDR")]
         rpc: Option<String>,
+        /// Fault injection (chaos build only): misbehave on purpose in this way.
+        #[cfg(feature = "chaos")]
+        #[arg(long, value_name = "MODE", value_enum)]
+        misbehave: Option<crate::chaos::Mode>,
     },
     /// Write a new node key, or print a new cluster key.
     Keygen {
@@ -168,6 +172,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             cluster_key_file,
             listen,
             rpc,
+            #[cfg(feature = "chaos")]
+            misbehave,
         } => daemon::run(&DaemonArgs {
             config,
             overrides: Overrides {
@@ -177,6 +183,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 rpc,
                 env_cluster_key: std::env::var("OVERLAY_CLUSTER_KEY").ok(),
             },
+            #[cfg(feature = "chaos")]
+            misbehave,
         })?,
         Cmd::Keygen {
             out,
@@ -199,9 +207,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             println!("RC{} is leaving the network", answer["node"]);
         }
         Cmd::Version => println!(
-            "overlay-network {} (protocol {})",
+            "overlay-network {} (protocol {}){}",
             env!("CARGO_PKG_VERSION"),
-            overlay_core::wire::PROTOCOL_VERSION
+            overlay_core::wire::PROTOCOL_VERSION,
+            if cfg!(feature = "chaos") {
+                " CHAOS BUILD: fault injection compiled in"
+            } else {
+                ""
+            }
         ),
         Cmd::Demo { nodes, keep } => demo::run(&DemoOptions {
             nodes: nodes.map(usize::from),

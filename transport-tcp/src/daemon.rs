@@ -49,6 +49,9 @@ pub struct DaemonArgs {
     pub config: PathBuf,
     /// Overrides from the command line and the environment.
     pub overrides: Overrides,
+    /// Fault injection (the `chaos` feature): how this controller misbehaves.
+    #[cfg(feature = "chaos")]
+    pub misbehave: Option<crate::chaos::Mode>,
 }
 
 /// Binds the gossip and control API listeners; errors name the field that set the address.
@@ -159,6 +162,8 @@ pub fn run(args: &DaemonArgs) -> Result<(), DaemonError> {
         );
     }
     let (identity, created) = keys::load_or_create_identity(&settings.key_file)?;
+    #[cfg(feature = "chaos")]
+    let attacker = identity.clone();
     if created {
         info!(key = %settings.key_file.display(), "created a new node key (mode 0600)");
     } else if keys::is_exposed(&settings.key_file) {
@@ -167,6 +172,11 @@ pub fn run(args: &DaemonArgs) -> Result<(), DaemonError> {
     smol::block_on(async {
         let (gossip, rpc) = bind(&settings, &source, &args.overrides).await?;
         let running = launch(&settings, identity, gossip, rpc)?;
+        #[cfg(feature = "chaos")]
+        let _chaos = match args.misbehave {
+            Some(mode) => Some(crate::chaos::spawn(running.handle.clone(), mode, attacker)?),
+            None => None,
+        };
         info!(
             node = %settings.core.node_id,
             asn = %settings.core.asn,

@@ -110,6 +110,10 @@ pub struct Stopped;
 
 type Inspector = Box<dyn FnOnce(&View<'_>) + Send>;
 
+/// Fault injection (the `chaos` feature): changes the node, returns actions to execute.
+#[cfg(feature = "chaos")]
+type Tamper = Box<dyn FnOnce(&mut Node, Time) -> Vec<Action> + Send>;
+
 /// What tasks tell the driver.
 enum Input {
     Accepted(TcpStream, SocketAddr),
@@ -118,6 +122,8 @@ enum Input {
     Closed(ConnId),
     Command(Command),
     Inspect(Inspector),
+    #[cfg(feature = "chaos")]
+    Tamper(Tamper),
 }
 
 /// A cloneable handle to a running driver: operator commands and read access.
@@ -146,6 +152,27 @@ impl Handle {
         });
         self.tx
             .send(Input::Inspect(inspector))
+            .await
+            .map_err(|_| Stopped)?;
+        answer.recv().await.map_err(|_| Stopped)
+    }
+
+    /// Fault injection (the `chaos` feature): runs `f` on the node inside the driver,
+    /// executes the actions it returns as if the node had asked for them, and returns its
+    /// result.
+    #[cfg(feature = "chaos")]
+    pub async fn tamper<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Node, Time) -> (Vec<Action>, R) + Send + 'static,
+    ) -> Result<R, Stopped> {
+        let (reply, answer) = channel::bounded(1);
+        let tamper: Tamper = Box::new(move |node, now| {
+            let (actions, result) = f(node, now);
+            let _ = reply.try_send(result);
+            actions
+        });
+        self.tx
+            .send(Input::Tamper(tamper))
             .await
             .map_err(|_| Stopped)?;
         answer.recv().await.map_err(|_| Stopped)
@@ -287,6 +314,17 @@ impl Driver {
                     now: self.now(),
                     uptime: self.clock.uptime(),
                 });
+                None
+            }
+            #[cfg(feature = "chaos")]
+            Input::Tamper(f) => {
+                let now = self.now();
+                let actions = f(&mut self.node, now);
+                let events: Vec<Event> = actions
+                    .into_iter()
+                    .filter_map(|a| self.execute(a))
+                    .collect();
+                events.into_iter().for_each(|e| self.feed(e));
                 None
             }
         }

@@ -2,11 +2,14 @@
 //! ([`driver`], [`telemetry`]), the `overlay-network` daemon ([`daemon`]) with its
 //! configuration files ([`config`]), keys ([`keys`]) and HTTP control API ([`api`],
 //! [`metrics`], [`graph`], [`web`], [`client`]), the command line ([`cli`], [`render`]),
-//! and the demo ([`demo`], [`topology`]).
+//! and the demo ([`demo`], [`topology`]). With the `chaos` feature (tests only), `chaos`
+//! makes a controller misbehave on purpose.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
+#[cfg(feature = "chaos")]
+pub mod chaos;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -1,0 +1,276 @@
+//! Fault injection, compiled only with the `chaos` cargo feature (off by default, never in
+//! release artifacts): `overlay-network daemon --misbehave MODE` turns this controller into
+//! a Byzantine member. Four times per gossip period it attacks every direct peer through
+//! the core's fault-injection hooks (`Node::inject`, `Node::inject_sealed`,
+//! `Node::sign_rumor`); everything else about it stays honest, and honest controllers need
+//! no special code to deal with it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use overlay_core::wire::{LinkMessage, RumorBody, RumorContent, SignedRumor, to_json};
+use overlay_core::{Action, AsLink, ConnId, Identity, Member, MemberState, Node, Time};
+use rand_chacha::ChaCha20Rng;
+use rand_core::Rng;
+use serde_json::value::RawValue;
+use smol::{Task, Timer};
+use tracing::{debug, info, warn};
+
+use crate::driver::Handle;
+use crate::keys::{self, KeyError};
+
+/// Bad messages sent to each peer per attack (forge, replay, garbage).
+const BURST: usize = 3;
+/// Attacks per gossip period.
+const ATTACKS_PER_PERIOD: u32 = 4;
+
+/// How a misbehaving controller attacks its direct peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Another member's advertisement with zero-cost links and a fresh sequence number,
+    /// under that member's old signature: an invalid origin signature (`bad_signature`).
+    Forge,
+    /// Advertisements claiming another live member's id, validly signed with this
+    /// controller's own key (`identity_conflict`: ignored, never blamed).
+    Impersonate,
+    /// Its own first advertisement, re-sent after the newest one (`replay`).
+    Replay,
+    /// Validly signed advertisements of its own at eight times the per-origin rate limit
+    /// (`rate_limited` beyond it).
+    Flood,
+    /// Random bytes sealed on the link: they pass hop authentication and fail to parse
+    /// (`malformed`).
+    Garbage,
+    /// One signed, well-formed accusation of every other member (one accuser never
+    /// reaches a quorum of 2).
+    Accuse,
+}
+
+/// Starts attacking through `handle` (with `identity`, the node's own key, for
+/// impersonation); the task ends when the node stops.
+pub fn spawn(handle: Handle, mode: Mode, identity: Identity) -> Result<Task<()>, KeyError> {
+    let attacker = Attacker::new(mode, identity, keys::os_rng()?);
+    warn!(
+        ?mode,
+        "CHAOS BUILD: this controller misbehaves on purpose (--misbehave); never run it in production"
+    );
+    Ok(smol::spawn(run(handle, attacker)))
+}
+
+async fn run(handle: Handle, mut attacker: Attacker) {
+    let Ok(period) = handle.inspect(|v| v.node.config().gossip_period).await else {
+        return;
+    };
+    let interval = (period / ATTACKS_PER_PERIOD).max(Duration::from_millis(10));
+    loop {
+        Timer::after(interval).await;
+        let attack = handle.tamper(move |node, now| {
+            let actions = attacker.attack(node, now);
+            (actions, attacker)
+        });
+        match attack.await {
+            Ok(next) => attacker = next,
+            Err(_) => return,
+        }
+    }
+}
+
+/// The state of one misbehaving controller between attacks.
+struct Attacker {
+    mode: Mode,
+    identity: Identity,
+    rng: ChaCha20Rng,
+    /// Last sequence number used for a rumor this node never stored.
+    seq: u64,
+    /// The first own advertisement seen (replayed later).
+    first: Option<SignedRumor>,
+    /// Members already accused.
+    accused: BTreeSet<overlay_core::NodeId>,
+}
+
+impl Attacker {
+    fn new(mode: Mode, identity: Identity, rng: ChaCha20Rng) -> Self {
+        Attacker {
+            mode,
+            identity,
+            rng,
+            seq: 0,
+            first: None,
+            accused: BTreeSet::new(),
+        }
+    }
+
+    /// A sequence number above every one used so far, by this attacker or by `floor`.
+    fn fresh(&mut self, floor: u64) -> u64 {
+        self.seq = self.seq.max(floor) + 1;
+        self.seq
+    }
+
+    /// One attack on every direct peer: the actions that send it.
+    fn attack(&mut self, node: &mut Node, now: Time) -> Vec<Action> {
+        let peers: Vec<ConnId> = node.peers().iter().map(|p| p.conn).collect();
+        if peers.is_empty() {
+            return Vec::new();
+        }
+        let me = node.status().node;
+        let victim = node
+            .members()
+            .into_iter()
+            .find(|m| m.node != me && m.state == MemberState::Alive);
+        let rumors = match self.mode {
+            Mode::Forge => victim.and_then(|v| self.forge(node, &v)),
+            Mode::Impersonate => victim.map(|v| self.impersonate(node, now, &v)),
+            Mode::Replay => self.replay(node),
+            Mode::Flood => Some(self.flood(node)),
+            Mode::Accuse => self.accuse(node),
+            Mode::Garbage => {
+                return peers
+                    .into_iter()
+                    .flat_map(|conn| {
+                        (0..BURST)
+                            .flat_map(|_| {
+                                let garbage = self.garbage();
+                                node.inject_sealed(now, conn, &garbage)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+            }
+        };
+        let Some(rumors) = rumors.filter(|r| !r.is_empty()) else {
+            return Vec::new();
+        };
+        debug!(mode = ?self.mode, peers = peers.len(), rumors = rumors.len(), "chaos: attack sent");
+        let msg = LinkMessage::Rumors { rumors };
+        peers
+            .into_iter()
+            .flat_map(|conn| node.inject(now, conn, &msg))
+            .collect()
+    }
+
+    /// `victim`'s advertisement with every link at cost 0 and fresh sequence numbers,
+    /// keeping its signature.
+    fn forge(&mut self, node: &Node, victim: &Member) -> Option<Vec<SignedRumor>> {
+        let advert = node.advert_of(victim.node)?.clone();
+        let mut body: RumorBody = serde_json::from_str(advert.body.get()).ok()?;
+        if let RumorContent::Advert { links, .. } = &mut body.content {
+            links.iter_mut().for_each(|l| l.cost = 0);
+        }
+        (0..BURST)
+            .map(|_| {
+                body.seq = self.fresh(advert.seq);
+                Some(SignedRumor {
+                    seq: body.seq,
+                    body: raw(&to_json(&body))?,
+                    ..advert.clone()
+                })
+            })
+            .collect()
+    }
+
+    /// An advertisement claiming `victim`'s id (its next sequence number, this node's
+    /// address, zero-cost links), signed with this node's own key.
+    fn impersonate(&mut self, node: &Node, now: Time, victim: &Member) -> Vec<SignedRumor> {
+        let config = node.config();
+        let links = config
+            .links
+            .iter()
+            .map(|l| AsLink { cost: 0, ..*l })
+            .collect();
+        let body = RumorBody {
+            origin: victim.node,
+            seq: victim.seq + 1,
+            issued_at: now.as_millis(),
+            pubkey: self.identity.public().der().to_vec(),
+            content: RumorContent::Advert {
+                asn: victim.asn,
+                addr: config.listen_addr.clone(),
+                links,
+            },
+        };
+        let text = to_json(&body);
+        let sig = self.identity.sign(&mut self.rng, &text);
+        raw(&text)
+            .map(|body| SignedRumor {
+                origin: victim.node,
+                seq: victim.seq + 1,
+                subject: None,
+                body,
+                sig: sig.into(),
+                age_ms: 0,
+                hops: 0,
+            })
+            .into_iter()
+            .collect()
+    }
+
+    /// The newest own advertisement, then the first one again: older on the same link.
+    fn replay(&mut self, node: &Node) -> Option<Vec<SignedRumor>> {
+        let me = node.status().node;
+        let newest = node.advert_of(me)?.clone();
+        let first = self.first.get_or_insert_with(|| newest.clone());
+        (first.seq < newest.seq).then(|| {
+            std::iter::once(newest)
+                .chain(std::iter::repeat_n(first.clone(), BURST))
+                .collect()
+        })
+    }
+
+    /// Fresh, validly signed own advertisements: twice the rate limit per attack.
+    fn flood(&mut self, node: &mut Node) -> Vec<SignedRumor> {
+        let config = node.config();
+        let content = RumorContent::Advert {
+            asn: config.asn,
+            addr: config.listen_addr.clone(),
+            links: config.links.clone(),
+        };
+        let count = 2 * config.max_rumors_per_period;
+        (0..count)
+            .map(|_| {
+                let seq = self.fresh(node.status().seq);
+                node.sign_rumor(seq, content.clone())
+            })
+            .collect()
+    }
+
+    /// A signed accusation of every live member not accused yet.
+    fn accuse(&mut self, node: &mut Node) -> Option<Vec<SignedRumor>> {
+        let me = node.status().node;
+        let victims: Vec<Member> = node
+            .members()
+            .into_iter()
+            .filter(|m| m.node != me && m.state == MemberState::Alive)
+            .filter(|m| !self.accused.contains(&m.node))
+            .collect();
+        let rumors = victims
+            .into_iter()
+            .map(|m| {
+                info!(accused = %m.node, "chaos: false accusation");
+                self.accused.insert(m.node);
+                let seq = self.fresh(node.status().seq);
+                let content = RumorContent::Accuse {
+                    accused: m.node,
+                    fingerprint: m.fingerprint.to_hex(),
+                    reason: "chaos: false accusation".into(),
+                };
+                node.sign_rumor(seq, content)
+            })
+            .collect();
+        Some(rumors)
+    }
+
+    /// 1 to 256 random bytes.
+    fn garbage(&mut self) -> Vec<u8> {
+        let len = 1 + (self.rng.next_u32() % 256) as usize;
+        let mut bytes = vec![0u8; len];
+        self.rng.fill_bytes(&mut bytes);
+        bytes
+    }
+}
+
+/// JSON text as a raw rumor body.
+fn raw(json: &[u8]) -> Option<Arc<RawValue>> {
+    let text = String::from_utf8(json.to_vec()).ok()?;
+    RawValue::from_string(text).ok().map(Arc::from)
+}

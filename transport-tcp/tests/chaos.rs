@@ -1,0 +1,274 @@
+//! A misbehaving member (`daemon --misbehave MODE`, the `chaos` build) among honest
+//! controllers, all real processes on 127.0.0.1 with the default `reject_threshold` (10)
+//! and `ban_quorum` (2). Forgers, replayers, flooders and garbage senders are banned by
+//! their direct peers, accused, and evicted by every honest controller, whose routes then
+//! equal the expected table without them. An impersonator and a lone false accuser are
+//! not blamed (what they send is ignored or harmless), and nothing they send is believed;
+//! two colluding accusers do evict honest members (the documented limit).
+
+#![cfg(feature = "chaos")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{Cluster, wait_for};
+use overlay_transport_tcp::topology;
+use serde_json::Value;
+
+const CONVERGE: Duration = Duration::from_secs(30);
+const NODES: usize = 5;
+/// The misbehaving controller: RC5.
+const BAD: usize = NODES - 1;
+
+fn cluster(key: u8) -> Cluster {
+    let key = overlay_core::ClusterKey::from_bytes([key; 32]).to_base64();
+    Cluster::new(topology::generated(NODES), "@every 500ms", &key)
+}
+
+fn count(c: &Cluster, i: usize, name: &str) -> f64 {
+    c.metric(i, name).unwrap_or(0.0)
+}
+
+fn rejects(c: &Cluster, i: usize, reason: &str) -> f64 {
+    count(
+        c,
+        i,
+        &format!("overlay_rejects_total{{reason=\"{reason}\"}}"),
+    )
+}
+
+/// Controller `i`'s member records by node id.
+fn members(c: &Cluster, i: usize) -> BTreeMap<u64, Value> {
+    let answer = c.api(i, "/v1/members").unwrap_or_default();
+    answer["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| Some((m["node"].as_u64()?, m.clone())))
+        .collect()
+}
+
+/// The state of node `node` (1-based id) as controller `i` sees it.
+fn state(c: &Cluster, i: usize, node: usize) -> Option<String> {
+    members(c, i)
+        .get(&(node as u64))
+        .and_then(|m| m["state"].as_str().map(String::from))
+}
+
+fn node_ids(c: &Cluster, i: usize, path: &str, key: &str) -> Vec<u64> {
+    let answer = c.api(i, path).unwrap_or_default();
+    answer[key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["node"].as_u64())
+        .collect()
+}
+
+/// Every honest controller alive and seen alive by every honest controller.
+fn assert_honest_alive(c: &mut Cluster, honest: &[usize]) {
+    for &i in honest {
+        assert!(c.daemon(i).running(), "RC{} crashed", i + 1);
+        for &j in honest {
+            assert_eq!(
+                state(c, i, j + 1).as_deref(),
+                Some("alive"),
+                "RC{} sees RC{}",
+                i + 1,
+                j + 1
+            );
+        }
+    }
+}
+
+/// RC5 misbehaves in `mode` from the start: every honest controller evicts it, at least
+/// two of them (the quorum) banned it for offenses of `reason`, nobody else is blamed,
+/// and the honest routes are the expected ones without RC5.
+fn misbehaving_member_is_banned_and_evicted(key: u8, mode: &str, reason: &str) {
+    let mut c = cluster(key);
+    for i in 0..BAD {
+        c.start(i);
+    }
+    c.start_with(BAD, &["--misbehave", mode]);
+    let honest: Vec<usize> = (0..BAD).collect();
+    // A controller that never accepted a rumor of RC5 before the accusations arrived has
+    // no record of it: evicted by key, nothing to mark.
+    let evicted = wait_for(CONVERGE, || {
+        honest
+            .iter()
+            .all(|&i| {
+                count(&c, i, "overlay_evictions_total") == 1.0
+                    && matches!(state(&c, i, BAD + 1).as_deref(), None | Some("evicted"))
+            })
+            .then_some(())
+    });
+    assert!(
+        evicted.is_some(),
+        "{:?}",
+        honest
+            .iter()
+            .map(|&i| (state(&c, i, BAD + 1), count(&c, i, "overlay_bans_total")))
+            .collect::<Vec<_>>()
+    );
+    let mut live = [true; NODES];
+    live[BAD] = false;
+    c.converge(&live, CONVERGE).unwrap();
+
+    let bans: Vec<f64> = honest
+        .iter()
+        .map(|&i| count(&c, i, "overlay_bans_total"))
+        .collect();
+    assert!(
+        bans.iter().all(|&b| b <= 1.0),
+        "only RC5 is banned: {bans:?}"
+    );
+    assert!(
+        bans.iter().sum::<f64>() >= 2.0,
+        "a quorum banned it: {bans:?}"
+    );
+    let seen: f64 = honest.iter().map(|&i| rejects(&c, i, reason)).sum();
+    assert!(seen >= 1.0, "no {reason} rejection");
+    for &i in &honest {
+        assert_eq!(count(&c, i, "overlay_evictions_total"), 1.0, "RC{}", i + 1);
+        assert!(!node_ids(&c, i, "/v1/peers", "peers").contains(&(BAD as u64 + 1)));
+    }
+    assert_honest_alive(&mut c, &honest);
+    // RC5 is cut off: its reconnections are refused.
+    let alone = wait_for(CONVERGE, || {
+        (c.status(BAD).is_some_and(|s| s["peers"] == 0)).then_some(())
+    });
+    assert!(alone.is_some(), "{:?}", c.status(BAD));
+}
+
+#[test]
+fn a_forger_is_banned_accused_and_evicted() {
+    misbehaving_member_is_banned_and_evicted(21, "forge", "bad_signature");
+}
+
+#[test]
+fn a_replayer_is_banned_accused_and_evicted() {
+    misbehaving_member_is_banned_and_evicted(22, "replay", "replay");
+}
+
+#[test]
+fn a_flooder_is_banned_accused_and_evicted() {
+    misbehaving_member_is_banned_and_evicted(23, "flood", "rate_limited");
+}
+
+#[test]
+fn a_garbage_sender_is_banned_accused_and_evicted() {
+    misbehaving_member_is_banned_and_evicted(24, "garbage", "malformed");
+}
+
+#[test]
+fn an_impersonator_is_never_believed_but_not_blamed_either() {
+    let mut c = cluster(25);
+    for i in 0..BAD {
+        c.start(i);
+    }
+    let mut live = [true; NODES];
+    live[BAD] = false;
+    c.converge(&live, CONVERGE).unwrap();
+    // RC5 joins once RC1 is known everywhere, and claims RC1's id with its own key.
+    c.start_with(BAD, &["--misbehave", "impersonate"]);
+    let victim = c.status(0).unwrap();
+    let honest: Vec<usize> = (0..BAD).collect();
+    let conflicts = |c: &Cluster| -> f64 {
+        honest
+            .iter()
+            .map(|&i| rejects(c, i, "identity_conflict"))
+            .sum()
+    };
+    let seen = wait_for(CONVERGE, || (conflicts(&c) >= 3.0).then_some(()));
+    assert!(seen.is_some(), "no impersonation arrived");
+    c.converge(&[true; NODES], CONVERGE).unwrap();
+    let before = conflicts(&c);
+    // Eight gossip periods of impersonation: RC1 stays bound to its own key and address
+    // everywhere, the routes stay right, and nobody is banned or evicted.
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(500));
+        for &i in &honest {
+            let rc1 = members(&c, i).remove(&1).unwrap();
+            assert_eq!(rc1["fingerprint"], victim["fingerprint"], "RC{}", i + 1);
+            assert_eq!(rc1["addr"], victim["listen"], "RC{}", i + 1);
+            assert_eq!(count(&c, i, "overlay_bans_total"), 0.0);
+            assert_eq!(count(&c, i, "overlay_evictions_total"), 0.0);
+        }
+    }
+    assert!(conflicts(&c) > before, "the impersonation went on");
+    c.converge(&[true; NODES], CONVERGE).unwrap();
+    assert_honest_alive(&mut c, &(0..NODES).collect::<Vec<_>>());
+}
+
+/// Waits until each of `accusers` has logged a false accusation of every other controller.
+fn wait_for_accusations(c: &Cluster, accusers: &[usize]) {
+    let done = wait_for(CONVERGE, || {
+        accusers
+            .iter()
+            .all(|&a| {
+                let log = std::fs::read_to_string(c.log(a)).unwrap_or_default();
+                (0..NODES)
+                    .filter(|&v| v != a)
+                    .all(|v| log.contains(&format!("chaos: false accusation accused=RC{}", v + 1)))
+            })
+            .then_some(())
+    });
+    assert!(done.is_some(), "not every accusation was made");
+}
+
+#[test]
+fn a_lone_false_accuser_never_evicts_anyone_with_quorum_two() {
+    let mut c = cluster(26);
+    for i in 0..BAD {
+        c.start(i);
+    }
+    c.start_with(BAD, &["--misbehave", "accuse"]);
+    wait_for_accusations(&c, &[BAD]);
+    // Four gossip periods for the accusations to reach everyone.
+    std::thread::sleep(Duration::from_secs(2));
+    c.converge(&[true; NODES], CONVERGE).unwrap();
+    for i in 0..NODES {
+        assert_eq!(count(&c, i, "overlay_evictions_total"), 0.0, "RC{}", i + 1);
+        assert_eq!(count(&c, i, "overlay_bans_total"), 0.0, "RC{}", i + 1);
+    }
+    assert_honest_alive(&mut c, &(0..NODES).collect::<Vec<_>>());
+}
+
+/// The limit PROTOCOL.md states: key holders that collude (or one holder with two
+/// identities) reach the quorum of 2 against honest members. The same accusations that a
+/// lone accuser makes without effect above do count.
+#[test]
+fn two_colluding_accusers_evict_honest_members_the_documented_limit() {
+    let mut c = cluster(27);
+    let accusers = [BAD - 1, BAD];
+    for i in 0..NODES {
+        if accusers.contains(&i) {
+            c.start_with(i, &["--misbehave", "accuse"]);
+        } else {
+            c.start(i);
+        }
+    }
+    wait_for_accusations(&c, &accusers);
+    let honest: Vec<usize> = (0..NODES).filter(|i| !accusers.contains(i)).collect();
+    let evicted = wait_for(CONVERGE, || {
+        honest
+            .iter()
+            .all(|&i| {
+                honest
+                    .iter()
+                    .filter(|&&j| j != i)
+                    .all(|&j| state(&c, i, j + 1).as_deref() == Some("evicted"))
+            })
+            .then_some(())
+    });
+    assert!(evicted.is_some(), "honest members were not evicted");
+    for &i in &honest {
+        assert!(c.daemon(i).running(), "RC{} crashed", i + 1);
+        // Each accuser was accused only by the other one: still alive.
+        for &a in &accusers {
+            assert_eq!(state(&c, i, a + 1).as_deref(), Some("alive"));
+        }
+    }
+}

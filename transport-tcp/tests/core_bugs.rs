@@ -1,0 +1,121 @@
+//! Minimal reproducers of core bugs the hostile tests ran into, on two `overlay_core::Node`s
+//! joined in memory (no IO, exact timing). Ignored until the core is fixed; the
+//! reproducers that need real processes and the proxy are in tests/mitm.rs.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use overlay_core::wire::{Digest, LinkMessage};
+use overlay_core::{
+    Action, Addr, Asn, ClusterKey, Config, ConnId, Direction, Event, Identity, Node, NodeId,
+    Notification, RejectReason, Time,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+const PERIOD: Duration = Duration::from_millis(500);
+/// Both nodes call their one connection this.
+const LINK: ConnId = ConnId(1);
+
+fn node(id: u32, key: &ClusterKey) -> Node {
+    let mut rng = ChaCha20Rng::seed_from_u64(u64::from(id));
+    let identity = Identity::generate(&mut rng, 2048).unwrap();
+    let addr = Addr(format!("10.0.0.{id}:1450"));
+    let mut config = Config::new(NodeId(id), Asn(100 * id), addr, vec![key.clone()]);
+    config.gossip_period = PERIOD;
+    Node::new(config, identity, [id as u8; 32], Time::ZERO).unwrap()
+}
+
+/// Delivers what `from` sends, and every answer, until both are quiet; returns the
+/// rejections that blamed the other node.
+fn deliver(
+    nodes: &mut [Node; 2],
+    now: Time,
+    from: usize,
+    actions: Vec<Action>,
+) -> Vec<RejectReason> {
+    let mut queue = VecDeque::from([(from, actions)]);
+    let mut blamed = Vec::new();
+    while let Some((from, actions)) = queue.pop_front() {
+        for action in actions {
+            match action {
+                Action::Send { bytes, .. } => {
+                    let to = 1 - from;
+                    let out = nodes[to].handle(now, Event::Received { conn: LINK, bytes });
+                    queue.push_back((to, out));
+                }
+                Action::Notify(Notification::Rejected { reason, .. }) if reason.blames_peer() => {
+                    blamed.push(reason);
+                }
+                _ => {}
+            }
+        }
+    }
+    blamed
+}
+
+/// A digest answered in the same `handle` call as a gossip round: the answer holds the
+/// older copy of the node's own advertisement, the round pushes the newer one, and
+/// `Broadcast::take` sends pushes before answers. The peer gets seq n+1 then n on one
+/// link and counts a `replay` offense against an honest node; ten such coincidences within
+/// ten periods would ban and accuse it. On real daemons this showed up after a link
+/// reset (tests/mitm.rs: the new link's sync digests met a gossip round).
+#[test]
+#[ignore = "core bug: a digest answer queued before a gossip round is sent after its newer push (honest node blamed for replay)"]
+fn an_answer_never_follows_a_newer_push_of_the_same_rumor() {
+    let key = ClusterKey::from_bytes([5; 32]);
+    let mut nodes = [node(1, &key), node(2, &key)];
+    let mut now = Time::ZERO;
+    let dial = nodes[0].handle(
+        now,
+        Event::Connected {
+            conn: LINK,
+            direction: Direction::Outbound,
+            remote: Addr("10.0.0.2:1450".into()),
+        },
+    );
+    let accept = nodes[1].handle(
+        now,
+        Event::Connected {
+            conn: LINK,
+            direction: Direction::Inbound,
+            remote: Addr("10.0.0.1:50000".into()),
+        },
+    );
+    let mut blamed = deliver(&mut nodes, now, 1, accept);
+    blamed.extend(deliver(&mut nodes, now, 0, dial));
+    // A few quiet gossip rounds: linked, synced, each holding the other's advertisement.
+    for _ in 0..40 {
+        now = now + Duration::from_millis(50);
+        for i in 0..2 {
+            let out = nodes[i].handle(now, Event::Tick);
+            blamed.extend(deliver(&mut nodes, now, i, out));
+        }
+    }
+    assert_eq!(nodes[0].peers().len(), 1);
+    assert!(blamed.is_empty(), "{blamed:?}");
+    let seq = nodes[0].status().seq;
+
+    // Node 2 says it stores nothing (as a controller that has just restarted does); node 1
+    // handles that digest two periods later, when its gossip round is overdue.
+    let digest = LinkMessage::Digest(Digest {
+        after: None,
+        upto: None,
+        ids: Vec::new(),
+        reply: false,
+    });
+    let sealed = nodes[1].inject(now, LINK, &digest);
+    now = now + PERIOD * 2;
+    let mut to_node1 = Vec::new();
+    for action in sealed {
+        if let Action::Send { bytes, .. } = action {
+            to_node1.extend(nodes[0].handle(now, Event::Received { conn: LINK, bytes }));
+        }
+    }
+    assert!(
+        nodes[0].status().seq > seq,
+        "the gossip round ran in the same call"
+    );
+    let blamed = deliver(&mut nodes, now, 0, to_node1);
+    assert!(blamed.is_empty(), "node 2 blamed honest node 1: {blamed:?}");
+}
