@@ -5,7 +5,7 @@
 //! may ask for, and the per-link outbox batched into frames. Flooding is kept as a mode for
 //! comparison.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use rand_core::Rng;
@@ -378,6 +378,7 @@ impl Broadcast {
             if std::mem::take(&mut out.graft_link) {
                 messages.push((conn, LinkMessage::Graft { ids: Vec::new() }));
             }
+            newest_only(&mut out.push, &mut out.answer);
             for (rumors, answer) in [(&mut out.push, false), (&mut out.answer, true)] {
                 metrics.rumors_out += rumors.len() as u64;
                 for batch in batches(std::mem::take(rumors), budget) {
@@ -409,6 +410,21 @@ impl Broadcast {
     pub fn missing(&self) -> usize {
         self.missing.len()
     }
+}
+
+/// Keeps one copy of each rumor key, the newest, across a link's pushes and answers: an
+/// answer queued earlier may hold an older copy than a push queued since, and a peer that
+/// received the newer one first would rightly call the older one a replay.
+fn newest_only(push: &mut Vec<SignedRumor>, answer: &mut Vec<SignedRumor>) {
+    let mut newest: HashMap<RumorKey, u64> = HashMap::new();
+    for r in push.iter().chain(answer.iter()) {
+        let seq = newest.entry(r.key()).or_insert(r.seq);
+        *seq = (*seq).max(r.seq);
+    }
+    let mut keep =
+        |r: &SignedRumor| newest.get(&r.key()) == Some(&r.seq) && newest.remove(&r.key()).is_some();
+    push.retain(&mut keep);
+    answer.retain(keep);
 }
 
 /// Splits rumors into batches under `budget` bytes and [`MAX_BATCH`] rumors.

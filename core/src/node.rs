@@ -258,8 +258,7 @@ impl Node {
                     .set_earliest(Timer::Dial, self.now + Duration::from_millis(100));
             }
             Event::Received { conn, bytes } => {
-                self.swarm
-                    .received(conn, &bytes, self.now, &mut self.metrics);
+                self.swarm.received(conn, &bytes, &mut self.metrics);
                 loop {
                     let me = me!(self);
                     let mut io = io!(self);

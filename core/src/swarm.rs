@@ -176,6 +176,8 @@ struct Candidate {
     failures: u32,
     next_try: Time,
     bootstrap: bool,
+    /// The node this address led to last time it was dialed.
+    reached: Option<Fingerprint>,
 }
 
 /// Connections, links and the dial table.
@@ -201,6 +203,7 @@ impl Swarm {
                     failures: 0,
                     next_try: Time::ZERO,
                     bootstrap: true,
+                    reached: None,
                 };
                 (a.clone(), c)
             })
@@ -254,6 +257,7 @@ impl Swarm {
                 failures: 0,
                 next_try: now,
                 bootstrap: false,
+                reached: None,
             },
         );
     }
@@ -279,9 +283,14 @@ impl Swarm {
     }
 
     fn is_connected_to(&self, addr: &Addr) -> bool {
-        self.conns
-            .values()
-            .any(|c| &c.remote == addr || c.peer().is_some_and(|p| &p.listen == addr))
+        // An address that led to a node before (perhaps an alias: a DNS name, a NAT or
+        // proxy address) counts as connected while a link to that node is up.
+        let reached = self.candidates.get(addr).and_then(|c| c.reached);
+        self.conns.values().any(|c| {
+            &c.remote == addr
+                || c.peer()
+                    .is_some_and(|p| &p.listen == addr || Some(p.fingerprint) == reached)
+        })
     }
 
     /// Dials candidates while the node has fewer than the target number of peers.
@@ -415,11 +424,12 @@ impl Swarm {
     }
 
     /// Bytes arrived: buffer them for [`Swarm::next_frame`].
-    pub fn received(&mut self, conn: ConnId, bytes: &[u8], now: Time, metrics: &mut Metrics) {
+    /// Only an authenticated frame counts as a sign of life (see `frame`): bytes trickled
+    /// without ever completing one do not keep a link open.
+    pub fn received(&mut self, conn: ConnId, bytes: &[u8], metrics: &mut Metrics) {
         if let Some(c) = self.conns.get_mut(&conn) {
             metrics.bytes_in += bytes.len() as u64;
             c.decoder.push(bytes);
-            c.last_rx = now;
         }
     }
 
@@ -469,7 +479,8 @@ impl Swarm {
             .conns
             .iter()
             .filter(|(id, c)| **id != conn && !matches!(c.phase, Phase::AwaitHello))
-            .count();
+            .count()
+            + self.dialing.len();
         let capacity_left = claimed < self.policy.max_peers;
         let c = self.conns.get_mut(&conn)?;
         if let Phase::Established {
@@ -493,6 +504,7 @@ impl Swarm {
                 }
             };
             *hop_failures = 0;
+            c.last_rx = now;
             match from_json::<LinkMessage>(&plain) {
                 Ok(LinkMessage::Bye { reason }) => {
                     let mut reason = reason;
@@ -613,10 +625,14 @@ impl Swarm {
                 // Keep what is already buffered: the peer's first sealed frames may have
                 // arrived in the same read as its last handshake frame.
                 c.decoder.set_max(self.policy.max_frame_bytes + TAG_LEN);
+                c.last_rx = now;
                 io.metrics.handshakes += 1;
                 let remote = c.remote.clone();
                 if let Some(cand) = self.candidates.get_mut(&remote) {
                     cand.failures = 0;
+                    if direction == Direction::Outbound {
+                        cand.reached = Some(peer.fingerprint);
+                    }
                 }
                 for addr in &learned {
                     self.learn(addr, now, io.rng);
@@ -627,6 +643,11 @@ impl Swarm {
                     if loser == conn {
                         return None;
                     }
+                }
+                // A hello and our own dial may both have been admitted while the other was
+                // in flight: `max_peers` is enforced here, where links come into being.
+                if self.links().filter(|(id, _)| *id != conn).count() >= self.policy.max_peers {
+                    return Some(CloseReason::AtCapacity);
                 }
                 events.push(SwarmEvent::PeerUp { conn, peer });
                 None

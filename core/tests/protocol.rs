@@ -809,3 +809,28 @@ fn a_partition_longer_than_the_advert_age_re_merges_after_healing() {
         );
     }
 }
+
+#[test]
+fn bytes_that_never_complete_a_frame_do_not_keep_a_link_alive() {
+    let mut c = Cluster::new(vec![
+        config(0, 100, vec![], &[]),
+        config(1, 200, vec![], &[0]),
+    ]);
+    c.advance(100);
+    let conn = c.conn_between(0, 1).unwrap();
+    // Node 1 goes silent; someone trickles one byte every 300 ms on its link instead.
+    c.tap = Some(Box::new(
+        |from, _, _| if from == 1 { Tap::Drop } else { Tap::Deliver },
+    ));
+    for _ in 0..15 {
+        c.deliver(
+            0,
+            overlay_core::Event::Received {
+                conn,
+                bytes: vec![0],
+            },
+        );
+        c.advance(300);
+    }
+    assert!(c.closes.contains(&(0, CloseReason::HeartbeatTimeout)));
+}
