@@ -1,6 +1,6 @@
-//! Minimal reproducers of core bugs the hostile tests ran into, on two `overlay_core::Node`s
-//! joined in memory (no IO, exact timing). Ignored until the core is fixed; the
-//! reproducers that need real processes and the proxy are in tests/mitm.rs.
+//! Core bugs the hostile tests ran into, reproduced on two `overlay_core::Node`s joined in
+//! memory (no IO, exact timing); fixed in the core, kept as regression tests. Those that
+//! need real processes and the proxy are in tests/mitm.rs.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -54,36 +54,32 @@ fn deliver(
     blamed
 }
 
-/// A digest answered in the same `handle` call as a gossip round: the answer holds the
-/// older copy of the node's own advertisement, the round pushes the newer one, and
-/// `Broadcast::take` sends pushes before answers. The peer gets seq n+1 then n on one
-/// link and counts a `replay` offense against an honest node; ten such coincidences within
-/// ten periods would ban and accuse it. On real daemons this showed up after a link
-/// reset (tests/mitm.rs: the new link's sync digests met a gossip round).
+/// A digest answered in the same `handle` call as a gossip round: the answer held the
+/// older copy of the node's own advertisement, the round pushed the newer one, and pushes
+/// went out before answers, so the peer got seq n+1 then n on one link and counted a
+/// `replay` offense against an honest node (ten within ten periods would have banned and
+/// accused it). Seen on real daemons after a link reset in tests/mitm.rs.
 #[test]
-#[ignore = "core bug: a digest answer queued before a gossip round is sent after its newer push (honest node blamed for replay)"]
 fn an_answer_never_follows_a_newer_push_of_the_same_rumor() {
     let key = ClusterKey::from_bytes([5; 32]);
     let mut nodes = [node(1, &key), node(2, &key)];
     let mut now = Time::ZERO;
-    let dial = nodes[0].handle(
-        now,
-        Event::Connected {
-            conn: LINK,
-            direction: Direction::Outbound,
-            remote: Addr("10.0.0.2:1450".into()),
-        },
-    );
-    let accept = nodes[1].handle(
-        now,
-        Event::Connected {
-            conn: LINK,
-            direction: Direction::Inbound,
-            remote: Addr("10.0.0.1:50000".into()),
-        },
-    );
-    let mut blamed = deliver(&mut nodes, now, 1, accept);
-    blamed.extend(deliver(&mut nodes, now, 0, dial));
+    let mut blamed = Vec::new();
+    for (i, direction, remote) in [
+        (1, Direction::Inbound, "10.0.0.1:50000"),
+        (0, Direction::Outbound, "10.0.0.2:1450"),
+    ] {
+        let remote = Addr(remote.into());
+        let out = nodes[i].handle(
+            now,
+            Event::Connected {
+                conn: LINK,
+                direction,
+                remote,
+            },
+        );
+        blamed.extend(deliver(&mut nodes, now, i, out));
+    }
     // A few quiet gossip rounds: linked, synced, each holding the other's advertisement.
     for _ in 0..40 {
         now = now + Duration::from_millis(50);

@@ -185,6 +185,8 @@ pub struct Cluster {
     /// Per controller, what its daemon and CLI calls run through (see [`command_via`];
     /// empty: directly, the control API reached over loopback).
     pub wrappers: Vec<Vec<String>>,
+    /// Environment variables of every daemon started from now on (e.g. `RUST_LOG`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -204,6 +206,7 @@ impl Cluster {
             dir,
             daemons: files.iter().map(|_| None).collect(),
             wrappers: files.iter().map(|_| Vec::new()).collect(),
+            env: Vec::new(),
             files,
             rpc,
         };
@@ -233,7 +236,12 @@ impl Cluster {
     /// Starts controller `i` with extra daemon arguments.
     pub fn start_with(&mut self, i: usize, extra: &[&str]) {
         let log = self.log(i);
-        let daemon = Daemon::start_via(&self.wrappers[i], &self.config(i), &log, extra, &[]);
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let daemon = Daemon::start_via(&self.wrappers[i], &self.config(i), &log, extra, &env);
         self.daemons[i] = Some(daemon);
     }
 
