@@ -101,8 +101,7 @@ pub struct SimParams {
     /// Keep the last frame of each direction of each connection, for [`Sim::replay_frame`].
     pub keep_frames: bool,
     /// Hand a node everything that has arrived on a connection in one `Received` (as a
-    /// TCP read does) instead of one `Received` per frame written. Off by default: see
-    /// the README (a core bug loses rumors that share a read with a `Bye`).
+    /// TCP read does) instead of one `Received` per frame written.
     pub coalesce_reads: bool,
     /// How often a misbehaving member attacks its peers.
     pub misbehave_every: Duration,

@@ -1,6 +1,7 @@
 //! The simulator's network model and faults, each checked on a small cluster: crashes
 //! and restarts, cuts that stall links until the heartbeat ends them, the three loss
-//! modes, and a core bug that coalesced reads expose (ignored until the core fixes it).
+//! modes; and regressions for three core bugs the simulator found (coalesced leave and
+//! bye, partitions that never re-merged, `max_peers` exceeded at boot).
 
 mod common;
 
@@ -126,12 +127,10 @@ fn the_trace_hash_tells_seeds_apart() {
     assert_ne!(digest(9), digest(10));
 }
 
-/// Core bug: `Node::leave` sends its leave rumor and a `Bye` back to back; when both arrive
-/// in one `Received` (a TCP read), the swarm closes the link on the `Bye` before the node
-/// handles the batch, and the batch is dropped (`link_to(peer) != Some(conn)`), so the
-/// leave is never learned from the leaver.
+/// Regression (core bug found here, fixed in core 7baf202): `Node::leave` sends its leave
+/// rumor and a `Bye` back to back; when both arrived in one `Received` (a TCP read), the
+/// link was closed on the `Bye` before the batch was handled, and the leave was lost.
 #[test]
-#[ignore = "core bug: rumors sharing a read with a Bye are dropped (see the README)"]
 fn a_leave_is_learned_when_it_shares_a_read_with_the_bye() {
     let mut p = params(15_154_412_053_829_022_746);
     p.coalesce_reads = true;
@@ -149,11 +148,10 @@ fn a_leave_is_learned_when_it_shares_a_read_with_the_bye() {
     }
 }
 
-/// Core limitation: after a partition longer than the advertisement age, each side forgets
-/// the other and re-forms its overlay at `target_peers`; once healed, no node is below its
-/// target, so nobody dials across and the overlay stays split.
+/// Regression (core limitation found here, fixed in core e6d05c9): after a partition longer
+/// than the advertisement age each side forgot the other and re-formed its overlay at
+/// `target_peers`; once healed nobody dialed across and the overlay stayed split.
 #[test]
-#[ignore = "core limitation: a long partition never re-merges (see the README)"]
 fn a_long_partition_re_merges_after_healing() {
     let mut sim = cluster(5, 16, 4, params(5), &|_, c| c.max_peers = 4);
     sim.run_for(PERIOD * 3);
@@ -164,11 +162,10 @@ fn a_long_partition_re_merges_after_healing() {
     converged(&mut sim, &|_| true, PERIOD * 120).unwrap();
 }
 
-/// Core bug: `max_peers` is exceeded at boot. A hello that arrives while the node's own
-/// outbound dial is still connecting is accepted (the capacity check counts open
-/// connections, not dials in progress), and then the dial completes too.
+/// Regression (core bug found here, since fixed in core): `max_peers` was exceeded at boot
+/// when a hello arrived while the node's own outbound dial was still connecting (the
+/// capacity check counted open connections, not dials in progress).
 #[test]
-#[ignore = "core bug: max_peers exceeded when a hello races an outbound dial (see the README)"]
 fn max_peers_holds_while_dials_are_in_flight() {
     let seed = 15_913_608_310_381_640_784;
     let mut sim = cluster(seed, 13, 4, params(seed), &|_, c| {
