@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::keys::{KEY_BITS, KeyPool};
 use crate::misbehave::Misbehavior;
 use crate::random::{below, mix};
-use crate::sim::{LossMode, MemberEvent, NetParams, Sim, SimParams, SlotId};
+use crate::sim::{Delivery, LossMode, MemberEvent, NetParams, Sim, SimParams, SlotId};
 use crate::topology::Topology;
 
 /// The AS of node `i` is `ASN_BASE + i`.
@@ -129,8 +129,13 @@ pub struct Report {
     pub topology: String,
     /// Virtual time until every node knew every member, ms (`None`: not within 20 rounds).
     pub boot_ms: Option<u64>,
-    /// Live nodes that accepted the measured rumor, over live nodes other than its origin.
+    /// The node whose link change is measured.
+    pub measured_origin: NodeId,
+    /// Live nodes that accepted the measured rumor (or a later one of its origin, carrying
+    /// the same change), over live nodes other than its origin.
     pub delivery_ratio: f64,
+    /// Of those, the nodes whose first copy was a later rumor of the origin.
+    pub delivered_by_a_later_rumor: usize,
     /// Rumor copies sent per rumor originated, during the measurement. Exact when
     /// `rumors_measured` is 1; with gossip rounds inside the window it reads low, since the
     /// copies of rumors originated near its end are cut off.
@@ -276,7 +281,9 @@ pub fn run(exp: &Experiment, keys: &KeyPool) -> Report {
         key_bits: KEY_BITS,
         topology: format!("barabasi_albert(n={}, m={})", exp.nodes, exp.attach),
         boot_ms: boot.map(|t| t.as_millis()),
+        measured_origin: m.origin,
         delivery_ratio: m.delivered as f64 / n1,
+        delivered_by_a_later_rumor: m.superseded,
         messages_per_rumor: m.messages_per_rumor,
         rumors_measured: m.originated,
         messages_per_rumor_per_n1: m.messages_per_rumor / n1,
@@ -490,7 +497,9 @@ fn byzantine(
 }
 
 struct Measured {
+    origin: NodeId,
     delivered: usize,
+    superseded: usize,
     originated: u64,
     messages_per_rumor: f64,
     announcements_per_rumor: f64,
@@ -501,6 +510,27 @@ struct Measured {
     full_delivery: Option<Duration>,
     convergence: Option<Duration>,
     mismatch: Option<String>,
+}
+
+/// Later advertisements of the measured origin that also count as delivering its change
+/// (its next gossip round may re-advertise the same links before the first copy arrives).
+const SUPERSEDING: u64 = 16;
+
+/// Each node's first acceptance of `(origin, seq)` or a later rumor of that origin, with
+/// the sequence number it accepted, in time order.
+fn first_deliveries(sim: &Sim, origin: NodeId, seq: u64) -> Vec<(Delivery, u64)> {
+    let mut first: BTreeMap<SlotId, (Delivery, u64)> = BTreeMap::new();
+    for later in seq..=seq + SUPERSEDING {
+        for d in sim.deliveries(origin, later) {
+            let e = first.entry(d.slot).or_insert((*d, later));
+            if d.at < e.0.at {
+                *e = (*d, later);
+            }
+        }
+    }
+    let mut v: Vec<(Delivery, u64)> = first.into_values().collect();
+    v.sort_by_key(|(d, _)| (d.at, d.slot));
+    v
 }
 
 /// Changes one live node's links and measures the advertisement's dissemination and the
@@ -516,7 +546,14 @@ fn measure_change(
         .copied()
         .filter(|&s| sim.node(s).is_some())
         .collect();
-    let x = live[below(rng, live.len() as u64) as usize];
+    // A restarted node counts its sequence numbers from 0 again until it hears an echo of
+    // its old ones: its next rumor may be stale by design. Measure a node never restarted.
+    let steady: Vec<SlotId> = live
+        .iter()
+        .copied()
+        .filter(|&s| sim.incarnation(s) == 0)
+        .collect();
+    let x = steady[below(rng, steady.len() as u64) as usize];
     let (origin, seq, mut links) = {
         let node = sim.node(x).unwrap_or_else(|| unreachable!("live"));
         (
@@ -559,15 +596,19 @@ fn measure_change(
             })
     };
     let before = totals(sim);
-    sim.watch(origin, seq);
+    for later in seq..=seq + SUPERSEDING {
+        sim.watch(origin, later);
+    }
     let t0 = sim.now();
     sim.set_links(x, links);
     let others = live.len() - 1;
     sim.run_until_true(t0 + period * 10, Duration::from_millis(5), |s| {
-        s.deliveries(origin, seq).len() >= others
+        first_deliveries(s, origin, seq).len() >= others
     });
-    let deliveries = sim.deliveries(origin, seq).to_vec();
+    let deliveries = first_deliveries(sim, origin, seq);
     let delivered = deliveries.len();
+    let superseded = deliveries.iter().filter(|(_, later)| *later > seq).count();
+    let deliveries: Vec<Delivery> = deliveries.into_iter().map(|(d, _)| d).collect();
     let full_delivery =
         (delivered >= others).then(|| deliveries.last().map_or(Duration::ZERO, |d| d.at.since(t0)));
     let mut hops: BTreeMap<NodeId, u32> = BTreeMap::from([(origin, 0)]);
@@ -604,7 +645,9 @@ fn measure_change(
             .map_or(Duration::ZERO, |t| t.since(t0))
     });
     Measured {
+        origin,
         delivered,
+        superseded,
         originated,
         messages_per_rumor: per_rumor(0),
         announcements_per_rumor: per_rumor(1),
