@@ -756,7 +756,7 @@ impl Node {
     pub fn inject_sealed(&mut self, now: Time, conn: ConnId, plaintext: &[u8]) -> Vec<Action> {
         self.now = self.now.max(now);
         self.swarm
-            .send_plain(self.now, conn, plaintext, &mut self.metrics, &mut self.out);
+            .send_sealed(self.now, conn, plaintext, &mut self.metrics, &mut self.out);
         std::mem::take(&mut self.out)
     }
 

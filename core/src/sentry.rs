@@ -272,23 +272,23 @@ impl ClusterKey {
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
 
-    fn hmac(&self, role: Role, transcript: &[u8; 32]) -> Hmac<Sha256> {
+    fn hmac(&self, what: Proof, transcript: &[u8; 32]) -> Hmac<Sha256> {
         // HMAC accepts keys of any length.
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
             .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()));
-        mac.update(role.label());
+        mac.update(what.label());
         mac.update(transcript);
         mac
     }
 
-    /// Proof that the sender holds this key, bound to the handshake transcript.
-    pub fn prove(&self, role: Role, transcript: &[u8; 32]) -> [u8; 32] {
-        self.hmac(role, transcript).finalize().into_bytes().into()
+    /// Proof that the sender of a handshake message holds this key, bound to the transcript.
+    pub fn prove(&self, what: Proof, transcript: &[u8; 32]) -> [u8; 32] {
+        self.hmac(what, transcript).finalize().into_bytes().into()
     }
 
     /// Checks a proof in constant time.
-    pub fn check_proof(&self, role: Role, transcript: &[u8; 32], proof: &[u8; 32]) -> bool {
-        self.hmac(role, transcript).verify_slice(proof).is_ok()
+    pub fn check_proof(&self, what: Proof, transcript: &[u8; 32], proof: &[u8; 32]) -> bool {
+        self.hmac(what, transcript).verify_slice(proof).is_ok()
     }
 }
 
@@ -320,6 +320,27 @@ impl Keyring {
         std::iter::once(&self.primary)
             .chain(&self.others)
             .find(|k| k.id() == id)
+    }
+}
+
+/// Which handshake message a cluster-key proof belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proof {
+    /// The dialer's hello (checked before the listener does any RSA work).
+    Hello,
+    /// The listener's welcome.
+    Welcome,
+    /// The dialer's finish.
+    Finish,
+}
+
+impl Proof {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Proof::Hello => b"overlay-network v1 hello proof",
+            Proof::Welcome => b"overlay-network v1 welcome proof",
+            Proof::Finish => b"overlay-network v1 finish proof",
+        }
     }
 }
 
@@ -927,11 +948,11 @@ mod tests {
     fn cluster_key_proofs_bind_role_and_transcript() {
         let key = ClusterKey::from_bytes([3; 32]);
         let t = [4; 32];
-        let proof = key.prove(Role::Listener, &t);
-        assert!(key.check_proof(Role::Listener, &t, &proof));
-        assert!(!key.check_proof(Role::Dialer, &t, &proof));
-        assert!(!key.check_proof(Role::Listener, &[5; 32], &proof));
-        assert!(!ClusterKey::from_bytes([6; 32]).check_proof(Role::Listener, &t, &proof));
+        let proof = key.prove(Proof::Welcome, &t);
+        assert!(key.check_proof(Proof::Welcome, &t, &proof));
+        assert!(!key.check_proof(Proof::Finish, &t, &proof));
+        assert!(!key.check_proof(Proof::Welcome, &[5; 32], &proof));
+        assert!(!ClusterKey::from_bytes([6; 32]).check_proof(Proof::Welcome, &t, &proof));
         assert_eq!(ClusterKey::from_base64(&key.to_base64()), Ok(key.clone()));
         assert!(ClusterKey::from_base64("c2hvcnQ=").is_err());
         let ring = Keyring::new(vec![ClusterKey::from_bytes([1; 32]), key.clone()]).unwrap();

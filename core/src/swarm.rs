@@ -3,7 +3,7 @@
 //! with peer lists, sealed links, heartbeats, duplicate-link resolution, and the dial table
 //! (bootstrap, learned and member addresses) with exponential backoff.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::Duration;
 
 use rand_chacha::ChaCha20Rng;
@@ -13,7 +13,7 @@ use x25519_dalek::{PublicKey as DhPublic, StaticSecret};
 use crate::event::{Action, CloseReason, Direction, Metrics, RejectReason};
 use crate::scheduler::Time;
 use crate::sentry::{
-    ClusterKey, Fingerprint, Identity, Keyring, LinkCipher, PublicIdentity, Role, TAG_LEN,
+    ClusterKey, Fingerprint, Identity, Keyring, LinkCipher, Proof, PublicIdentity, Role, TAG_LEN,
     Transcript, derive_link_ciphers, handshake_signing_input,
 };
 use crate::wire::{
@@ -190,6 +190,7 @@ pub struct Swarm {
     own_addrs: BTreeSet<Addr>,
     /// New addresses learned so far (for the reservoir sample).
     learned: u64,
+    seen_hellos: SeenHellos,
 }
 
 impl Swarm {
@@ -215,6 +216,7 @@ impl Swarm {
             dialing: BTreeSet::new(),
             own_addrs: BTreeSet::from([listen.clone()]),
             learned: 0,
+            seen_hellos: SeenHellos::default(),
         }
     }
 
@@ -394,10 +396,12 @@ impl Swarm {
                 self.dialing.remove(&remote);
                 let secret = StaticSecret::random_from_rng(io.rng);
                 let hello = hello_identity(me, &secret, me.keyring.primary(), io.rng);
+                let proof = hello_proof(me.keyring.primary(), &hello);
                 send_plain(
                     conn,
                     &Handshake::Hello(Hello {
                         identity: hello.clone(),
+                        proof,
                     }),
                     out,
                 );
@@ -539,16 +543,24 @@ impl Swarm {
         let phase = std::mem::replace(&mut c.phase, Phase::AwaitHello);
         let direction = c.direction;
         let result = match (phase, msg) {
-            (_, Handshake::Refuse(Refuse { mut reason })) => {
+            (Phase::AwaitWelcome { .. }, Handshake::Refuse(refusal)) if refusal.at_capacity => {
+                check_peer_list(&refusal.peers)
+                    .map(|()| Step::Refused {
+                        peers: refusal.peers,
+                    })
+                    .map_err(RejectReason::from)
+            }
+            (_, Handshake::Refuse(Refuse { mut reason, .. })) => {
                 reason.truncate(crate::wire::MAX_REASON_LEN);
                 Err(RejectReason::Refused(reason))
             }
             (Phase::AwaitHello, Handshake::Hello(hello)) if direction == Direction::Inbound => {
                 on_hello(
                     me,
-                    hello.identity,
+                    hello,
                     peers_for_hello,
                     capacity_left,
+                    &mut self.seen_hellos,
                     io.rng,
                     conn,
                     io.out,
@@ -692,12 +704,12 @@ impl Swarm {
         metrics: &mut Metrics,
         out: &mut Vec<Action>,
     ) {
-        self.send_plain(now, conn, &to_json(msg), metrics, out);
+        self.send_sealed(now, conn, &to_json(msg), metrics, out);
     }
 
     /// Seals and sends a plaintext frame body on an established link (at most
     /// `max_frame_bytes`).
-    pub fn send_plain(
+    pub fn send_sealed(
         &mut self,
         now: Time,
         conn: ConnId,
@@ -885,21 +897,60 @@ fn refuse(conn: ConnId, reason: RejectReason, out: &mut Vec<Action>) -> RejectRe
         conn,
         &Handshake::Refuse(Refuse {
             reason: reason.to_string(),
+            at_capacity: false,
+            peers: Vec::new(),
         }),
         out,
     );
     reason
 }
 
+/// The dialer's proof of the cluster key over its hello.
+pub fn hello_proof(key: &ClusterKey, hello: &HelloIdentity) -> [u8; 32] {
+    key.prove(Proof::Hello, &Transcript::new().hello(hello).digest())
+}
+
+/// Hello nonces remembered to refuse replayed hellos before any RSA work.
+pub const HELLO_NONCES: usize = 1024;
+
+/// Recently seen hello nonces (bounded, oldest forgotten first).
+#[derive(Clone, Default)]
+struct SeenHellos {
+    order: VecDeque<[u8; 32]>,
+    set: HashSet<[u8; 32]>,
+}
+
+impl SeenHellos {
+    /// Records `nonce`; false if it was seen before.
+    fn first_time(&mut self, nonce: [u8; 32]) -> bool {
+        if !self.set.insert(nonce) {
+            return false;
+        }
+        self.order.push_back(nonce);
+        if self.order.len() > HELLO_NONCES
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn on_hello<R: CryptoRng + ?Sized>(
     me: &Me<'_>,
-    hello: HelloIdentity,
+    hello: Hello,
     peers: Vec<Addr>,
     capacity_left: bool,
+    seen: &mut SeenHellos,
     rng: &mut R,
     conn: ConnId,
     out: &mut Vec<Action>,
 ) -> Result<Step, RejectReason> {
+    let Hello {
+        identity: hello,
+        proof,
+    } = hello;
     let (public, peer) = check_identity(me, &hello).map_err(|r| match r {
         RejectReason::SelfConnection => r,
         other => refuse(conn, other, out),
@@ -909,28 +960,41 @@ fn on_hello<R: CryptoRng + ?Sized>(
         .by_id(&hello.key_id)
         .ok_or_else(|| refuse(conn, RejectReason::UnknownClusterKey, out))?
         .clone();
+    // Cheap checks first: only a cluster-key holder with a fresh hello gets RSA work.
+    let hello_digest = Transcript::new().hello(&hello).digest();
+    if !key.check_proof(Proof::Hello, &hello_digest, &proof) {
+        return Err(refuse(conn, RejectReason::BadProof, out));
+    }
+    if !seen.first_time(hello.nonce) {
+        let reason = RejectReason::Violation("replayed hello".into());
+        return Err(refuse(conn, reason, out));
+    }
+    if !capacity_left {
+        send_plain(
+            conn,
+            &Handshake::Refuse(Refuse {
+                reason: "at capacity".into(),
+                at_capacity: true,
+                peers,
+            }),
+            out,
+        );
+        return Ok(Step::Refused { peers: Vec::new() });
+    }
     let secret = StaticSecret::random_from_rng(rng);
     let ours = hello_identity(me, &secret, &key, rng);
     let mut transcript = Transcript::new();
-    transcript
-        .hello(&hello)
-        .hello(&ours)
-        .field(&[u8::from(capacity_left)])
-        .addrs(&peers);
+    transcript.hello(&hello).hello(&ours).addrs(&peers);
     let t1 = transcript.digest();
     let welcome = Welcome {
         identity: ours,
-        accepted: capacity_left,
-        peers: peers.clone(),
-        proof: key.prove(Role::Listener, &t1),
+        peers,
+        proof: key.prove(Proof::Welcome, &t1),
         sig: me
             .identity
             .sign(rng, &handshake_signing_input(Role::Listener, &t1)),
     };
     send_plain(conn, &Handshake::Welcome(welcome), out);
-    if !capacity_left {
-        return Ok(Step::Refused { peers: Vec::new() });
-    }
     let shared = secret
         .diffie_hellman(&DhPublic::from(hello.ephemeral))
         .to_bytes();
@@ -965,24 +1029,18 @@ fn on_welcome(
     transcript
         .hello(&ours)
         .hello(&welcome.identity)
-        .field(&[u8::from(welcome.accepted)])
         .addrs(&welcome.peers);
     let t1 = transcript.digest();
-    if !key.check_proof(Role::Listener, &t1, &welcome.proof) {
+    if !key.check_proof(Proof::Welcome, &t1, &welcome.proof) {
         return Err(RejectReason::BadProof);
     }
     public
         .verify(&handshake_signing_input(Role::Listener, &t1), &welcome.sig)
         .map_err(|_| RejectReason::BadHandshakeSignature)?;
-    if !welcome.accepted {
-        return Ok(Step::Refused {
-            peers: welcome.peers,
-        });
-    }
     let t2 = transcript.addrs(&peers).digest();
     let finish = Finish {
         peers,
-        proof: key.prove(Role::Dialer, &t2),
+        proof: key.prove(Proof::Finish, &t2),
         sig: me
             .identity
             .sign(io.rng, &handshake_signing_input(Role::Dialer, &t2)),
@@ -1010,7 +1068,7 @@ fn on_finish(
 ) -> Result<Step, RejectReason> {
     check_peer_list(&finish.peers).map_err(RejectReason::from)?;
     let t2 = transcript.addrs(&finish.peers).digest();
-    if !key.check_proof(Role::Dialer, &t2, &finish.proof) {
+    if !key.check_proof(Proof::Finish, &t2, &finish.proof) {
         return Err(RejectReason::BadProof);
     }
     public

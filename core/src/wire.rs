@@ -276,13 +276,14 @@ pub mod b64 {
 pub enum Handshake {
     /// Dialer → listener: who I am, my fresh nonce and ephemeral key, which cluster key I use.
     Hello(Hello),
-    /// Listener → dialer: who I am, accept or refuse (by capacity) with my peers' addresses,
-    /// signed over the transcript and proven with the cluster key.
+    /// Listener → dialer: who I am and my peers' addresses, signed over the transcript and
+    /// proven with the cluster key.
     Welcome(Welcome),
     /// Dialer → listener: my peers' addresses, signed over the transcript and proven.
     Finish(Finish),
-    /// Either side, unauthenticated: why the handshake cannot go on (unknown cluster key,
-    /// banned, ...). Informational only.
+    /// Either side, unauthenticated: why the handshake cannot go on (at capacity, with the
+    /// listener's peers to try instead; unknown cluster key, banned, ...). The addresses are
+    /// only dial candidates: any link to them needs a full handshake.
     Refuse(Refuse),
 }
 
@@ -316,6 +317,10 @@ pub struct Hello {
     /// Who the dialer is.
     #[serde(flatten)]
     pub identity: HelloIdentity,
+    /// HMAC of the hello's fields with the cluster key: the listener checks it before any
+    /// RSA work, so a stranger cannot make it sign.
+    #[serde(with = "b64::array32")]
+    pub proof: [u8; 32],
 }
 
 /// Listener's answer.
@@ -324,8 +329,6 @@ pub struct Welcome {
     /// Who the listener is.
     #[serde(flatten)]
     pub identity: HelloIdentity,
-    /// False when the listener is at `max_peers`; it closes after this message.
-    pub accepted: bool,
     /// Addresses of the listener's direct peers.
     pub peers: Vec<Addr>,
     /// HMAC of the transcript with the cluster key.
@@ -354,6 +357,12 @@ pub struct Finish {
 pub struct Refuse {
     /// Human-readable reason.
     pub reason: String,
+    /// The listener is at `max_peers`; `peers` are its direct peers, to try instead.
+    #[serde(default)]
+    pub at_capacity: bool,
+    /// Addresses of the refusing node's direct peers (with `at_capacity`).
+    #[serde(default)]
+    pub peers: Vec<Addr>,
 }
 
 /// What travels on an established, encrypted link. Externally tagged

@@ -834,3 +834,94 @@ fn bytes_that_never_complete_a_frame_do_not_keep_a_link_alive() {
     }
     assert!(c.closes.contains(&(0, CloseReason::HeartbeatTimeout)));
 }
+
+/// Plaintext handshake frames a node sent on `conn` (its first frames).
+fn handshake_sends(actions: &[overlay_core::Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            overlay_core::Action::Send { bytes, .. } => {
+                Some(String::from_utf8_lossy(bytes.get(4..).unwrap_or_default()).into_owned())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn hellos_without_the_cluster_key_proof_or_replayed_get_no_rsa_work() {
+    use overlay_core::wire::{Handshake, encode_frame, to_json};
+    use overlay_core::{ConnId, Direction, Event, Node, Time};
+    let t = Time::from_millis(1);
+    let mut dialer = Node::new(
+        config(1, 200, vec![], &[0]),
+        identity(1),
+        [1; 32],
+        Time::ZERO,
+    )
+    .unwrap();
+    let mut listener = Node::new(
+        config(0, 100, vec![], &[]),
+        identity(0),
+        [2; 32],
+        Time::ZERO,
+    )
+    .unwrap();
+    dialer.handle(t, Event::Tick);
+    let opened = Event::Connected {
+        conn: ConnId(1),
+        direction: Direction::Outbound,
+        remote: addr(0),
+    };
+    let hello_frame = match dialer.handle(t, opened).into_iter().next() {
+        Some(overlay_core::Action::Send { bytes, .. }) => bytes,
+        other => panic!("expected the hello, got {other:?}"),
+    };
+    let inbound = |conn| Event::Connected {
+        conn,
+        direction: Direction::Inbound,
+        remote: addr(1),
+    };
+    // A stranger who knows the key id but not the key: the proof is wrong.
+    let Handshake::Hello(mut forged) = serde_json::from_slice(&hello_frame[4..]).unwrap() else {
+        panic!("not a hello")
+    };
+    forged.proof[0] ^= 1;
+    listener.handle(t, inbound(ConnId(10)));
+    let answer = listener.handle(
+        t,
+        Event::Received {
+            conn: ConnId(10),
+            bytes: encode_frame(&to_json(&Handshake::Hello(forged))),
+        },
+    );
+    let sent = handshake_sends(&answer);
+    assert!(sent.iter().all(|f| !f.contains("welcome")), "{sent:?}");
+    assert!(
+        sent.iter().any(|f| f.contains("bad cluster key proof")),
+        "{sent:?}"
+    );
+    // The genuine hello is answered once; replayed on another connection it is refused.
+    listener.handle(t, inbound(ConnId(11)));
+    let first = handshake_sends(&listener.handle(
+        t,
+        Event::Received {
+            conn: ConnId(11),
+            bytes: hello_frame.clone(),
+        },
+    ));
+    assert!(first.iter().any(|f| f.contains("welcome")), "{first:?}");
+    listener.handle(t, inbound(ConnId(12)));
+    let replay = handshake_sends(&listener.handle(
+        t,
+        Event::Received {
+            conn: ConnId(12),
+            bytes: hello_frame,
+        },
+    ));
+    assert!(replay.iter().all(|f| !f.contains("welcome")), "{replay:?}");
+    assert!(
+        replay.iter().any(|f| f.contains("replayed hello")),
+        "{replay:?}"
+    );
+}

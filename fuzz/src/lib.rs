@@ -454,16 +454,21 @@ fn hello_of(h: &FuzzHello) -> Handshake {
     let f = fixture();
     let id = &f.others[usize::from(h.key) % f.others.len()];
     let key_id = if h.right_cluster_key { cluster_key().id() } else { format!("{:016x}", h.key) };
-    Handshake::Hello(Hello {
-        identity: HelloIdentity {
-            version: h.version % 3,
-            node: NodeId(u32::from(h.node % 8)),
-            asn: Asn(u32::from(h.asn)),
-            pubkey: id.public().der().to_vec(),
-            nonce: [h.key; 32],
-            ephemeral: [h.node; 32],
-            listen: Addr(h.listen.clone()),
-            key_id,
-        },
-    })
+    let identity = HelloIdentity {
+        version: h.version % 3,
+        node: NodeId(u32::from(h.node % 8)),
+        asn: Asn(u32::from(h.asn)),
+        pubkey: id.public().der().to_vec(),
+        nonce: [h.key; 32],
+        ephemeral: [h.node; 32],
+        listen: Addr(h.listen.clone()),
+        key_id,
+    };
+    // A real member's proof, or a stranger's guess.
+    let proof = if h.right_cluster_key {
+        overlay_core::swarm::hello_proof(&cluster_key(), &identity)
+    } else {
+        [h.asn; 32]
+    };
+    Handshake::Hello(Hello { identity, proof })
 }
