@@ -15,7 +15,8 @@ use crate::event::{Metrics, RejectReason};
 use crate::gossip::Gossip;
 use crate::scheduler::Time;
 use crate::wire::{
-    Announcement, ConnId, Digest, LinkMessage, MAX_BATCH, MAX_IDS, RumorId, RumorKey, SignedRumor,
+    Announcement, ConnId, Digest, LinkMessage, MAX_BATCH, MAX_IDS, NodeId, RumorId, RumorKey,
+    SignedRumor,
 };
 
 /// How rumors spread.
@@ -66,18 +67,31 @@ struct Outbox {
     answer: Vec<SignedRumor>,
     ihave: Vec<Announcement>,
     graft: Vec<RumorId>,
-    /// Send a graft even with no ids (a tree optimisation: just push to me).
-    graft_link: bool,
-    prune: bool,
+    /// Origins for which the peer should push to us again without resending (tree
+    /// optimisation).
+    graft_origins: BTreeSet<NodeId>,
+    /// Origins for which the peer should only announce to us.
+    prune: BTreeSet<NodeId>,
     digests: Vec<Digest>,
 }
 
-/// Per-link dissemination state.
+/// Most links the per-origin masks can tell apart (`max_peers` is capped at this).
+pub const MAX_LINK_SLOTS: usize = 128;
+
+/// Per-link dissemination state. Plumtree runs one tree per origin: for each origin, the
+/// links that only get announcements of its rumors (all links start eager), so a rumor
+/// travels along the first-arrival tree of its own origin, close to a shortest-path tree,
+/// instead of one tree shared by all origins. An origin's first rumor floods, and its
+/// duplicates prune the tree in one round. (Starting new origins from a tree shared by all
+/// origins was measured: slower to converge, with grafts for rounds.)
 #[derive(Debug, Clone)]
 pub struct Broadcast {
+    me: NodeId,
     policy: BroadcastPolicy,
-    eager: BTreeSet<ConnId>,
-    lazy: BTreeSet<ConnId>,
+    /// A bit index per established link, for the per-origin masks.
+    slots: BTreeMap<ConnId, u8>,
+    /// Per origin, the links (slot bits) that are lazy for its rumors.
+    lazy: HashMap<NodeId, u128>,
     missing: BTreeMap<RumorId, Missing>,
     outbox: BTreeMap<ConnId, Outbox>,
     /// Ids each link asked for (grafts, digest entries) in the current round.
@@ -85,12 +99,13 @@ pub struct Broadcast {
 }
 
 impl Broadcast {
-    /// No links yet.
-    pub fn new(policy: BroadcastPolicy) -> Self {
+    /// No links yet, for node `me`.
+    pub fn new(me: NodeId, policy: BroadcastPolicy) -> Self {
         Broadcast {
+            me,
             policy,
-            eager: BTreeSet::new(),
-            lazy: BTreeSet::new(),
+            slots: BTreeMap::new(),
+            lazy: HashMap::new(),
             missing: BTreeMap::new(),
             outbox: BTreeMap::new(),
             requests: BTreeMap::new(),
@@ -101,22 +116,61 @@ impl Broadcast {
         self.outbox.entry(conn).or_default()
     }
 
-    fn make_eager(&mut self, conn: ConnId) {
-        self.lazy.remove(&conn);
-        self.eager.insert(conn);
+    fn bit(&self, conn: ConnId) -> u128 {
+        self.slots.get(&conn).map_or(0, |&slot| 1u128 << slot)
     }
 
-    /// A link came up: it starts eager, and both ends send their digests so each learns
-    /// at once what the other has (a joiner converges, healed partitions re-merge).
+    /// Whether `conn` only gets announcements of `origin`'s rumors. A node is the root of
+    /// its own rumors' tree: it pushes them on every link.
+    fn is_lazy(&self, conn: ConnId, origin: NodeId) -> bool {
+        if origin == self.me {
+            return false;
+        }
+        self.lazy
+            .get(&origin)
+            .is_some_and(|mask| mask & self.bit(conn) != 0)
+    }
+
+    /// Makes `conn` lazy (or eager) for `origin`.
+    fn set_lazy(&mut self, conn: ConnId, origin: NodeId, lazy: bool) {
+        if self.policy.mode == Dissemination::Flood || self.is_lazy(conn, origin) == lazy {
+            return;
+        }
+        if lazy && !self.lazy.contains_key(&origin) && self.lazy.len() >= self.policy.max_missing {
+            // Too many origins tracked: this one keeps flooding.
+            return;
+        }
+        let bit = self.bit(conn);
+        let mask = self.lazy.entry(origin).or_default();
+        if lazy {
+            *mask |= bit;
+        } else {
+            *mask &= !bit;
+        }
+        if *mask == 0 {
+            self.lazy.remove(&origin);
+        }
+    }
+
+    /// A link came up: it is eager for every origin, and both ends send their digests so
+    /// each learns at once what the other has (a joiner converges, partitions re-merge).
     pub fn link_up(&mut self, conn: ConnId, store: &Gossip) {
-        self.make_eager(conn);
+        let used: BTreeSet<u8> = self.slots.values().copied().collect();
+        let Some(slot) = (0..MAX_LINK_SLOTS as u8).find(|s| !used.contains(s)) else {
+            return;
+        };
+        self.slots.insert(conn, slot);
         self.out(conn).digests = store.digests(false);
     }
 
     /// A link went down.
     pub fn link_down(&mut self, conn: ConnId) {
-        self.eager.remove(&conn);
-        self.lazy.remove(&conn);
+        let bit = self.bit(conn);
+        self.lazy.retain(|_, mask| {
+            *mask &= !bit;
+            *mask != 0
+        });
+        self.slots.remove(&conn);
         self.outbox.remove(&conn);
         self.requests.remove(&conn);
         for m in self.missing.values_mut() {
@@ -125,30 +179,24 @@ impl Broadcast {
     }
 
     /// Spreads a rumor this node just accepted (`from` its sender) or originated (`from` is
-    /// `None`): eager push to eager links, announcements to lazy ones.
+    /// `None`): pushed on the links eager for its origin, announced on the others.
     pub fn spread(&mut self, now: Time, store: &Gossip, key: &RumorKey, from: Option<ConnId>) {
         let Some(rumor) = store.outgoing(now, key) else {
             return;
         };
         let id = rumor.id();
         self.delivered(id);
-        let targets: Vec<ConnId> = match self.policy.mode {
-            Dissemination::Plumtree => self.eager.iter().copied().collect(),
-            Dissemination::Flood => self.eager.iter().chain(&self.lazy).copied().collect(),
-        };
-        for conn in targets {
-            if Some(conn) != from && !store.peer_has(conn, key, id.seq()) {
-                self.out(conn).push.push(rumor.clone());
+        let links: Vec<ConnId> = self.slots.keys().copied().collect();
+        for conn in links {
+            if Some(conn) == from || store.peer_has(conn, key, id.seq()) {
+                continue;
             }
-        }
-        if self.policy.mode == Dissemination::Plumtree {
-            let lazy: Vec<ConnId> = self.lazy.iter().copied().collect();
-            for conn in lazy {
-                if Some(conn) != from && !store.peer_has(conn, key, id.seq()) {
-                    self.out(conn)
-                        .ihave
-                        .push(Announcement(id.0, id.1, id.2, rumor.hops));
-                }
+            if self.is_lazy(conn, key.origin) {
+                self.out(conn)
+                    .ihave
+                    .push(Announcement(id.0, id.1, id.2, rumor.hops));
+            } else {
+                self.out(conn).push.push(rumor.clone());
             }
         }
     }
@@ -158,7 +206,7 @@ impl Broadcast {
         let Some(rumor) = store.outgoing(now, key) else {
             return;
         };
-        let links: Vec<ConnId> = self.eager.iter().chain(&self.lazy).copied().collect();
+        let links: Vec<ConnId> = self.slots.keys().copied().collect();
         for conn in links {
             self.out(conn).push.push(rumor.clone());
         }
@@ -176,31 +224,37 @@ impl Broadcast {
         }
     }
 
-    /// A pushed rumor was a duplicate: the link closes a cycle of the tree, prune it.
-    pub fn duplicate_push(&mut self, conn: ConnId) {
-        if self.policy.mode == Dissemination::Plumtree && self.eager.remove(&conn) {
-            self.lazy.insert(conn);
-            self.out(conn).prune = true;
+    /// A push brought duplicates of these origins' rumors: the link closes a cycle of
+    /// their trees; prune it for them. A node's own rumors echoed back only stop coming:
+    /// the link stays the best way out for them.
+    pub fn duplicate_push(&mut self, conn: ConnId, origins: &BTreeSet<NodeId>) {
+        if self.policy.mode == Dissemination::Flood {
+            return;
+        }
+        for &origin in origins {
+            if origin != self.me {
+                self.set_lazy(conn, origin, true);
+            }
+            // Always tell the peer, even when this end was lazy already: its end may still
+            // be eager (a tree started from the shared one, a graft crossing a prune).
+            self.out(conn).prune.insert(origin);
         }
     }
 
-    /// The peer pruned this link: only announce to it from now on.
-    pub fn pruned(&mut self, conn: ConnId) {
-        if self.policy.mode == Dissemination::Plumtree && self.eager.remove(&conn) {
-            self.lazy.insert(conn);
+    /// The peer pruned this link for these origins: only announce their rumors to it.
+    pub fn pruned(&mut self, conn: ConnId, origins: &[NodeId]) {
+        for &origin in origins {
+            self.set_lazy(conn, origin, true);
         }
     }
 
     /// The peer announced rumors: wait for the missing ones, graft them if they are late;
-    /// for ones already here, swap the links if the announcer's path is much shorter.
+    /// for ones already here, swap links if the announcer's path is much shorter.
     pub fn announced(&mut self, now: Time, conn: ConnId, anns: &[Announcement], store: &Gossip) {
-        let mut optimised = false;
         for ann in anns {
             let id = ann.id();
             if store.newest_seq(&id.key()).is_some_and(|s| s >= id.seq()) {
-                if !optimised {
-                    optimised = self.optimise(conn, ann, store);
-                }
+                self.optimise(conn, ann, store);
                 continue;
             }
             if !self.missing.contains_key(&id) && self.missing.len() >= self.policy.max_missing {
@@ -216,33 +270,29 @@ impl Broadcast {
         }
     }
 
-    /// Plumtree's optimisation: the lazy link `conn` would have delivered `ann` at least
-    /// `optimize_hops` hops sooner than the eager link that did; make `conn` eager and prune
-    /// the other. Returns whether the links swapped.
-    fn optimise(&mut self, conn: ConnId, ann: &Announcement, store: &Gossip) -> bool {
+    /// Plumtree's optimisation, per origin: the lazy link `conn` would have delivered `ann`
+    /// at least `optimize_hops` hops sooner than the eager link that did; make `conn` eager
+    /// for that origin and prune the other.
+    fn optimise(&mut self, conn: ConnId, ann: &Announcement, store: &Gossip) {
         let threshold = self.policy.optimize_hops;
-        if threshold == 0
-            || self.policy.mode != Dissemination::Plumtree
-            || self.eager.contains(&conn)
-        {
-            return false;
+        let origin = ann.0;
+        if threshold == 0 || !self.is_lazy(conn, origin) {
+            return;
         }
         let Some((seq, hops, Some(parent))) = store.arrival(&ann.id().key()) else {
-            return false;
+            return;
         };
         if seq != ann.id().seq()
             || parent == conn
-            || !self.eager.contains(&parent)
+            || self.is_lazy(parent, origin)
             || hops < ann.hops().saturating_add(threshold)
         {
-            return false;
+            return;
         }
-        self.make_eager(conn);
-        self.out(conn).graft_link = true;
-        self.eager.remove(&parent);
-        self.lazy.insert(parent);
-        self.out(parent).prune = true;
-        true
+        self.set_lazy(conn, origin, false);
+        self.out(conn).graft_origins.insert(origin);
+        self.set_lazy(parent, origin, true);
+        self.out(parent).prune.insert(origin);
     }
 
     /// When the next graft is due.
@@ -251,7 +301,8 @@ impl Broadcast {
     }
 
     /// Grafts every rumor still missing at its deadline from the next peer that announced
-    /// it (that link becomes eager); gives up when no announcer is left.
+    /// it (that link becomes eager for the rumor's origin); gives up when no announcer is
+    /// left.
     pub fn graft_due(&mut self, now: Time, store: &Gossip) {
         let due: Vec<RumorId> = self
             .missing
@@ -267,7 +318,7 @@ impl Broadcast {
             });
             match next {
                 Some(conn) if !have => {
-                    self.make_eager(conn);
+                    self.set_lazy(conn, id.0, false);
                     self.out(conn).graft.push(id);
                 }
                 _ => {
@@ -284,18 +335,22 @@ impl Broadcast {
         *used <= self.policy.max_requests_per_round
     }
 
-    /// The peer grafted: push to it eagerly, and answer what it asked for.
+    /// The peer grafted: push its origins' rumors to it eagerly again, and answer what it
+    /// asked for.
     pub fn grafted(
         &mut self,
         now: Time,
         conn: ConnId,
         ids: &[RumorId],
+        origins: &[NodeId],
         store: &Gossip,
     ) -> Result<(), RejectReason> {
-        if !self.allow_requests(conn, ids.len()) {
+        if !self.allow_requests(conn, ids.len() + origins.len()) {
             return Err(RejectReason::RateLimited);
         }
-        self.make_eager(conn);
+        for &origin in origins.iter().chain(ids.iter().map(|id| &id.0)) {
+            self.set_lazy(conn, origin, false);
+        }
         for id in ids {
             if let Some(r) = store.outgoing(now, &id.key()).filter(|r| r.seq >= id.seq()) {
                 self.out(conn).answer.push(r);
@@ -330,7 +385,7 @@ impl Broadcast {
 
     /// Anti-entropy: sends this node's digest to one random link, asking for its digest.
     pub fn anti_entropy<R: Rng + ?Sized>(&mut self, rng: &mut R, store: &Gossip) {
-        let links: Vec<ConnId> = self.eager.iter().chain(&self.lazy).copied().collect();
+        let links: Vec<ConnId> = self.slots.keys().copied().collect();
         if links.is_empty() {
             return;
         }
@@ -362,21 +417,24 @@ impl Broadcast {
         let budget = self.policy.max_frame_bytes / 2;
         let mut messages = Vec::new();
         for (&conn, out) in self.outbox.iter_mut() {
-            if out.prune {
-                metrics.prunes_out += 1;
-                messages.push((conn, LinkMessage::Prune));
-                out.prune = false;
+            if !out.prune.is_empty() {
+                metrics.prunes_out += out.prune.len() as u64;
+                let origins: Vec<NodeId> = std::mem::take(&mut out.prune).into_iter().collect();
+                for chunk in origins.chunks(MAX_IDS) {
+                    let origins = chunk.to_vec();
+                    messages.push((conn, LinkMessage::Prune { origins }));
+                }
             }
             for digest in out.digests.drain(..) {
                 messages.push((conn, LinkMessage::Digest(digest)));
             }
-            for ids in out.graft.drain(..).collect::<Vec<_>>().chunks(MAX_IDS) {
-                metrics.grafts_out += ids.len() as u64;
-                messages.push((conn, LinkMessage::Graft { ids: ids.to_vec() }));
-                out.graft_link = false;
-            }
-            if std::mem::take(&mut out.graft_link) {
-                messages.push((conn, LinkMessage::Graft { ids: Vec::new() }));
+            let ids = std::mem::take(&mut out.graft);
+            let origins: Vec<NodeId> = std::mem::take(&mut out.graft_origins).into_iter().collect();
+            metrics.grafts_out += ids.len() as u64;
+            if !ids.is_empty() || !origins.is_empty() {
+                for (ids, origins) in chunk_pairs(&ids, &origins) {
+                    messages.push((conn, LinkMessage::Graft { ids, origins }));
+                }
             }
             newest_only(&mut out.push, &mut out.answer);
             for (rumors, answer) in [(&mut out.push, false), (&mut out.answer, true)] {
@@ -401,15 +459,28 @@ impl Broadcast {
         messages
     }
 
-    /// Links by role: (eager, lazy).
+    /// Links, and (origin, link) pairs that are lazy.
     pub fn links(&self) -> (usize, usize) {
-        (self.eager.len(), self.lazy.len())
+        let lazy = self.lazy.values().map(|m| m.count_ones() as usize).sum();
+        (self.slots.len(), lazy)
     }
 
     /// Rumors waited for.
     pub fn missing(&self) -> usize {
         self.missing.len()
     }
+}
+
+/// Pairs id and origin lists into messages of at most [`MAX_IDS`] entries each.
+fn chunk_pairs(ids: &[RumorId], origins: &[NodeId]) -> Vec<(Vec<RumorId>, Vec<NodeId>)> {
+    let mut out: Vec<(Vec<RumorId>, Vec<NodeId>)> = ids
+        .chunks(MAX_IDS)
+        .map(|c| (c.to_vec(), Vec::new()))
+        .collect();
+    for chunk in origins.chunks(MAX_IDS) {
+        out.push((Vec::new(), chunk.to_vec()));
+    }
+    out
 }
 
 /// Keeps one copy of each rumor key, the newest, across a link's pushes and answers: an
@@ -513,42 +584,110 @@ mod tests {
             .collect()
     }
 
+    fn origins(ids: &[u32]) -> BTreeSet<NodeId> {
+        ids.iter().map(|&i| NodeId(i)).collect()
+    }
+
+    #[test]
+    fn trees_are_per_origin_and_every_duplicate_prunes() {
+        let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
+        let (store, rumor) = store_with_rumor(a, 1);
+        let mut bc = Broadcast::new(NodeId(1), policy(Dissemination::Plumtree));
+        for conn in [a, b, c] {
+            bc.link_up(conn, &store);
+        }
+        sent(&mut bc);
+        // Duplicates of node 8's rumors came over c, then of node 9's over b.
+        bc.duplicate_push(c, &origins(&[8]));
+        bc.duplicate_push(b, &origins(&[9]));
+        assert_eq!(
+            sent(&mut bc),
+            vec![
+                (b, r#"{"prune":{"origins":[9]}}"#.to_string()),
+                (c, r#"{"prune":{"origins":[8]}}"#.to_string()),
+            ]
+        );
+        assert!(
+            bc.is_lazy(c, NodeId(8)) && !bc.is_lazy(b, NodeId(8)),
+            "8's own tree"
+        );
+        assert!(
+            bc.is_lazy(b, NodeId(9)) && !bc.is_lazy(c, NodeId(9)),
+            "9's own tree"
+        );
+        assert!(
+            !bc.is_lazy(b, NodeId(7)),
+            "a new origin's first rumor floods"
+        );
+        // Already lazy here, but the peer may still push: it is told again.
+        bc.duplicate_push(b, &origins(&[9]));
+        assert_eq!(
+            sent(&mut bc),
+            vec![(b, r#"{"prune":{"origins":[9]}}"#.to_string())]
+        );
+        // Duplicates of our own rumors: the peer stops pushing them, we keep pushing ours.
+        bc.duplicate_push(c, &origins(&[1]));
+        assert_eq!(
+            sent(&mut bc),
+            vec![(c, r#"{"prune":{"origins":[1]}}"#.to_string())]
+        );
+        assert!(!bc.is_lazy(c, NodeId(1)));
+        bc.spread(Time::ZERO, &store, &rumor.key(), Some(a));
+        let out = sent(&mut bc);
+        assert!(
+            out.contains(&(b, r#"{"ihave":{"ids":[[9,null,1,2]]}}"#.to_string())),
+            "{out:?}"
+        );
+        assert!(
+            out.iter()
+                .any(|(conn, m)| *conn == c && m.starts_with(r#"{"rumors""#)),
+            "{out:?}"
+        );
+        // The links are gone: so is their place in every tree.
+        bc.link_down(b);
+        bc.link_down(c);
+        assert_eq!(bc.links(), (1, 0));
+    }
+
     #[test]
     fn a_much_shorter_lazy_path_swaps_with_the_eager_one() {
         let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
         let (store, rumor) = store_with_rumor(a, 6);
-        let mut bc = Broadcast::new(policy(Dissemination::Plumtree));
+        let mut bc = Broadcast::new(NodeId(1), policy(Dissemination::Plumtree));
         for conn in [a, b, c] {
             bc.link_up(conn, &store);
         }
-        bc.duplicate_push(b);
-        bc.duplicate_push(c);
+        bc.duplicate_push(b, &origins(&[9]));
+        bc.duplicate_push(c, &origins(&[9]));
         sent(&mut bc);
-        assert_eq!(bc.links(), (1, 2));
+        assert_eq!(bc.links(), (3, 2));
         let ann = |hops| Announcement(rumor.origin, None, rumor.seq, hops);
         // Two hops shorter: below the threshold of three.
         bc.announced(Time::ZERO, c, &[ann(4)], &store);
         assert!(sent(&mut bc).is_empty());
         bc.announced(Time::ZERO, b, &[ann(2)], &store);
         let out = sent(&mut bc);
-        assert!(out.contains(&(a, "\"prune\"".to_string())), "{out:?}");
         assert!(
-            out.contains(&(b, r#"{"graft":{"ids":[]}}"#.to_string())),
+            out.contains(&(a, r#"{"prune":{"origins":[9]}}"#.to_string())),
             "{out:?}"
         );
-        assert!(bc.eager.contains(&b) && bc.lazy.contains(&a));
+        assert!(
+            out.contains(&(b, r#"{"graft":{"ids":[],"origins":[9]}}"#.to_string())),
+            "{out:?}"
+        );
+        assert!(!bc.is_lazy(b, NodeId(9)) && bc.is_lazy(a, NodeId(9)));
     }
 
     #[test]
     fn missing_rumors_are_grafted_from_announcers_in_turn_and_flooding_never_prunes() {
         let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
         let (store, _) = store_with_rumor(a, 1);
-        let mut bc = Broadcast::new(policy(Dissemination::Plumtree));
+        let mut bc = Broadcast::new(NodeId(1), policy(Dissemination::Plumtree));
         for conn in [a, b, c] {
             bc.link_up(conn, &store);
         }
-        bc.duplicate_push(b);
-        bc.duplicate_push(c);
+        bc.duplicate_push(b, &origins(&[7]));
+        bc.duplicate_push(c, &origins(&[7]));
         sent(&mut bc);
         let unknown = Announcement(NodeId(7), None, 3, 1);
         bc.announced(Time::ZERO, b, &[unknown], &store);
@@ -557,20 +696,26 @@ mod tests {
         bc.graft_due(Time::from_millis(200), &store);
         assert_eq!(
             sent(&mut bc),
-            vec![(b, r#"{"graft":{"ids":[[7,null,3]]}}"#.to_string())]
+            vec![(
+                b,
+                r#"{"graft":{"ids":[[7,null,3]],"origins":[]}}"#.to_string()
+            )]
         );
-        assert!(bc.eager.contains(&b));
+        assert!(!bc.is_lazy(b, NodeId(7)));
         bc.graft_due(Time::from_millis(400), &store);
         assert_eq!(
             sent(&mut bc),
-            vec![(c, r#"{"graft":{"ids":[[7,null,3]]}}"#.to_string())]
+            vec![(
+                c,
+                r#"{"graft":{"ids":[[7,null,3]],"origins":[]}}"#.to_string()
+            )]
         );
         bc.graft_due(Time::from_millis(600), &store);
         assert_eq!(bc.missing(), 0, "no announcer left: give up");
 
-        let mut flood = Broadcast::new(policy(Dissemination::Flood));
+        let mut flood = Broadcast::new(NodeId(1), policy(Dissemination::Flood));
         flood.link_up(a, &store);
-        flood.duplicate_push(a);
+        flood.duplicate_push(a, &origins(&[7]));
         assert_eq!(flood.links(), (1, 0));
     }
 
@@ -578,15 +723,15 @@ mod tests {
     fn peers_asking_for_too_much_are_refused() {
         let (a, _) = (ConnId(1), ());
         let (store, rumor) = store_with_rumor(a, 1);
-        let mut bc = Broadcast::new(policy(Dissemination::Plumtree));
+        let mut bc = Broadcast::new(NodeId(1), policy(Dissemination::Plumtree));
         bc.link_up(a, &store);
         let ids = vec![rumor.id(); 64];
-        assert!(bc.grafted(Time::ZERO, a, &ids, &store).is_ok());
+        assert!(bc.grafted(Time::ZERO, a, &ids, &[], &store).is_ok());
         assert_eq!(
-            bc.grafted(Time::ZERO, a, &ids[..1], &store),
+            bc.grafted(Time::ZERO, a, &ids[..1], &[], &store),
             Err(RejectReason::RateLimited)
         );
         bc.new_round();
-        assert!(bc.grafted(Time::ZERO, a, &ids[..1], &store).is_ok());
+        assert!(bc.grafted(Time::ZERO, a, &ids[..1], &[], &store).is_ok());
     }
 }

@@ -23,6 +23,9 @@ pub enum ConfigError {
     /// `max_peers` is zero.
     #[error("max_peers: must be at least 1")]
     MaxPeersZero,
+    /// `max_peers` above what the per-origin dissemination trees can track.
+    #[error("max_peers: {0} is above the maximum of {max}", max = crate::broadcast::MAX_LINK_SLOTS)]
+    TooManyPeers(usize),
     /// `min_peers` above `max_peers`.
     #[error("min_peers: {min} is above max_peers {max}")]
     MinAboveMax {
@@ -229,6 +232,9 @@ impl Config {
         }
         if self.max_peers == 0 {
             return Err(ConfigError::MaxPeersZero);
+        }
+        if self.max_peers > crate::broadcast::MAX_LINK_SLOTS {
+            return Err(ConfigError::TooManyPeers(self.max_peers));
         }
         if self.min_peers > self.max_peers {
             return Err(ConfigError::MinAboveMax {

@@ -2,6 +2,7 @@
 //! owns it (swarm, gossip, routing, sentry, scheduler), carries their results to the
 //! components that react, and collects the [`Action`]s.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use rand_chacha::ChaCha20Rng;
@@ -109,10 +110,11 @@ pub struct StateSizes {
     pub buffered_bytes: usize,
     /// Set timers.
     pub timers: usize,
-    /// Links pushed to eagerly.
-    pub eager_links: usize,
-    /// Links announced to lazily.
-    pub lazy_links: usize,
+    /// Links in the dissemination table.
+    pub links: usize,
+    /// (origin, link) pairs that only get announcements (the pruned part of the per-origin
+    /// trees).
+    pub lazy_pairs: usize,
     /// Rumors announced but not yet delivered.
     pub missing: usize,
     /// Reputation records (offenders, bans, accused, evicted).
@@ -187,15 +189,18 @@ impl Node {
             },
             cache,
         );
-        let broadcast = Broadcast::new(BroadcastPolicy {
-            mode: config.dissemination,
-            lazy_interval: config.lazy(),
-            graft_timeout: config.graft(),
-            max_frame_bytes: config.max_frame_bytes,
-            max_missing: config.max_members.saturating_mul(2),
-            max_requests_per_round: config.max_members.saturating_mul(4),
-            optimize_hops: config.optimize_hops,
-        });
+        let broadcast = Broadcast::new(
+            config.node_id,
+            BroadcastPolicy {
+                mode: config.dissemination,
+                lazy_interval: config.lazy(),
+                graft_timeout: config.graft(),
+                max_frame_bytes: config.max_frame_bytes,
+                max_missing: config.max_members.saturating_mul(2),
+                max_requests_per_round: config.max_members.saturating_mul(4),
+                optimize_hops: config.optimize_hops,
+            },
+        );
         let reputation = Reputation::new(ReputationPolicy {
             reject_threshold: config.reject_threshold,
             offense_window: config.gossip_period * 10,
@@ -442,7 +447,10 @@ impl Node {
                 )))
             }
             LinkMessage::IHave { ids } => check_ids(ids).map_err(RejectReason::from),
-            LinkMessage::Graft { ids } => check_ids(ids).map_err(RejectReason::from),
+            LinkMessage::Graft { ids, origins } => check_ids(ids)
+                .and_then(|()| check_ids(origins))
+                .map_err(RejectReason::from),
+            LinkMessage::Prune { origins } => check_ids(origins).map_err(RejectReason::from),
             LinkMessage::Digest(digest) => digest.check().map_err(RejectReason::from),
             _ => Ok(()),
         };
@@ -466,11 +474,12 @@ impl Node {
                 }
                 Ok(())
             }
-            LinkMessage::Graft { ids } => {
-                self.broadcast.grafted(self.now, conn, &ids, &self.gossip)
+            LinkMessage::Graft { ids, origins } => {
+                self.broadcast
+                    .grafted(self.now, conn, &ids, &origins, &self.gossip)
             }
-            LinkMessage::Prune => {
-                self.broadcast.pruned(conn);
+            LinkMessage::Prune { origins } => {
+                self.broadcast.pruned(conn, &origins);
                 Ok(())
             }
             LinkMessage::Digest(digest) => {
@@ -483,17 +492,21 @@ impl Node {
         }
     }
 
-    /// Runs a batch of rumors through the pipeline; a duplicate in an eager push prunes.
+    /// Runs a batch of rumors through the pipeline; duplicates in an eager push prune the
+    /// link for their origins.
     fn rumors(&mut self, conn: ConnId, peer: &PeerInfo, rumors: Vec<SignedRumor>, pushed: bool) {
-        let mut duplicate = false;
+        let mut duplicates = BTreeSet::new();
         for rumor in rumors {
             if self.swarm.link_to(&peer.fingerprint) != Some(conn) {
                 return;
             }
-            duplicate |= self.rumor(conn, peer, rumor);
+            let origin = rumor.origin;
+            if self.rumor(conn, peer, rumor) {
+                duplicates.insert(origin);
+            }
         }
-        if pushed && duplicate {
-            self.broadcast.duplicate_push(conn);
+        if pushed && !duplicates.is_empty() {
+            self.broadcast.duplicate_push(conn, &duplicates);
         }
     }
 
@@ -871,8 +884,8 @@ impl Node {
             cached_keys,
             buffered_bytes: self.swarm.buffered(),
             timers: self.scheduler.len(),
-            eager_links: self.broadcast.links().0,
-            lazy_links: self.broadcast.links().1,
+            links: self.broadcast.links().0,
+            lazy_pairs: self.broadcast.links().1,
             missing: self.broadcast.missing(),
             reputation: self.reputation.sizes(),
         }

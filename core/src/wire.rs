@@ -387,13 +387,20 @@ pub enum LinkMessage {
         /// The rumors announced.
         ids: Vec<Announcement>,
     },
-    /// Tree repair: send me these rumors, and push to me eagerly from now on.
+    /// Tree repair: send me these rumors, and push their origins' rumors (and those of
+    /// `origins`) to me eagerly from now on.
     Graft {
         /// The rumors wanted.
         ids: Vec<RumorId>,
+        /// Further origins to push again, without resending anything.
+        #[serde(default)]
+        origins: Vec<NodeId>,
     },
-    /// I received a duplicate from you: only announce to me lazily from now on.
-    Prune,
+    /// I received duplicates of these origins' rumors from you: only announce them to me.
+    Prune {
+        /// The origins.
+        origins: Vec<NodeId>,
+    },
     /// What the sender stores, for synchronisation and anti-entropy.
     Digest(Digest),
     /// Keep-alive on an idle link.

@@ -648,6 +648,13 @@ fn copies_per_rumor(mode: overlay_core::Dissemination) -> f64 {
     c.advance(10_000);
     let out1 = total(&c, |m| m.rumors_out);
     let seq1: u64 = (0..5).map(|i| c.node(i).status().seq).sum();
+    eprintln!(
+        "grafts {} prunes {} ann {} dup {}",
+        total(&c, |m| m.grafts_out),
+        total(&c, |m| m.prunes_out),
+        total(&c, |m| m.announcements_out),
+        total(&c, |m| m.rumors_duplicate)
+    );
     for i in 0..5 {
         assert_eq!(c.node(i).status().members, 5);
         assert_eq!(c.node(i).peers().len(), 4, "full mesh");
@@ -669,6 +676,7 @@ fn plumtree_prunes_the_mesh_to_a_tree_and_sends_each_rumor_about_n_minus_1_times
 
 #[test]
 fn lazy_announcements_and_grafts_repair_the_tree_when_a_node_crashes() {
+    // Node 0 reaches only nodes 1 and 2; 3 and 4 hear node 0's rumors through them.
     let configs: Vec<_> = (0..5)
         .map(|i| {
             let mut cfg = config(i, 100 + i as u32, vec![], &[0, 1, 2, 3, 4]);
@@ -677,36 +685,45 @@ fn lazy_announcements_and_grafts_repair_the_tree_when_a_node_crashes() {
         })
         .collect();
     let mut c = Cluster::new(configs);
+    c.blocked = vec![(0, 3), (0, 4)];
     c.advance(10_000);
-    let lazy: usize = (0..5).map(|i| c.node(i).sizes().lazy_links).sum();
+    let lazy: usize = (0..5).map(|i| c.node(i).sizes().lazy_pairs).sum();
     assert!(lazy > 0, "duplicates pruned some links");
-    // Crash the node with the most eager links: the tree loses a hub.
-    let hub = (0..5)
-        .max_by_key(|&i| c.node(i).sizes().eager_links)
-        .unwrap();
-    c.crash(hub);
-    let alive: Vec<usize> = (0..5).filter(|&i| i != hub).collect();
-    let origin = alive[0];
-    let before = c.node(origin).status().seq;
-    c.deliver(
-        origin,
-        overlay_core::Event::Command(Command::SetLinks(vec![link(777, 1, 1)])),
-    );
+    // Crash node 1: whoever got node 0's rumors through it must graft them from node 2.
+    c.crash(1);
+    let alive = [0, 2, 3, 4];
+    let before = c.node(0).status().seq;
     let grafts =
         |c: &Cluster| -> u64 { alive.iter().map(|&i| c.node(i).metrics().grafts_out).sum() };
     let grafts_before = grafts(&c);
+    let changes_before = c.notifications.len();
+    c.deliver(
+        0,
+        overlay_core::Event::Command(Command::SetLinks(vec![link(777, 1, 1)])),
+    );
     c.advance(600); // lazy interval + graft timeout, well under a gossip round
-    assert!(grafts(&c) > grafts_before, "the repair went through grafts");
-    for &i in &alive {
+    for &i in &alive[1..] {
         let m = c
             .node(i)
             .members()
             .into_iter()
-            .find(|m| m.node.0 == origin as u32 + 1)
+            .find(|m| m.node.0 == 1)
             .unwrap();
         assert!(m.seq > before, "node {i} got the update");
         assert!(m.links.iter().any(|l| l.asn.0 == 777));
     }
+    let hops: Vec<u32> = c.notifications[changes_before..]
+        .iter()
+        .filter_map(|(_, n)| match n {
+            Notification::RumorAccepted { origin, hops, .. } if origin.0 == 1 => Some(*hops),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        hops.iter().any(|&h| h >= 2),
+        "some node got it through node 2: {hops:?}"
+    );
+    assert!(grafts(&c) > grafts_before, "the repair went through grafts");
 }
 
 /// Everything one side wrote in one `handle` call arrives in one read (as TCP often does):

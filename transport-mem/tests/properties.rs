@@ -531,7 +531,7 @@ fn bounds(s: Schedule) -> TestResult {
             ("rate_buckets", z.rate_buckets, max_members),
             ("cached_keys", z.cached_keys, cache_cap),
             ("missing", z.missing, 2 * max_members),
-            ("eager+lazy links", z.eager_links + z.lazy_links, peers),
+            ("dissemination links", z.links, peers),
             ("offenders", z.reputation.0, max_members),
             ("bans", z.reputation.1, max_members),
             ("timers", z.timers, 16 + z.connections),

@@ -118,6 +118,8 @@ pub struct Cluster {
     pub coalesce: bool,
     /// Nodes on one side of a partition: nothing crosses between them and the others.
     pub partition: Option<Vec<usize>>,
+    /// Pairs of nodes that cannot reach each other (either way).
+    pub blocked: Vec<(usize, usize)>,
     /// Every Connect asked: (from, address).
     pub dials: Vec<(usize, Addr)>,
     /// Every Close: (from, reason).
@@ -138,6 +140,7 @@ impl Cluster {
             tap: None,
             coalesce: false,
             partition: None,
+            blocked: Vec::new(),
             dials: Vec::new(),
             closes: Vec::new(),
             configs: configs.clone(),
@@ -289,6 +292,8 @@ impl Cluster {
         self.partition
             .as_ref()
             .is_some_and(|side| side.contains(&a) != side.contains(&b))
+            || self.blocked.contains(&(a, b))
+            || self.blocked.contains(&(b, a))
     }
 
     /// Delivers everything queued (and what it causes) at the current time.

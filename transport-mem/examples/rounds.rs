@@ -1,0 +1,83 @@
+//! How dissemination settles round by round after a cold start: rumor copies per rumor
+//! divided by (N-1), grafts, prunes, duplicates and announcements per rumor, one JSON line
+//! per gossip round.
+//!
+//! `cargo run --release -p overlay-transport-mem --example rounds -- [--nodes 100] [--seed 1]
+//!  [--rounds 12] [--dissemination plumtree|flood]`
+
+use std::process::ExitCode;
+
+use overlay_core::Dissemination;
+use overlay_transport_mem::KeyPool;
+use overlay_transport_mem::experiment::{Experiment, build, dissemination_totals};
+use serde_json::json;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut exp = Experiment::new(100, 1);
+    let mut rounds = 12u32;
+    for pair in args.chunks(2) {
+        let (flag, value) = match pair {
+            [f, v] => (f.as_str(), v.as_str()),
+            _ => {
+                eprintln!("rounds: every flag needs a value");
+                return ExitCode::from(2);
+            }
+        };
+        let parsed = match flag {
+            "--nodes" => value
+                .parse()
+                .map(|n| exp.nodes = n)
+                .map_err(|e| e.to_string()),
+            "--seed" => value
+                .parse()
+                .map(|s| exp.seed = s)
+                .map_err(|e| e.to_string()),
+            "--rounds" => value.parse().map(|r| rounds = r).map_err(|e| e.to_string()),
+            "--dissemination" => match value {
+                "plumtree" => Ok(Dissemination::Plumtree),
+                "flood" => Ok(Dissemination::Flood),
+                other => Err(format!("unknown {other:?}")),
+            }
+            .map(|d| exp.dissemination = d),
+            other => Err(format!("unknown flag {other}")),
+        };
+        if let Err(e) = parsed {
+            eprintln!("rounds: {flag}: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let keys = match KeyPool::cached(&KeyPool::default_dir(), exp.slots()) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("rounds: key cache: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (mut sim, _) = build(&exp, &keys);
+    let slots: Vec<usize> = (0..exp.nodes).collect();
+    let n1 = (exp.nodes - 1) as f64;
+    let mut before = dissemination_totals(&sim, &slots);
+    for round in 0..rounds {
+        sim.run_for(exp.gossip_period);
+        let after = dissemination_totals(&sim, &slots);
+        let rumors = after.originated.saturating_sub(before.originated).max(1) as f64;
+        let per = |f: fn(&overlay_transport_mem::experiment::Totals) -> u64| {
+            f(&after).saturating_sub(f(&before)) as f64 / rumors
+        };
+        println!(
+            "{}",
+            json!({
+                "round": round,
+                "rumors": rumors,
+                "copies_per_rumor_per_n1": per(|t| t.copies) / n1,
+                "grafts_per_rumor": per(|t| t.grafts),
+                "prunes_per_rumor": per(|t| t.prunes),
+                "duplicates_per_rumor": per(|t| t.duplicates),
+                "announcements_per_rumor": per(|t| t.announcements),
+            })
+        );
+        before = after;
+    }
+    ExitCode::SUCCESS
+}
