@@ -727,7 +727,7 @@ fn core_error(file: &FileConfig, source: &Source, e: &ConfigError) -> ConfigFile
         ConfigError::AdvertAgeTooShort { .. } => "advert_max_age".into(),
         ConfigError::BadAddr { field, .. } if *field == "listen_addr" => "self.ip".into(),
         ConfigError::BadAddr { .. } => "connected_route_controllers".into(),
-        ConfigError::MaxPeersZero => "max_peers".into(),
+        ConfigError::MaxPeersZero | ConfigError::TooManyPeers(_) => "max_peers".into(),
         ConfigError::MinAboveMax { .. } => "min_peers".into(),
         ConfigError::ThresholdZero => "reject_threshold".into(),
         ConfigError::QuorumZero => "ban_quorum".into(),
