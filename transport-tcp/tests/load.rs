@@ -64,10 +64,10 @@ impl InProcess {
         smol::block_on(self.handle.command(command)).unwrap();
     }
 
-    /// Its links to direct peers by Plumtree role: (eager, lazy).
+    /// Its links to direct peers, and the (origin, link) pairs Plumtree made lazy.
     fn links(&self) -> (usize, usize) {
         let sizes = smol::block_on(self.handle.inspect(|v| v.node.sizes())).unwrap();
-        (sizes.eager_links, sizes.lazy_links)
+        (sizes.links, sizes.lazy_pairs)
     }
 }
 
@@ -146,8 +146,8 @@ impl Figures {
             "hwm_flooded_kib_max": self.hwm_flooded_kib.iter().max(),
             "rate_limited_rumors": self.rate_limited,
             "accepted_rumors_during_flood": self.accepted_during_flood,
-            "origin_eager_lazy_links_quiet": self.origin_links[0],
-            "origin_eager_lazy_links_flooded": self.origin_links[1],
+            "origin_links_lazy_pairs_quiet": self.origin_links[0],
+            "origin_links_lazy_pairs_flooded": self.origin_links[1],
         })
     }
 }

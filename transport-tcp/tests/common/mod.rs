@@ -7,9 +7,13 @@
 
 pub mod proxy;
 
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use overlay_transport_tcp::client::Client;
@@ -62,11 +66,29 @@ pub fn cli(args: &[&str]) -> Output {
     command().args(args).output().expect("run overlay-network")
 }
 
-/// A free loopback address (the port is released for the daemon to take).
+/// A free loopback address (the port is released for the daemon to take). Ports are handed
+/// out upwards from a random start per test process, below Linux's ephemeral range
+/// (32768-60999), where the kernel picks the ports of `bind(:0)` and the source ports of
+/// outgoing connections: neither another test of this process (tests run in parallel) nor
+/// a connection of a running daemon can take the port before the daemon binds it, which can
+/// be seconds later (it makes its RSA key first).
 pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_768;
+    static START: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = *START.get_or_init(|| {
+        let draw = RandomState::new().hash_one((std::process::id(), Instant::now()));
+        u32::try_from(draw % u64::from(SPAN)).expect("below SPAN")
+    });
+    for _ in 0..1000 {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = u16::try_from(LOW + (start + n) % SPAN).expect("below 32768");
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().expect("a bound address");
+        }
+    }
+    panic!("no free loopback port below 32768 in 1000 tries")
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or `limit` passes.
