@@ -656,6 +656,15 @@ impl Swarm {
                         return None;
                     }
                 }
+                // The key may have been banned or evicted, or the id bound to another key,
+                // while the handshake was in flight: check again where links come into being.
+                if (me.excluded)(&peer.fingerprint) {
+                    return Some(CloseReason::Banned);
+                }
+                if (me.bound)(peer.node).is_some_and(|fp| fp != peer.fingerprint) {
+                    let reason = RejectReason::IdentityConflict(peer.node);
+                    return Some(CloseReason::HandshakeFailed(reason));
+                }
                 // A hello and our own dial may both have been admitted while the other was
                 // in flight: `max_peers` is enforced here, where links come into being.
                 if self.links().filter(|(id, _)| *id != conn).count() >= self.policy.max_peers {

@@ -150,8 +150,8 @@ fn misbehaving_member_is_banned_and_evicted(key: u8, mode: &str, reason: &str) {
     for &i in &honest {
         assert_eq!(count(&c, i, "overlay_evictions_total"), 1.0, "RC{}", i + 1);
     }
-    // No honest link to RC5 is left. Not at once: a handshake RC5 started before its
-    // eviction can still complete (tests/core_bugs.rs); its next offenses ban it again.
+    // No honest link to RC5 is left (handshakes in flight when it was evicted are refused
+    // when they complete: core/tests/regressions.rs).
     let unlinked = wait_for(CONVERGE, || {
         honest
             .iter()

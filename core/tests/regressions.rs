@@ -142,7 +142,6 @@ fn open(nodes: &mut [Node; 2], now: Time, conn: ConnId) -> (Vec<Action>, Vec<Act
 /// hello (not banned yet) and not again at the `Finish`, so the link comes up with a banned
 /// key. The same holds for a key evicted between hello and `Finish`.
 #[test]
-#[ignore = "core bug: a handshake accepted before a ban or eviction completes after it (no exclusion check at Finish)"]
 fn a_peer_banned_during_a_handshake_does_not_get_linked() {
     let key = ClusterKey::from_bytes([6; 32]);
     // Node 0 honest (listener on both connections), node 1 the attacker (dialer).
