@@ -2,8 +2,8 @@
 //!
 //! `cargo run --release -p overlay-transport-mem --example sim -- --nodes 1000 --seed 1
 //!  [--loss 0.05] [--loss-mode drop|reset|retransmit] [--loss-after-boot]
-//!  [--scenario broadcast|churn|partition|byzantine] [--dissemination plumtree|flood]
-//!  [--max-peers 10] [--period-ms 10000] [--warmup-rounds 3]`
+//!  [--scenario broadcast|churn|crash|partition|byzantine] [--dissemination plumtree|flood]
+//!  [--max-peers 10] [--period-ms 10000] [--warmup-rounds 2] [--optimize-hops 2]`
 //!
 //! RSA-2048 keys come from the on-disk pool (`KeyPool::default_dir()`: `$OVERLAY_KEY_CACHE`,
 //! else `$CARGO_TARGET_DIR/overlay-keys`, else `target/overlay-keys`); the first run
@@ -50,6 +50,10 @@ fn parse(args: &[String]) -> Result<Experiment, String> {
             }
             "--max-peers" => exp.max_peers = num(value)? as usize,
             "--period-ms" => exp.gossip_period = Duration::from_millis(num(value)?),
+            "--optimize-hops" => {
+                exp.optimize_hops =
+                    u32::try_from(num(value)?).map_err(|e| format!("{flag}: {e}"))?
+            }
             "--warmup-rounds" => {
                 exp.warmup_rounds =
                     u32::try_from(num(value)?).map_err(|e| format!("{flag}: {e}"))?

@@ -33,6 +33,9 @@ pub enum Scenario {
     Broadcast,
     /// 5 % of the nodes crash (half restart one round later), 2 % leave gracefully.
     Churn,
+    /// 10 % of the nodes crash silently just before the measured change (Plumtree must
+    /// repair the trees they were part of).
+    Crash,
     /// Two random halves are split for six rounds (members expire), then healed.
     Partition,
     /// 1 % of the nodes misbehave (forge, flood, replay) and one node holds a wrong
@@ -46,10 +49,11 @@ impl FromStr for Scenario {
         match s {
             "broadcast" => Ok(Scenario::Broadcast),
             "churn" => Ok(Scenario::Churn),
+            "crash" => Ok(Scenario::Crash),
             "partition" => Ok(Scenario::Partition),
             "byzantine" => Ok(Scenario::Byzantine),
             other => Err(format!(
-                "unknown scenario {other:?} (broadcast, churn, partition, byzantine)"
+                "unknown scenario {other:?} (broadcast, churn, crash, partition, byzantine)"
             )),
         }
     }
@@ -76,6 +80,8 @@ pub struct Experiment {
     pub attach: usize,
     /// Plumtree (the core's default) or flooding.
     pub dissemination: Dissemination,
+    /// Plumtree's tree optimisation threshold in hops (the core's `optimize_hops`).
+    pub optimize_hops: u32,
     /// Gossip rounds run after the boot before anything happens: every origin advertises
     /// once per round, so Plumtree's per-origin trees are pruned (steady state). 0
     /// measures right after the boot, while the trees are still forming.
@@ -97,7 +103,8 @@ impl Experiment {
             gossip_period: Duration::from_secs(10),
             attach: 2,
             dissemination: Dissemination::Plumtree,
-            warmup_rounds: 3,
+            optimize_hops: 2,
+            warmup_rounds: 2,
         }
     }
 
@@ -237,6 +244,7 @@ fn config(exp: &Experiment, i: usize) -> Config {
     c.gossip_period = exp.gossip_period;
     c.max_peers = exp.max_peers;
     c.dissemination = exp.dissemination;
+    c.optimize_hops = exp.optimize_hops;
     c
 }
 
@@ -262,6 +270,15 @@ pub fn run(exp: &Experiment, keys: &KeyPool) -> Report {
     let figures = match exp.scenario {
         Scenario::Broadcast => json!({}),
         Scenario::Churn => churn(&mut sim, &mut honest, &mut rng, period),
+        Scenario::Crash => {
+            let mut pool = honest.clone();
+            let crashed = pick(&mut pool, (n / 10).max(1), &mut rng);
+            for &s in &crashed {
+                sim.crash(s);
+            }
+            honest.retain(|s| !crashed.contains(s));
+            json!({ "crashed": crashed.len() })
+        }
         Scenario::Partition => partition(&mut sim, &honest, &mut rng, period),
         Scenario::Byzantine => byzantine(
             &mut sim,
