@@ -864,10 +864,15 @@ impl Node {
 
     /// The stored signed rumor of `origin`'s membership (advert or leave), if any.
     pub fn advert_of(&self, origin: NodeId) -> Option<&SignedRumor> {
-        self.gossip.get(&crate::wire::RumorKey {
+        self.stored_rumor(&crate::wire::RumorKey {
             origin,
             subject: None,
         })
+    }
+
+    /// The stored signed rumor for any key (accusations included), if any.
+    pub fn stored_rumor(&self, key: &crate::wire::RumorKey) -> Option<&SignedRumor> {
+        self.gossip.get(key)
     }
 
     /// Sizes of every bounded structure.

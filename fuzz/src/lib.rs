@@ -102,10 +102,10 @@ pub enum Msg {
     Answer(Vec<Pick>),
     /// Announcements.
     IHave(Vec<(u8, Option<u8>, u16, u8)>),
-    /// Graft.
-    Graft(Vec<(u8, Option<u8>, u16)>),
-    /// Prune.
-    Prune,
+    /// Graft (rumors, and origins to push again).
+    Graft(Vec<(u8, Option<u8>, u16)>, Vec<u8>),
+    /// Prune (origins).
+    Prune(Vec<u8>),
     /// Digest.
     Digest(Option<(u8, Option<u8>)>, Option<(u8, Option<u8>)>, Vec<(u8, Option<u8>, u16)>, bool),
     /// Heartbeat.
@@ -212,8 +212,11 @@ fn plaintext(msg: &Msg, forged: &mut BTreeSet<(NodeId, u64)>) -> Vec<u8> {
                 })
                 .collect(),
         },
-        Msg::Graft(ids) => LinkMessage::Graft { ids: ids.iter().map(|&(o, s, q)| id(o, s, q)).collect() },
-        Msg::Prune => LinkMessage::Prune,
+        Msg::Graft(ids, origins) => LinkMessage::Graft {
+            ids: ids.iter().map(|&(o, s, q)| id(o, s, q)).collect(),
+            origins: origins.iter().map(|&o| id(o, None, 0).0).collect(),
+        },
+        Msg::Prune(origins) => LinkMessage::Prune { origins: origins.iter().map(|&o| id(o, None, 0).0).collect() },
         Msg::Digest(after, upto, ids, reply) => LinkMessage::Digest(Digest {
             after: key(*after),
             upto: key(*upto),
@@ -413,10 +416,32 @@ impl Pair {
                 self.exchange(out, Vec::new());
             }
         }
+        // A forged copy is never accepted: whatever A accepted in this step is a
+        // genuine copy (the peer may have sent one too), which `check` verifies below.
         for id in self.accepted.difference(&before) {
-            assert!(!forged.contains(id), "{id:?} with a broken signature was accepted");
+            if forged.contains(id) {
+                assert!(self.genuinely_signed(id.0), "{id:?} stored with a broken signature");
+            }
         }
         self.check();
+    }
+
+    /// Whether every rumor A stores for `origin` (membership and accusations of A) verifies
+    /// under the origin's real key.
+    fn genuinely_signed(&self, origin: NodeId) -> bool {
+        let f = fixture();
+        let key = match origin.0 {
+            2 => &f.b,
+            o => match ORIGINS.iter().position(|&x| x == o) {
+                Some(i) => &f.others[i],
+                None => return true,
+            },
+        };
+        [None, Some(NodeId(1))].into_iter().all(|subject| {
+            self.a
+                .stored_rumor(&RumorKey { origin, subject })
+                .is_none_or(|r| key.public().verify(r.body.get().as_bytes(), &r.sig).is_ok())
+        })
     }
 
     /// Invariants that hold after every step.
@@ -431,16 +456,9 @@ impl Pair {
         assert!(s.buffered_bytes <= 2 * (cfg.max_frame_bytes + 64), "{s:?}");
         let (off, bans, accused, evicted) = s.reputation;
         assert!(off <= MAX_MEMBERS && bans <= MAX_MEMBERS && accused <= MAX_MEMBERS && evicted <= MAX_MEMBERS);
-        // Every stored membership rumor is signed by its origin's real key.
-        let f = fixture();
-        let keys = std::iter::once((NodeId(2), &f.b)).chain(ORIGINS.iter().map(|&o| NodeId(o)).zip(&f.others));
-        for (origin, key) in keys {
-            if let Some(r) = self.a.advert_of(origin) {
-                assert!(
-                    key.public().verify(r.body.get().as_bytes(), &r.sig).is_ok(),
-                    "stored rumor of {origin} is not signed by its key"
-                );
-            }
+        // Every stored rumor of the peer and the pool's origins is signed by its real key.
+        for origin in std::iter::once(2).chain(ORIGINS) {
+            assert!(self.genuinely_signed(NodeId(origin)), "a stored rumor of {origin} is not signed by its key");
         }
         let status = self.a.status();
         assert_eq!(self.a.next_wakeup().is_none(), status.left, "a running node always has a timer");
