@@ -730,48 +730,18 @@ fn lazy_announcements_and_grafts_repair_the_tree_when_a_node_crashes() {
 /// the dialer's Finish and its first sealed frames must all be opened.
 #[test]
 fn sealed_frames_coalesced_with_the_last_handshake_frame_are_kept() {
-    fn sends(actions: &[overlay_core::Action]) -> Vec<u8> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                overlay_core::Action::Send { bytes, .. } => Some(bytes.clone()),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .concat()
-    }
-    use overlay_core::{ConnId, Direction, Event, Node, Time};
+    use overlay_core::{ConnId, Direction, Event, Time};
     let t = Time::from_millis(1);
-    let mut a = Node::new(
-        config(0, 100, vec![], &[1]),
-        identity(0),
-        [1; 32],
-        Time::ZERO,
-    )
-    .unwrap();
-    let mut b = Node::new(
-        config(1, 200, vec![], &[]),
-        identity(1),
-        [2; 32],
-        Time::ZERO,
-    )
-    .unwrap();
-    a.handle(t, Event::Tick);
-    let opened = Event::Connected {
-        conn: ConnId(1),
-        direction: Direction::Outbound,
-        remote: addr(1),
-    };
-    let mut to_b = sends(&a.handle(t, opened));
+    let (mut a, mut b, mut to_b) = dialer_and_listener(t);
     let inbound = Event::Connected {
         conn: ConnId(1),
         direction: Direction::Inbound,
-        remote: addr(0),
+        remote: addr(1),
     };
     b.handle(t, inbound);
     for _ in 0..4 {
         let bytes = std::mem::take(&mut to_b);
-        let to_a = sends(&b.handle(
+        let to_a = sent_bytes(&b.handle(
             t,
             Event::Received {
                 conn: ConnId(1),
@@ -779,11 +749,12 @@ fn sealed_frames_coalesced_with_the_last_handshake_frame_are_kept() {
             },
         ));
         if !to_a.is_empty() {
-            to_b = sends(&a.handle(
+            let bytes = to_a;
+            to_b = sent_bytes(&a.handle(
                 t,
                 Event::Received {
                     conn: ConnId(1),
-                    bytes: to_a,
+                    bytes,
                 },
             ));
         }
@@ -868,32 +839,9 @@ fn handshake_sends(actions: &[overlay_core::Action]) -> Vec<String> {
 #[test]
 fn hellos_without_the_cluster_key_proof_or_replayed_get_no_rsa_work() {
     use overlay_core::wire::{Handshake, encode_frame, to_json};
-    use overlay_core::{ConnId, Direction, Event, Node, Time};
+    use overlay_core::{ConnId, Direction, Event, Time};
     let t = Time::from_millis(1);
-    let mut dialer = Node::new(
-        config(1, 200, vec![], &[0]),
-        identity(1),
-        [1; 32],
-        Time::ZERO,
-    )
-    .unwrap();
-    let mut listener = Node::new(
-        config(0, 100, vec![], &[]),
-        identity(0),
-        [2; 32],
-        Time::ZERO,
-    )
-    .unwrap();
-    dialer.handle(t, Event::Tick);
-    let opened = Event::Connected {
-        conn: ConnId(1),
-        direction: Direction::Outbound,
-        remote: addr(0),
-    };
-    let hello_frame = match dialer.handle(t, opened).into_iter().next() {
-        Some(overlay_core::Action::Send { bytes, .. }) => bytes,
-        other => panic!("expected the hello, got {other:?}"),
-    };
+    let (_dialer, mut listener, hello_frame) = dialer_and_listener(t);
     let inbound = |conn| Event::Connected {
         conn,
         direction: Direction::Inbound,

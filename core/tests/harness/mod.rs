@@ -88,6 +88,45 @@ pub fn example_configs() -> Vec<Config> {
     ]
 }
 
+/// All bytes sent in `actions`, in order.
+pub fn sent_bytes(actions: &[Action]) -> Vec<u8> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { bytes, .. } => Some(bytes.clone()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .concat()
+}
+
+/// Two fresh nodes, not linked: a dialer (slot 1, AS200) and a listener (slot 0, AS100),
+/// and the bytes the dialer sent when its connection (`ConnId(1)`) opened: its hello.
+pub fn dialer_and_listener(now: Time) -> (Node, Node, Vec<u8>) {
+    let mut dialer = Node::new(
+        config(1, 200, vec![], &[0]),
+        identity(1),
+        [1; 32],
+        Time::ZERO,
+    )
+    .unwrap();
+    let listener = Node::new(
+        config(0, 100, vec![], &[]),
+        identity(0),
+        [2; 32],
+        Time::ZERO,
+    )
+    .unwrap();
+    dialer.handle(now, Event::Tick);
+    let opened = Event::Connected {
+        conn: ConnId(1),
+        direction: Direction::Outbound,
+        remote: addr(0),
+    };
+    let hello = sent_bytes(&dialer.handle(now, opened));
+    (dialer, listener, hello)
+}
+
 /// What the tap does with one frame in flight.
 pub enum Tap {
     Deliver,
