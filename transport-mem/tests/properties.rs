@@ -1,5 +1,6 @@
 //! The simulator's quickcheck properties of the protocol (issue 4): 1 convergence,
-//! 2 integrity, 3 admission, 4 eviction, 5 bounds, 6 leave, 7 determinism.
+//! 2 integrity, 3 admission, 4 eviction, 5 bounds, 6 leave, 7 determinism; and (issue 7)
+//! 8 delivery through Plumtree's lazy path when eager links fail.
 //!
 //! Every input carries the simulation seed; quickcheck prints the shrunk input (seed
 //! included) when a property fails, and the failure message repeats it. The default run
@@ -663,6 +664,132 @@ fn p7_same_seed_same_trace() {
     );
 }
 
+// ---- 8. the lazy path -----------------------------------------------------------------
+
+/// A cluster and the origin whose tree links will fail.
+#[derive(Clone, Debug)]
+struct LazyPath {
+    seed: u64,
+    nodes: usize,
+    shape: u8,
+    origin: u8,
+}
+
+impl Arbitrary for LazyPath {
+    fn arbitrary(g: &mut Gen) -> Self {
+        let max = MAX_NODES.with(Cell::get);
+        LazyPath {
+            seed: u64::arbitrary(g),
+            nodes: 4 + usize::arbitrary(g) % (max - 3),
+            shape: u8::arbitrary(g),
+            origin: u8::arbitrary(g),
+        }
+    }
+
+    fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
+        let me = self.clone();
+        Box::new(
+            (self.nodes > 4)
+                .then(|| LazyPath {
+                    nodes: me.nodes - 1,
+                    ..me.clone()
+                })
+                .into_iter(),
+        )
+    }
+}
+
+/// The origin's next advertisement after a link change; `later` seqs count too (its next
+/// gossip round may overtake the change on the way).
+fn change_links(sim: &mut Sim, slot: SlotId, later: u64) -> (NodeId, u64) {
+    let node = sim.node(slot).expect("the origin runs");
+    let (origin, seq) = (node.status().node, node.status().seq + 1);
+    let links: Vec<AsLink> = node
+        .config()
+        .links
+        .iter()
+        .map(|l| AsLink {
+            cost: l.cost % 9 + 1,
+            ..*l
+        })
+        .collect();
+    for s in seq..=seq + later {
+        sim.watch(origin, s);
+    }
+    sim.set_links(slot, links);
+    (origin, seq)
+}
+
+/// Once the per-origin trees have formed, every link of the origin's tree that does not
+/// start at the origin is stalled (cut for less than the heartbeat timeout): the origin's
+/// next rumor must still reach every node, through lazy announcements and grafts only.
+fn lazy_path(l: LazyPath) -> TestResult {
+    let mut sim = cluster(l.seed, l.nodes, l.shape, params(l.seed), &|_, _| {});
+    sim.run_for(PERIOD * 4);
+    let origin_slot = l.origin as usize % l.nodes;
+    let (origin, seq) = change_links(&mut sim, origin_slot, 0);
+    sim.run_for(PERIOD / 2);
+    let tree: Vec<(SlotId, SlotId)> = sim
+        .deliveries(origin, seq)
+        .iter()
+        .filter(|d| d.from != origin)
+        .filter_map(|d| Some((sim.slot_of(d.from)?, d.slot)))
+        .collect();
+    if tree.is_empty() {
+        // Every node is a direct peer of the origin: there is no inner tree link.
+        return TestResult::discard();
+    }
+    let grafts = |sim: &Sim| -> u64 {
+        (0..l.nodes)
+            .filter_map(|s| sim.node(s))
+            .map(|n| n.metrics().grafts_out)
+            .sum()
+    };
+    let grafts_before = grafts(&sim);
+    for &(parent, child) in &tree {
+        sim.cut(parent, child);
+    }
+    let (origin, seq) = change_links(&mut sim, origin_slot, 3);
+    // Less than the heartbeat timeout (three 1 s intervals): the cut links stay up.
+    sim.run_for(Duration::from_millis(2_500));
+    let reached: std::collections::BTreeSet<SlotId> = (seq..=seq + 3)
+        .flat_map(|s| sim.deliveries(origin, s).iter().map(|d| d.slot))
+        .collect();
+    for &(parent, child) in &tree {
+        sim.uncut(parent, child);
+    }
+    let others = l.nodes - 1;
+    if grafts(&sim) > grafts_before {
+        GRAFTED_CASES.with(|c| c.set(c.get() + 1));
+    }
+    if reached.len() == others {
+        TestResult::passed()
+    } else {
+        fail(
+            &l,
+            format!(
+                "{} of {others} nodes got the rumor with the tree links {tree:?} stalled",
+                reached.len()
+            ),
+        )
+    }
+}
+
+thread_local! {
+    /// Cases of property 8 in which the repair went through grafts (a node with a second
+    /// eager path needs none).
+    static GRAFTED_CASES: Cell<u32> = const { Cell::new(0) };
+}
+
+#[test]
+fn p8_delivery_through_the_lazy_path_when_eager_links_fail() {
+    check_default(lazy_path as fn(LazyPath) -> TestResult);
+    assert!(
+        GRAFTED_CASES.with(Cell::get) > 0,
+        "no case exercised the lazy path"
+    );
+}
+
 // ---- the larger run -------------------------------------------------------------------
 
 /// `prop` with `OVERLAY_QC_TESTS` (default 60) cases on up to `nodes` nodes.
@@ -692,4 +819,5 @@ larger_runs! {
     large_p5_bounds: bounds(Schedule) on 24;
     large_p6_leave: leave(Schedule) on 24;
     large_p7_determinism: determinism(Schedule) on 16;
+    large_p8_lazy_path: lazy_path(LazyPath) on 24;
 }
