@@ -3,7 +3,7 @@
 //! per gossip round.
 //!
 //! `cargo run --release -p overlay-transport-mem --example rounds -- [--nodes 100] [--seed 1]
-//!  [--rounds 12] [--dissemination plumtree|flood]`
+//!  [--rounds 12] [--dissemination plumtree|flood] [--optimize-hops 2]`
 
 use std::process::ExitCode;
 
@@ -34,6 +34,10 @@ fn main() -> ExitCode {
                 .map(|s| exp.seed = s)
                 .map_err(|e| e.to_string()),
             "--rounds" => value.parse().map(|r| rounds = r).map_err(|e| e.to_string()),
+            "--optimize-hops" => value
+                .parse()
+                .map(|h| exp.optimize_hops = h)
+                .map_err(|e| e.to_string()),
             "--dissemination" => match value {
                 "plumtree" => Ok(Dissemination::Plumtree),
                 "flood" => Ok(Dissemination::Flood),
