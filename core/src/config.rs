@@ -137,7 +137,7 @@ pub struct Config {
     /// Period of anti-entropy digest exchanges with one random peer. Default: 5 gossip
     /// periods.
     pub anti_entropy_period: Option<Duration>,
-    /// Plumtree tree optimisation threshold in hops (0 disables; default 2).
+    /// Plumtree tree optimisation threshold in hops (0 disables; default 1).
     pub optimize_hops: u32,
 }
 
@@ -174,7 +174,7 @@ impl Config {
             lazy_interval: None,
             graft_timeout: None,
             anti_entropy_period: None,
-            optimize_hops: 2,
+            optimize_hops: 1,
         }
     }
 

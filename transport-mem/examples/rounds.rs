@@ -3,7 +3,7 @@
 //! per gossip round.
 //!
 //! `cargo run --release -p overlay-transport-mem --example rounds -- [--nodes 100] [--seed 1]
-//!  [--rounds 12] [--dissemination plumtree|flood] [--optimize-hops 2]`
+//!  [--rounds 12] [--dissemination plumtree|flood] [--optimize-hops 1]`
 
 use std::process::ExitCode;
 

@@ -3,7 +3,7 @@
 //! `cargo run --release -p overlay-transport-mem --example sim -- --nodes 1000 --seed 1
 //!  [--loss 0.05] [--loss-mode drop|reset|retransmit] [--loss-after-boot]
 //!  [--scenario broadcast|churn|crash|partition|byzantine] [--dissemination plumtree|flood]
-//!  [--max-peers 10] [--period-ms 10000] [--warmup-rounds 2] [--optimize-hops 2]`
+//!  [--max-peers 10] [--period-ms 10000] [--warmup-rounds 2] [--optimize-hops 1]`
 //!
 //! RSA-2048 keys come from the on-disk pool (`KeyPool::default_dir()`: `$OVERLAY_KEY_CACHE`,
 //! else `$CARGO_TARGET_DIR/overlay-keys`, else `target/overlay-keys`); the first run

@@ -103,7 +103,7 @@ impl Experiment {
             gossip_period: Duration::from_secs(10),
             attach: 2,
             dissemination: Dissemination::Plumtree,
-            optimize_hops: 2,
+            optimize_hops: 1,
             warmup_rounds: 2,
         }
     }
@@ -137,6 +137,8 @@ pub struct Report {
     pub dissemination: Dissemination,
     /// Gossip rounds run between the boot and the scenario.
     pub warmup_rounds: u32,
+    /// Plumtree's tree optimisation threshold in hops.
+    pub optimize_hops: u32,
     /// RSA key size of every node.
     pub key_bits: usize,
     /// The topology.
@@ -304,6 +306,7 @@ pub fn run(exp: &Experiment, keys: &KeyPool) -> Report {
         gossip_period_ms: millis(period),
         dissemination: exp.dissemination,
         warmup_rounds: exp.warmup_rounds,
+        optimize_hops: exp.optimize_hops,
         key_bits: KEY_BITS,
         topology: format!("barabasi_albert(n={}, m={})", exp.nodes, exp.attach),
         boot_ms: boot.map(|t| t.as_millis()),
