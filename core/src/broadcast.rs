@@ -487,6 +487,9 @@ fn chunk_pairs(ids: &[RumorId], origins: &[NodeId]) -> Vec<(Vec<RumorId>, Vec<No
 /// answer queued earlier may hold an older copy than a push queued since, and a peer that
 /// received the newer one first would rightly call the older one a replay.
 fn newest_only(push: &mut Vec<SignedRumor>, answer: &mut Vec<SignedRumor>) {
+    if push.len() + answer.len() < 2 {
+        return;
+    }
     let mut newest: HashMap<RumorKey, u64> = HashMap::new();
     for r in push.iter().chain(answer.iter()) {
         let seq = newest.entry(r.key()).or_insert(r.seq);
