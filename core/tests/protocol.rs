@@ -32,12 +32,17 @@ fn converged_example() -> Cluster {
     c
 }
 
-#[test]
-fn handshake_accepts_and_both_sides_see_the_peer() {
-    let mut c = Cluster::new(vec![
+/// Two controllers without links; RC2 (AS200) bootstraps from RC1 (AS100).
+fn two_nodes() -> Cluster {
+    Cluster::new(vec![
         config(0, 100, vec![], &[]),
         config(1, 200, vec![], &[0]),
-    ]);
+    ])
+}
+
+#[test]
+fn handshake_accepts_and_both_sides_see_the_peer() {
+    let mut c = two_nodes();
     c.advance(10);
     assert!(c.linked(0, 1) && c.linked(1, 0));
     assert!(has_peer_up(&c, 0, 2) && has_peer_up(&c, 1, 1));
@@ -258,10 +263,7 @@ fn tampered_frame_is_rejected_without_blame_and_the_link_recovers() {
 
 #[test]
 fn replayed_frame_is_rejected() {
-    let mut c = Cluster::new(vec![
-        config(0, 100, vec![], &[]),
-        config(1, 200, vec![], &[0]),
-    ]);
+    let mut c = two_nodes();
     c.advance(100);
     let (_, _, conn, frame) = c
         .captured
@@ -380,10 +382,7 @@ fn forged_rumors_get_the_sender_banned_accused_and_evicted_by_quorum() {
 
 #[test]
 fn a_peer_resending_older_rumors_on_its_link_is_blamed_for_replay() {
-    let mut c = Cluster::new(vec![
-        config(0, 100, vec![], &[]),
-        config(1, 200, vec![], &[0]),
-    ]);
+    let mut c = two_nodes();
     c.advance(100);
     let old = c.node_mut(1).sign_rumor(
         1_000,
@@ -589,10 +588,7 @@ fn restarted_node_rejoins_with_a_sequence_number_above_its_old_one() {
 
 #[test]
 fn dead_link_is_closed_by_heartbeat_timeout() {
-    let mut c = Cluster::new(vec![
-        config(0, 100, vec![], &[]),
-        config(1, 200, vec![], &[0]),
-    ]);
+    let mut c = two_nodes();
     c.advance(100);
     c.tap = Some(Box::new(
         |from, _, _| if from == 1 { Tap::Drop } else { Tap::Deliver },
@@ -800,10 +796,7 @@ fn a_partition_longer_than_the_advert_age_re_merges_after_healing() {
 
 #[test]
 fn bytes_that_never_complete_a_frame_do_not_keep_a_link_alive() {
-    let mut c = Cluster::new(vec![
-        config(0, 100, vec![], &[]),
-        config(1, 200, vec![], &[0]),
-    ]);
+    let mut c = two_nodes();
     c.advance(100);
     let conn = c.conn_between(0, 1).unwrap();
     // Node 1 goes silent; someone trickles one byte every 300 ms on its link instead.
