@@ -28,8 +28,9 @@ pub const MAX_HANDSHAKE_FRAME: usize = 16 * 1024;
 pub const HOP_FAILURE_LIMIT: u32 = 3;
 /// Most dial candidates remembered.
 pub const MAX_CANDIDATES: usize = 256;
-/// First reconnect backoff.
-pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// First reconnect backoff (short: at a cluster's start, peers begin listening within
+/// moments of each other).
+pub const BACKOFF_BASE: Duration = Duration::from_millis(250);
 /// Longest reconnect backoff.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(64);
 
@@ -275,7 +276,7 @@ impl Swarm {
         if let Some(c) = self.candidates.get_mut(addr) {
             c.failures = c.failures.saturating_add(1);
             let exp = BACKOFF_BASE
-                .saturating_mul(1 << c.failures.min(8))
+                .saturating_mul(1 << (c.failures - 1).min(8))
                 .min(BACKOFF_MAX);
             // +-25% jitter so that restarted clusters do not dial in lockstep.
             let ms = u64::try_from(exp.as_millis()).unwrap_or(u64::MAX);
