@@ -4,6 +4,7 @@
 //!
 //! `cargo bench -p overlay-core --bench handle`
 
+#![forbid(unsafe_code)]
 // The benchmark itself measures wall time; the core under test never does.
 #![allow(missing_docs, clippy::disallowed_types, clippy::disallowed_methods)]
 

@@ -5,6 +5,8 @@
 //! `cargo run --release -p overlay-transport-mem --example rounds -- [--nodes 100] [--seed 1]
 //!  [--rounds 12] [--dissemination plumtree|flood] [--optimize-hops 1]`
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use overlay_core::Dissemination;

@@ -9,6 +9,8 @@
 //! else `$CARGO_TARGET_DIR/overlay-keys`, else `target/overlay-keys`); the first run
 //! generates the missing ones.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 

@@ -3,6 +3,8 @@
 //! routing table converged, then how many rumors one daemon forwards per second in steady
 //! state, and prints both as JSON. Run it with `transport-tcp/bench.sh` (release build).
 
+#![forbid(unsafe_code)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 
