@@ -587,6 +587,15 @@ mod tests {
             .collect()
     }
 
+    /// Node 1's Plumtree with `links` up (all eager).
+    fn plumtree_with_links(links: &[ConnId], store: &Gossip) -> Broadcast {
+        let mut bc = Broadcast::new(NodeId(1), policy(Dissemination::Plumtree));
+        for &conn in links {
+            bc.link_up(conn, store);
+        }
+        bc
+    }
+
     fn origins(ids: &[u32]) -> BTreeSet<NodeId> {
         ids.iter().map(|&i| NodeId(i)).collect()
     }
@@ -595,10 +604,7 @@ mod tests {
     fn trees_are_per_origin_and_every_duplicate_prunes() {
         let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
         let (store, rumor) = store_with_rumor(a, 1);
-        let mut bc = Broadcast::new(NodeId(1), policy(Dissemination::Plumtree));
-        for conn in [a, b, c] {
-            bc.link_up(conn, &store);
-        }
+        let mut bc = plumtree_with_links(&[a, b, c], &store);
         sent(&mut bc);
         // Duplicates of node 8's rumors came over c, then of node 9's over b.
         bc.duplicate_push(c, &origins(&[8]));
@@ -656,10 +662,7 @@ mod tests {
     fn a_much_shorter_lazy_path_swaps_with_the_eager_one() {
         let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
         let (store, rumor) = store_with_rumor(a, 6);
-        let mut bc = Broadcast::new(NodeId(1), policy(Dissemination::Plumtree));
-        for conn in [a, b, c] {
-            bc.link_up(conn, &store);
-        }
+        let mut bc = plumtree_with_links(&[a, b, c], &store);
         bc.duplicate_push(b, &origins(&[9]));
         bc.duplicate_push(c, &origins(&[9]));
         sent(&mut bc);
@@ -685,10 +688,7 @@ mod tests {
     fn missing_rumors_are_grafted_from_announcers_in_turn_and_flooding_never_prunes() {
         let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
         let (store, _) = store_with_rumor(a, 1);
-        let mut bc = Broadcast::new(NodeId(1), policy(Dissemination::Plumtree));
-        for conn in [a, b, c] {
-            bc.link_up(conn, &store);
-        }
+        let mut bc = plumtree_with_links(&[a, b, c], &store);
         bc.duplicate_push(b, &origins(&[7]));
         bc.duplicate_push(c, &origins(&[7]));
         sent(&mut bc);
@@ -726,8 +726,7 @@ mod tests {
     fn peers_asking_for_too_much_are_refused() {
         let (a, _) = (ConnId(1), ());
         let (store, rumor) = store_with_rumor(a, 1);
-        let mut bc = Broadcast::new(NodeId(1), policy(Dissemination::Plumtree));
-        bc.link_up(a, &store);
+        let mut bc = plumtree_with_links(&[a], &store);
         let ids = vec![rumor.id(); 64];
         assert!(bc.grafted(Time::ZERO, a, &ids, &[], &store).is_ok());
         assert_eq!(
