@@ -2,6 +2,7 @@
 //! that parses back to the same configuration, as `overlay-network parse-config` does.
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use std::path::Path;
 

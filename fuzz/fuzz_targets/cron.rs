@@ -2,6 +2,7 @@
 //! accepted period written back as "@every <n>ms" parses to the same value.
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use libfuzzer_sys::fuzz_target;
 use overlay_core::parse_cron;

@@ -3,6 +3,7 @@
 //! and decoding does not depend on how the stream was cut.
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;

@@ -4,6 +4,7 @@
 //! step: caps respected, nothing accepted twice, nothing forged accepted, state consistent.
 
 #![no_main]
+#![forbid(unsafe_code)]
 
 use libfuzzer_sys::fuzz_target;
 use overlay_fuzz::{Op, Pair};
