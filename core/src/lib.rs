@@ -7,6 +7,77 @@
 //! clock, never touches a socket or a file, and takes randomness only from the seed it was
 //! built with; it reports when it next needs to run with [`Node::next_wakeup`].
 //!
+//! # Example: two controllers in one loop
+//!
+//! A complete embedding in a few lines: the "network" is a queue of events, connections are
+//! pairs of [`ConnId`]s, and time jumps to the earliest [`Node::next_wakeup`].
+//!
+//! ```
+//! use std::collections::VecDeque;
+//! use overlay_core::*;
+//! use rand_chacha::ChaCha20Rng;
+//! use rand_core::SeedableRng;
+//!
+//! let key = ClusterKey::from_bytes([7; 32]);
+//! let addrs = [Addr::from("10.0.0.1:1450"), Addr::from("10.0.0.2:1450")];
+//! let link = |asn| vec![AsLink { asn: Asn(asn), capacity: 100, cost: 1 }];
+//! let mut configs = [
+//!     Config::new(NodeId(1), Asn(100), addrs[0].clone(), vec![key.clone()]),
+//!     Config::new(NodeId(2), Asn(200), addrs[1].clone(), vec![key]),
+//! ];
+//! configs[0].links = link(200);
+//! configs[1].links = link(100);
+//! configs[1].bootstrap = vec![addrs[0].clone()]; // RC2 dials RC1
+//! let mut rng = ChaCha20Rng::seed_from_u64(1);
+//! let mut nodes: Vec<Node> = configs
+//!     .into_iter()
+//!     .enumerate()
+//!     .map(|(i, c)| {
+//!         let identity = Identity::generate(&mut rng, 2048).unwrap();
+//!         Node::new(c, identity, [i as u8; 32], Time::ZERO).unwrap()
+//!     })
+//!     .collect();
+//!
+//! let mut now = Time::ZERO;
+//! let mut queue: VecDeque<(usize, Event)> = (0..2).map(|i| (i, Event::Tick)).collect();
+//! while now < Time::from_millis(5_000) {
+//!     let Some((i, event)) = queue.pop_front() else {
+//!         // Nothing in flight: sleep until the earliest timer and wake that node.
+//!         let (i, at) = (0..2)
+//!             .filter_map(|i| Some((i, nodes[i].next_wakeup()?)))
+//!             .min_by_key(|&(_, at)| at)
+//!             .unwrap();
+//!         now = now.max(at);
+//!         queue.push_back((i, Event::Tick));
+//!         continue;
+//!     };
+//!     let other = 1 - i; // ConnId(j) is node j's end of the one connection
+//!     for action in nodes[i].handle(now, event) {
+//!         match action {
+//!             Action::Connect { addr } => {
+//!                 queue.push_back((i, Event::Connected {
+//!                     conn: ConnId(i as u64), direction: Direction::Outbound, remote: addr,
+//!                 }));
+//!                 queue.push_back((other, Event::Connected {
+//!                     conn: ConnId(other as u64), direction: Direction::Inbound,
+//!                     remote: Addr::from("10.0.0.2:50000"),
+//!                 }));
+//!             }
+//!             Action::Send { bytes, .. } => {
+//!                 queue.push_back((other, Event::Received { conn: ConnId(other as u64), bytes }))
+//!             }
+//!             Action::Close { .. } => {
+//!                 queue.push_back((other, Event::Disconnected { conn: ConnId(other as u64) }))
+//!             }
+//!             Action::Notify(_) => {} // peer up, member joined, routes changed, ...
+//!         }
+//!     }
+//! }
+//! assert_eq!(nodes[0].peers().len(), 1);
+//! let route = nodes[1].routes().into_iter().find(|r| r.destination == Asn(100)).unwrap();
+//! assert_eq!((route.cost, route.path), (1, vec![Asn(200), Asn(100)]));
+//! ```
+//!
 //! Components, one per module: [`wire`] (frames and messages), [`sentry`] (identities,
 //! signatures, hop encryption, reputation), [`swarm`] (connections, handshake, direct
 //! peers), [`gossip`] (rumor store and acceptance), [`broadcast`] (Plumtree dissemination,
