@@ -431,10 +431,8 @@ impl Broadcast {
             let ids = std::mem::take(&mut out.graft);
             let origins: Vec<NodeId> = std::mem::take(&mut out.graft_origins).into_iter().collect();
             metrics.grafts_out += ids.len() as u64;
-            if !ids.is_empty() || !origins.is_empty() {
-                for (ids, origins) in chunk_pairs(&ids, &origins) {
-                    messages.push((conn, LinkMessage::Graft { ids, origins }));
-                }
+            for (ids, origins) in chunk_pairs(&ids, &origins) {
+                messages.push((conn, LinkMessage::Graft { ids, origins }));
             }
             newest_only(&mut out.push, &mut out.answer);
             for (rumors, answer) in [(&mut out.push, false), (&mut out.answer, true)] {

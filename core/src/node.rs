@@ -878,6 +878,7 @@ impl Node {
     /// Sizes of every bounded structure.
     pub fn sizes(&self) -> StateSizes {
         let (rumors, tombstones, per_link_keys, rate_buckets, cached_keys) = self.gossip.sizes();
+        let (links, lazy_pairs) = self.broadcast.links();
         StateSizes {
             connections: self.swarm.connections(),
             candidates: self.swarm.candidates(),
@@ -889,8 +890,8 @@ impl Node {
             cached_keys,
             buffered_bytes: self.swarm.buffered(),
             timers: self.scheduler.len(),
-            links: self.broadcast.links().0,
-            lazy_pairs: self.broadcast.links().1,
+            links,
+            lazy_pairs,
             missing: self.broadcast.missing(),
             reputation: self.reputation.sizes(),
         }

@@ -644,13 +644,6 @@ fn copies_per_rumor(mode: overlay_core::Dissemination) -> f64 {
     c.advance(10_000);
     let out1 = total(&c, |m| m.rumors_out);
     let seq1: u64 = (0..5).map(|i| c.node(i).status().seq).sum();
-    eprintln!(
-        "grafts {} prunes {} ann {} dup {}",
-        total(&c, |m| m.grafts_out),
-        total(&c, |m| m.prunes_out),
-        total(&c, |m| m.announcements_out),
-        total(&c, |m| m.rumors_duplicate)
-    );
     for i in 0..5 {
         assert_eq!(c.node(i).status().members, 5);
         assert_eq!(c.node(i).peers().len(), 4, "full mesh");
@@ -745,12 +738,11 @@ fn sealed_frames_coalesced_with_the_last_handshake_frame_are_kept() {
             },
         ));
         if !to_a.is_empty() {
-            let bytes = to_a;
             to_b = sent_bytes(&a.handle(
                 t,
                 Event::Received {
                     conn: ConnId(1),
-                    bytes,
+                    bytes: to_a,
                 },
             ));
         }

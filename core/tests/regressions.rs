@@ -138,6 +138,20 @@ fn open(nodes: &mut [Node; 2], now: Time, conn: ConnId) -> (Vec<Action>, Vec<Act
     (inbound, outbound)
 }
 
+/// Hands `node` the bytes that `actions` send on `conn` (one step, no answers delivered);
+/// returns what it did in reply.
+fn hand_over(node: &mut Node, now: Time, conn: ConnId, actions: Vec<Action>) -> Vec<Action> {
+    let mut replies = Vec::new();
+    for action in actions {
+        if let Action::Send { conn: on, bytes } = action
+            && on == conn
+        {
+            replies.extend(node.handle(now, Event::Received { conn, bytes }));
+        }
+    }
+    replies
+}
+
 /// A handshake in flight when its peer gets banned: the listener checked the key at the
 /// hello (not banned yet) and not again at the `Finish`, so the link comes up with a banned
 /// key. The same holds for a key evicted between hello and `Finish`.
@@ -155,18 +169,7 @@ fn a_peer_banned_during_a_handshake_does_not_get_linked() {
     assert_eq!(nodes[0].peers().len(), 1);
     // Second connection: the hello reaches node 0, which answers with its welcome (held).
     let (_, hello) = open(&mut nodes, now, second);
-    let mut welcome = Vec::new();
-    for action in hello {
-        if let Action::Send { bytes, .. } = action {
-            welcome.extend(nodes[0].handle(
-                now,
-                Event::Received {
-                    conn: second,
-                    bytes,
-                },
-            ));
-        }
-    }
+    let welcome = hand_over(&mut nodes[0], now, second, hello);
     // Meanwhile node 1 sends garbage on the first link until node 0 bans it.
     for _ in 0..nodes[0].config().reject_threshold {
         let garbage = nodes[1].inject_sealed(now, LINK, b"not a message");
@@ -175,31 +178,8 @@ fn a_peer_banned_during_a_handshake_does_not_get_linked() {
     assert_eq!(nodes[0].bans().len(), 1, "banned");
     assert!(nodes[0].peers().is_empty(), "first link closed");
     // The welcome reaches node 1, whose finish reaches node 0.
-    let mut finish = Vec::new();
-    for action in welcome {
-        if let Action::Send { bytes, .. } = action {
-            finish.extend(nodes[1].handle(
-                now,
-                Event::Received {
-                    conn: second,
-                    bytes,
-                },
-            ));
-        }
-    }
-    for action in finish {
-        if let Action::Send { conn, bytes } = action
-            && conn == second
-        {
-            nodes[0].handle(
-                now,
-                Event::Received {
-                    conn: second,
-                    bytes,
-                },
-            );
-        }
-    }
+    let finish = hand_over(&mut nodes[1], now, second, welcome);
+    hand_over(&mut nodes[0], now, second, finish);
     assert!(
         nodes[0].peers().is_empty(),
         "linked with a banned key: {:?}",
