@@ -9,7 +9,6 @@
 
 use std::process::ExitCode;
 
-use overlay_core::Dissemination;
 use overlay_transport_mem::KeyPool;
 use overlay_transport_mem::experiment::{Experiment, build, dissemination_totals};
 use serde_json::json;
@@ -27,29 +26,18 @@ fn main() -> ExitCode {
             }
         };
         let parsed = match flag {
-            "--nodes" => value
+            "--rounds" => value
                 .parse()
-                .map(|n| exp.nodes = n)
-                .map_err(|e| e.to_string()),
-            "--seed" => value
-                .parse()
-                .map(|s| exp.seed = s)
-                .map_err(|e| e.to_string()),
-            "--rounds" => value.parse().map(|r| rounds = r).map_err(|e| e.to_string()),
-            "--optimize-hops" => value
-                .parse()
-                .map(|h| exp.optimize_hops = h)
-                .map_err(|e| e.to_string()),
-            "--dissemination" => match value {
-                "plumtree" => Ok(Dissemination::Plumtree),
-                "flood" => Ok(Dissemination::Flood),
-                other => Err(format!("unknown {other:?}")),
-            }
-            .map(|d| exp.dissemination = d),
-            other => Err(format!("unknown flag {other}")),
+                .map(|r| rounds = r)
+                .map_err(|e| format!("{flag}: {e}")),
+            _ => match exp.set_flag(flag, value) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!("unknown flag {flag}")),
+                Err(e) => Err(e),
+            },
         };
         if let Err(e) = parsed {
-            eprintln!("rounds: {flag}: {e}");
+            eprintln!("rounds: {e}");
             return ExitCode::from(2);
         }
     }
@@ -67,20 +55,19 @@ fn main() -> ExitCode {
     for round in 0..rounds {
         sim.run_for(exp.gossip_period);
         let after = dissemination_totals(&sim, &slots);
-        let rumors = after.originated.saturating_sub(before.originated).max(1) as f64;
-        let per = |f: fn(&overlay_transport_mem::experiment::Totals) -> u64| {
-            f(&after).saturating_sub(f(&before)) as f64 / rumors
-        };
+        let counted = after.since(&before);
+        let rumors = counted.originated.max(1) as f64;
+        let per = |count: u64| count as f64 / rumors;
         println!(
             "{}",
             json!({
                 "round": round,
                 "rumors": rumors,
-                "copies_per_rumor_per_n1": per(|t| t.copies) / n1,
-                "grafts_per_rumor": per(|t| t.grafts),
-                "prunes_per_rumor": per(|t| t.prunes),
-                "duplicates_per_rumor": per(|t| t.duplicates),
-                "announcements_per_rumor": per(|t| t.announcements),
+                "copies_per_rumor_per_n1": per(counted.copies) / n1,
+                "grafts_per_rumor": per(counted.grafts),
+                "prunes_per_rumor": per(counted.prunes),
+                "duplicates_per_rumor": per(counted.duplicates),
+                "announcements_per_rumor": per(counted.announcements),
             })
         );
         before = after;

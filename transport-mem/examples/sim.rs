@@ -12,11 +12,10 @@
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use overlay_core::Dissemination;
+use overlay_transport_mem::KeyPool;
 use overlay_transport_mem::experiment::{Experiment, run};
-use overlay_transport_mem::{KeyPool, LossMode};
 
 fn parse(args: &[String]) -> Result<Experiment, String> {
     let mut exp = Experiment::new(100, 1);
@@ -27,40 +26,8 @@ fn parse(args: &[String]) -> Result<Experiment, String> {
             continue;
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let num = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
-        match flag.as_str() {
-            "--nodes" => exp.nodes = num(value)? as usize,
-            "--seed" => exp.seed = num(value)?,
-            "--loss" => {
-                exp.net.loss = value.parse().map_err(|e| format!("--loss: {e}"))?;
-            }
-            "--loss-mode" => {
-                exp.net.loss_mode = match value.as_str() {
-                    "drop" => LossMode::Drop,
-                    "reset" => LossMode::Reset,
-                    "retransmit" => LossMode::Retransmit { rto_ms: 200 },
-                    other => return Err(format!("--loss-mode: unknown {other:?}")),
-                }
-            }
-            "--scenario" => exp.scenario = value.parse()?,
-            "--dissemination" => {
-                exp.dissemination = match value.as_str() {
-                    "plumtree" => Dissemination::Plumtree,
-                    "flood" => Dissemination::Flood,
-                    other => return Err(format!("--dissemination: unknown {other:?}")),
-                }
-            }
-            "--max-peers" => exp.max_peers = num(value)? as usize,
-            "--period-ms" => exp.gossip_period = Duration::from_millis(num(value)?),
-            "--optimize-hops" => {
-                exp.optimize_hops =
-                    u32::try_from(num(value)?).map_err(|e| format!("{flag}: {e}"))?
-            }
-            "--warmup-rounds" => {
-                exp.warmup_rounds =
-                    u32::try_from(num(value)?).map_err(|e| format!("{flag}: {e}"))?
-            }
-            other => return Err(format!("unknown flag {other}")),
+        if !exp.set_flag(flag, value)? {
+            return Err(format!("unknown flag {flag}"));
         }
     }
     if exp.nodes < 2 {

@@ -112,6 +112,44 @@ impl Experiment {
     pub fn slots(&self) -> usize {
         self.nodes + usize::from(self.scenario == Scenario::Byzantine)
     }
+
+    /// Sets the field a command-line flag names (`--nodes`, `--seed`, `--loss`,
+    /// `--loss-mode`, `--scenario`, `--dissemination`, `--max-peers`, `--period-ms`,
+    /// `--optimize-hops`, `--warmup-rounds`) from its value; `Ok(false)` for another flag.
+    /// The examples share it.
+    pub fn set_flag(&mut self, flag: &str, value: &str) -> Result<bool, String> {
+        let num = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
+        let small = |v: &str| u32::try_from(num(v)?).map_err(|e| format!("{flag}: {e}"));
+        match flag {
+            "--nodes" => self.nodes = num(value)? as usize,
+            "--seed" => self.seed = num(value)?,
+            "--loss" => {
+                self.net.loss = value.parse().map_err(|e| format!("--loss: {e}"))?;
+            }
+            "--loss-mode" => {
+                self.net.loss_mode = match value {
+                    "drop" => LossMode::Drop,
+                    "reset" => LossMode::Reset,
+                    "retransmit" => LossMode::Retransmit { rto_ms: 200 },
+                    other => return Err(format!("--loss-mode: unknown {other:?}")),
+                }
+            }
+            "--scenario" => self.scenario = value.parse()?,
+            "--dissemination" => {
+                self.dissemination = match value {
+                    "plumtree" => Dissemination::Plumtree,
+                    "flood" => Dissemination::Flood,
+                    other => return Err(format!("--dissemination: unknown {other:?}")),
+                }
+            }
+            "--max-peers" => self.max_peers = num(value)? as usize,
+            "--period-ms" => self.gossip_period = Duration::from_millis(num(value)?),
+            "--optimize-hops" => self.optimize_hops = small(value)?,
+            "--warmup-rounds" => self.warmup_rounds = small(value)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
 }
 
 /// The figures of one experiment.
@@ -652,10 +690,9 @@ fn measure_change(
     if sim.now() < window_end {
         sim.run_for(window_end.since(sim.now()));
     }
-    let after = totals(sim);
-    let originated = after.originated.saturating_sub(before.originated).max(1);
-    let per_rumor =
-        |f: fn(&Totals) -> u64| f(&after).saturating_sub(f(&before)) as f64 / originated as f64;
+    let counted = totals(sim).since(&before);
+    let originated = counted.originated.max(1);
+    let per_rumor = |count: u64| count as f64 / originated as f64;
     let convergence = mismatch.is_none().then(|| {
         live.iter()
             .filter_map(|&s| sim.last_route_change(s))
@@ -668,10 +705,10 @@ fn measure_change(
         delivered,
         superseded,
         originated,
-        messages_per_rumor: per_rumor(|t| t.copies),
-        announcements_per_rumor: per_rumor(|t| t.announcements),
-        grafts_per_rumor: per_rumor(|t| t.grafts),
-        prunes_per_rumor: per_rumor(|t| t.prunes),
+        messages_per_rumor: per_rumor(counted.copies),
+        announcements_per_rumor: per_rumor(counted.announcements),
+        grafts_per_rumor: per_rumor(counted.grafts),
+        prunes_per_rumor: per_rumor(counted.prunes),
         last_hop,
         mean_hop,
         full_delivery,
@@ -695,6 +732,20 @@ pub struct Totals {
     pub duplicates: u64,
     /// Rumors originated (sum of sequence numbers).
     pub originated: u64,
+}
+
+impl Totals {
+    /// What was counted since `before`.
+    pub fn since(&self, before: &Totals) -> Totals {
+        Totals {
+            copies: self.copies.saturating_sub(before.copies),
+            announcements: self.announcements.saturating_sub(before.announcements),
+            grafts: self.grafts.saturating_sub(before.grafts),
+            prunes: self.prunes.saturating_sub(before.prunes),
+            duplicates: self.duplicates.saturating_sub(before.duplicates),
+            originated: self.originated.saturating_sub(before.originated),
+        }
+    }
 }
 
 /// The dissemination counters of the running nodes among `slots`.
