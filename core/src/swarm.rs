@@ -479,14 +479,18 @@ impl Swarm {
         events: &mut Vec<SwarmEvent>,
     ) -> Option<CloseReason> {
         let now = io.now;
-        let peers_for_hello = self.peer_addrs(conn);
-        let claimed = self
-            .conns
-            .iter()
-            .filter(|(id, c)| **id != conn && !matches!(c.phase, Phase::AwaitHello))
-            .count()
-            + self.dialing.len();
-        let capacity_left = claimed < self.policy.max_peers;
+        // What a handshake step may tell the peer; not worked out for the frames of a link.
+        let (peers_for_hello, capacity_left) = if self.conns.get(&conn)?.peer().is_none() {
+            let claimed = self
+                .conns
+                .iter()
+                .filter(|(id, c)| **id != conn && !matches!(c.phase, Phase::AwaitHello))
+                .count()
+                + self.dialing.len();
+            (self.peer_addrs(conn), claimed < self.policy.max_peers)
+        } else {
+            (Vec::new(), false)
+        };
         let c = self.conns.get_mut(&conn)?;
         if let Phase::Established {
             peer,

@@ -123,6 +123,9 @@ pub enum WireError {
     Violation(String),
 }
 
+/// Buffer capacity a [`FrameDecoder`] keeps once it has handed out every frame it held.
+pub const RETAINED_CAPACITY: usize = 16 * 1024;
+
 /// Reassembles frames from arbitrary chunks. Holds at most one partial frame plus what the
 /// last chunk carried; rejects a length prefix over `max_body` before buffering the body.
 #[derive(Debug, Clone)]
@@ -150,10 +153,20 @@ impl FrameDecoder {
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
         if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
+            self.empty();
         }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Forgets the consumed bytes; a buffer grown by a burst of large frames is released
+    /// rather than kept for the life of the link.
+    fn empty(&mut self) {
+        self.start = 0;
+        if self.buf.capacity() > RETAINED_CAPACITY {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
     }
 
     /// Bytes held but not yet returned as frames.
@@ -180,8 +193,7 @@ impl FrameDecoder {
         let body = body.to_vec();
         self.start += FRAME_HEADER_LEN + len;
         if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
+            self.empty();
         } else if self.start > self.buf.len() / 2 {
             self.buf.drain(..self.start);
             self.start = 0;
@@ -682,6 +694,27 @@ mod tests {
             assert_eq!(got, bodies, "chunk size {chunk}");
             assert_eq!(dec.buffered(), 0);
         }
+    }
+
+    #[test]
+    fn a_burst_of_large_frames_does_not_pin_its_buffer() {
+        let mut dec = FrameDecoder::new(1 << 20);
+        let big = vec![7u8; 200_000];
+        dec.push(&encode_frame(&big));
+        dec.push(&encode_frame(b"small"));
+        assert_eq!(dec.next_frame().unwrap(), Some(big));
+        assert_eq!(dec.next_frame().unwrap(), Some(b"small".to_vec()));
+        assert!(
+            dec.buf.capacity() <= RETAINED_CAPACITY,
+            "{}",
+            dec.buf.capacity()
+        );
+        // A small frame split over two pushes keeps its (small) buffer between them.
+        let frame = encode_frame(b"0123456789");
+        dec.push(&frame[..6]);
+        dec.push(&frame[6..]);
+        assert_eq!(dec.next_frame().unwrap(), Some(b"0123456789".to_vec()));
+        assert_eq!(dec.buffered(), 0);
     }
 
     #[test]

@@ -183,6 +183,14 @@ pub struct Report {
     pub topology: String,
     /// Virtual time until every node knew every member, ms (`None`: not within 20 rounds).
     pub boot_ms: Option<u64>,
+    /// Rumor copies sent until the boot settled, per ordered pair of controllers (1.0 =
+    /// every controller got every other's first advertisement exactly once).
+    pub boot_copies_per_pair: f64,
+    /// Wall time of the boot (until every controller knows every other, plus a quarter
+    /// round to settle).
+    pub boot_wall_seconds: f64,
+    /// Wall time of the warm-up rounds.
+    pub warmup_wall_seconds: f64,
     /// The node whose link change is measured.
     pub measured_origin: NodeId,
     /// Live nodes that accepted the measured rumor (or a later one of its origin, carrying
@@ -303,7 +311,9 @@ pub fn run(exp: &Experiment, keys: &KeyPool) -> Report {
     });
     // Let the last dials and syncs of the boot finish, then run the warm-up rounds.
     sim.run_for((period / 4).min(Duration::from_secs(2)));
+    let booted = (started.elapsed(), dissemination_totals(&sim, &honest));
     sim.run_for(period * exp.warmup_rounds);
+    let warmed = started.elapsed();
     if exp.loss_after_boot {
         sim.set_loss(exp.net.loss, exp.net.loss_mode);
     }
@@ -348,6 +358,9 @@ pub fn run(exp: &Experiment, keys: &KeyPool) -> Report {
         key_bits: KEY_BITS,
         topology: format!("barabasi_albert(n={}, m={})", exp.nodes, exp.attach),
         boot_ms: boot.map(|t| t.as_millis()),
+        boot_copies_per_pair: booted.1.copies as f64 / (n * n.saturating_sub(1)).max(1) as f64,
+        boot_wall_seconds: booted.0.as_secs_f64(),
+        warmup_wall_seconds: warmed.saturating_sub(booted.0).as_secs_f64(),
         measured_origin: m.origin,
         delivery_ratio: m.delivered as f64 / n1,
         delivered_by_a_later_rumor: m.superseded,
