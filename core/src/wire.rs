@@ -123,7 +123,8 @@ pub enum WireError {
     Violation(String),
 }
 
-/// Buffer capacity a [`FrameDecoder`] keeps once it has handed out every frame it held.
+/// Buffer capacity a [`FrameDecoder`] keeps once it has handed out the frames it held
+/// (beyond it, a buffer grown by a burst is released or shrunk).
 pub const RETAINED_CAPACITY: usize = 16 * 1024;
 
 /// Reassembles frames from arbitrary chunks. Holds at most one partial frame plus what the
@@ -197,6 +198,9 @@ impl FrameDecoder {
         } else if self.start > self.buf.len() / 2 {
             self.buf.drain(..self.start);
             self.start = 0;
+            if self.buf.capacity() > RETAINED_CAPACITY && self.buf.len() <= RETAINED_CAPACITY {
+                self.buf.shrink_to(RETAINED_CAPACITY);
+            }
         }
         Ok(Some(body))
     }
@@ -715,6 +719,18 @@ mod tests {
         dec.push(&frame[6..]);
         assert_eq!(dec.next_frame().unwrap(), Some(b"0123456789".to_vec()));
         assert_eq!(dec.buffered(), 0);
+        // Nor when the reads keep ending inside a frame, so the buffer never drains.
+        let mut bytes = encode_frame(&vec![7u8; 200_000]);
+        bytes.extend_from_slice(&frame[..6]);
+        dec.push(&bytes);
+        assert_eq!(dec.next_frame().unwrap().map(|f| f.len()), Some(200_000));
+        assert!(
+            dec.buf.capacity() <= RETAINED_CAPACITY,
+            "{}",
+            dec.buf.capacity()
+        );
+        dec.push(&frame[6..]);
+        assert_eq!(dec.next_frame().unwrap(), Some(b"0123456789".to_vec()));
     }
 
     #[test]
