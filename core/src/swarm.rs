@@ -480,7 +480,7 @@ impl Swarm {
     ) -> Option<CloseReason> {
         let now = io.now;
         // What a handshake step may tell the peer; not worked out for the frames of a link.
-        let (peers_for_hello, capacity_left) = if self.conns.get(&conn)?.peer().is_none() {
+        let (peers_for_hello, capacity_left) = if self.is_handshaking(conn) {
             let claimed = self
                 .conns
                 .iter()

@@ -153,20 +153,20 @@ impl FrameDecoder {
 
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.empty();
-        }
         self.buf.extend_from_slice(bytes);
     }
 
-    /// Forgets the consumed bytes; a buffer grown by a burst of large frames is released
-    /// rather than kept for the life of the link.
-    fn empty(&mut self) {
-        self.start = 0;
-        if self.buf.capacity() > RETAINED_CAPACITY {
+    /// Gives back what a burst of large frames grew the buffer to, instead of keeping it
+    /// for the life of the link: all of it once empty, down to [`RETAINED_CAPACITY`] once
+    /// it holds less.
+    fn release_burst(&mut self) {
+        if self.buf.capacity() <= RETAINED_CAPACITY {
+            return;
+        }
+        if self.buf.is_empty() {
             self.buf = Vec::new();
-        } else {
-            self.buf.clear();
+        } else if self.buf.len() <= RETAINED_CAPACITY {
+            self.buf.shrink_to(RETAINED_CAPACITY);
         }
     }
 
@@ -194,13 +194,14 @@ impl FrameDecoder {
         let body = body.to_vec();
         self.start += FRAME_HEADER_LEN + len;
         if self.start == self.buf.len() {
-            self.empty();
+            self.buf.clear();
+            self.start = 0;
         } else if self.start > self.buf.len() / 2 {
             self.buf.drain(..self.start);
             self.start = 0;
-            if self.buf.capacity() > RETAINED_CAPACITY && self.buf.len() <= RETAINED_CAPACITY {
-                self.buf.shrink_to(RETAINED_CAPACITY);
-            }
+        }
+        if self.start == 0 {
+            self.release_burst();
         }
         Ok(Some(body))
     }

@@ -311,9 +311,10 @@ pub fn run(exp: &Experiment, keys: &KeyPool) -> Report {
     });
     // Let the last dials and syncs of the boot finish, then run the warm-up rounds.
     sim.run_for((period / 4).min(Duration::from_secs(2)));
-    let booted = (started.elapsed(), dissemination_totals(&sim, &honest));
+    let boot_wall = started.elapsed();
+    let boot_totals = dissemination_totals(&sim, &honest);
     sim.run_for(period * exp.warmup_rounds);
-    let warmed = started.elapsed();
+    let warmup_wall = started.elapsed() - boot_wall;
     if exp.loss_after_boot {
         sim.set_loss(exp.net.loss, exp.net.loss_mode);
     }
@@ -358,9 +359,9 @@ pub fn run(exp: &Experiment, keys: &KeyPool) -> Report {
         key_bits: KEY_BITS,
         topology: format!("barabasi_albert(n={}, m={})", exp.nodes, exp.attach),
         boot_ms: boot.map(|t| t.as_millis()),
-        boot_copies_per_pair: booted.1.copies as f64 / (n * n.saturating_sub(1)).max(1) as f64,
-        boot_wall_seconds: booted.0.as_secs_f64(),
-        warmup_wall_seconds: warmed.saturating_sub(booted.0).as_secs_f64(),
+        boot_copies_per_pair: boot_totals.copies as f64 / (n * n.saturating_sub(1)).max(1) as f64,
+        boot_wall_seconds: boot_wall.as_secs_f64(),
+        warmup_wall_seconds: warmup_wall.as_secs_f64(),
         measured_origin: m.origin,
         delivery_ratio: m.delivered as f64 / n1,
         delivered_by_a_later_rumor: m.superseded,
