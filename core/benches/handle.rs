@@ -63,7 +63,8 @@ fn rumor_pool() -> Vec<SignedRumor> {
                     asn: Asn(1),
                     capacity: 10,
                     cost: seq,
-                }],
+                }]
+                .into(),
             };
             pool.push(sign(
                 NodeId(100 + i as u32),

@@ -547,7 +547,7 @@ mod tests {
         let content = RumorContent::Advert {
             asn: Asn(9),
             addr: Addr::from("x"),
-            links: vec![],
+            links: std::sync::Arc::from([]),
         };
         let mut rumor = sign(NodeId(9), 1, Time::ZERO, &id, &mut rng, content);
         rumor.hops = hops;

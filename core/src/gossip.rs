@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::event::{Metrics, RejectReason};
 use crate::scheduler::Time;
-use crate::sentry::{Fingerprint, Identity, SentryError, VerifyCache};
+use crate::sentry::{AdmittedRumor, Fingerprint, Identity, SentryError, VerifyCache};
 use crate::wire::{
     ConnId, Digest, MAX_IDS, NodeId, RumorBody, RumorContent, RumorId, RumorKey, SignedRumor,
     from_json, to_json,
@@ -82,10 +82,9 @@ impl Stored {
 pub struct Accepted {
     /// Its key.
     pub key: RumorKey,
-    /// The verified body.
-    pub body: RumorBody,
-    /// The origin's key fingerprint.
-    pub fingerprint: Fingerprint,
+    /// The verified body and its origin's key fingerprint, shared with every node of the
+    /// process that admitted the same bytes.
+    pub admitted: Arc<AdmittedRumor>,
 }
 
 /// What became of one received rumor.
@@ -175,6 +174,42 @@ pub fn sign<R: CryptoRng + ?Sized>(
     }
 }
 
+/// Parses a rumor's body and checks its limits (the cache's admission, before RSA).
+fn parse(rumor: &SignedRumor) -> Result<AdmittedRumor, RejectReason> {
+    let body: RumorBody = from_json(rumor.body.get().as_bytes())?;
+    body.content.check_limits()?;
+    Ok(AdmittedRumor::new(
+        body,
+        Arc::clone(&rumor.body),
+        Arc::clone(&rumor.sig),
+    ))
+}
+
+/// Checks a parsed body against the envelope it came in and against this node's view of
+/// identities (banned keys, the key each live node id is bound to).
+fn check_envelope(
+    rumor: &SignedRumor,
+    admitted: &AdmittedRumor,
+    admission: &Admission<'_>,
+) -> Result<(), Outcome> {
+    let body = &admitted.body;
+    if body.origin != rumor.origin
+        || body.seq != rumor.seq
+        || body.content.subject() != rumor.subject
+    {
+        return Err(Outcome::Rejected(RejectReason::EnvelopeMismatch));
+    }
+    if (admission.excluded)(&admitted.fingerprint) {
+        return Err(Outcome::Ignored(RejectReason::Excluded));
+    }
+    if (admission.bound)(body.origin).is_some_and(|b| b != admitted.fingerprint) {
+        return Err(Outcome::Ignored(RejectReason::IdentityConflict(
+            body.origin,
+        )));
+    }
+    Ok(())
+}
+
 /// The rumor store and dissemination state.
 #[derive(Debug, Clone)]
 pub struct Gossip {
@@ -255,54 +290,48 @@ impl Gossip {
                 Outcome::Ignored(reason)
             };
         }
-        let body: RumorBody = match from_json(rumor.body.get().as_bytes()) {
-            Ok(b) => b,
-            Err(e) => return Outcome::Rejected(e.into()),
+        let digest = VerifyCache::digest(rumor.body.get().as_bytes(), &rumor.sig);
+        let admitted = match self.cache.admitted(&digest) {
+            Some(known) => {
+                if let Err(outcome) = check_envelope(&rumor, &known, admission) {
+                    return outcome;
+                }
+                known
+            }
+            None => {
+                let parsed = match parse(&rumor) {
+                    Ok(p) => p,
+                    Err(reason) => return Outcome::Rejected(reason),
+                };
+                if let Err(outcome) = check_envelope(&rumor, &parsed, admission) {
+                    return outcome;
+                }
+                match self.cache.admit(digest, parsed) {
+                    Ok(a) => {
+                        metrics.signatures_verified += 1;
+                        a
+                    }
+                    Err(SentryError::BadSignature) => {
+                        return Outcome::Rejected(RejectReason::BadSignature);
+                    }
+                    Err(e) => return Outcome::Rejected(RejectReason::BadKey(e.to_string())),
+                }
+            }
         };
-        if body.origin != rumor.origin
-            || body.seq != rumor.seq
-            || body.content.subject() != rumor.subject
-        {
-            return Outcome::Rejected(RejectReason::EnvelopeMismatch);
-        }
-        if let Err(e) = body.content.check_limits() {
-            return Outcome::Rejected(e.into());
-        }
-        let fingerprint = Fingerprint::of_der(&body.pubkey);
-        if (admission.excluded)(&fingerprint) {
-            return Outcome::Ignored(RejectReason::Excluded);
-        }
-        if (admission.bound)(body.origin).is_some_and(|b| b != fingerprint) {
-            return Outcome::Ignored(RejectReason::IdentityConflict(body.origin));
-        }
-        let verified = match self.cache.verify(
-            &fingerprint,
-            &body.pubkey,
-            rumor.body.get().as_bytes(),
-            &rumor.sig,
-        ) {
-            Ok(v) => v,
-            Err(SentryError::BadSignature) => return Outcome::Rejected(RejectReason::BadSignature),
-            Err(e) => return Outcome::Rejected(RejectReason::BadKey(e.to_string())),
-        };
-        metrics.signatures_verified += u64::from(verified.checked);
-        if body.origin == self.me {
-            return Outcome::OwnEcho(body.seq);
+        if admitted.body.origin == self.me {
+            return Outcome::OwnEcho(admitted.body.seq);
         }
         if !self.store.contains_key(&key) && self.store.len() >= self.policy.max_members * 2 {
             return Outcome::Ignored(RejectReason::Violation("rumor store full".into()));
         }
         self.has_token(now, key.origin, true);
-        let kind = Kind::of(&body.content);
+        let kind = Kind::of(&admitted.body.content);
         let mut rumor = rumor;
-        (rumor.body, rumor.sig) = self.cache.intern(&verified, rumor.body, rumor.sig);
+        rumor.body = Arc::clone(&admitted.raw);
+        rumor.sig = Arc::clone(&admitted.sig);
         self.insert(now, key, rumor, kind, Some(conn));
         metrics.rumors_accepted += 1;
-        Outcome::Accepted(Box::new(Accepted {
-            key,
-            body,
-            fingerprint,
-        }))
+        Outcome::Accepted(Box::new(Accepted { key, admitted }))
     }
 
     /// Whether `origin` may send one more rumor now; takes the token when `take`.

@@ -3,6 +3,7 @@
 //! components that react, and collects the [`Action`]s.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand_chacha::ChaCha20Rng;
@@ -20,7 +21,7 @@ use crate::sentry::{
 };
 use crate::swarm::{Io, Me, PeerInfo, Swarm, SwarmEvent, SwarmPolicy};
 use crate::wire::{
-    Addr, ConnId, LinkMessage, MAX_BATCH, NodeId, RumorContent, SignedRumor, check_ids,
+    Addr, AsLink, ConnId, LinkMessage, MAX_BATCH, NodeId, RumorContent, SignedRumor, check_ids,
 };
 
 /// Builds the swarm's view of this node from disjoint fields (so the swarm can be
@@ -532,8 +533,8 @@ impl Node {
             Outcome::Accepted(accepted) => {
                 self.notify(Notification::RumorAccepted {
                     origin: accepted.key.origin,
-                    seq: accepted.body.seq,
-                    issued_at: Time::from_millis(accepted.body.issued_at),
+                    seq: accepted.admitted.body.seq,
+                    issued_at: Time::from_millis(accepted.admitted.body.issued_at),
                     from: peer.node,
                     age_ms,
                     hops,
@@ -555,29 +556,26 @@ impl Node {
 
     /// Applies a new rumor to routing or reputation, then forwards it.
     fn apply(&mut self, accepted: Accepted, from: Option<ConnId>) {
-        let Accepted {
-            key,
-            body,
-            fingerprint,
-        } = accepted;
+        let Accepted { key, admitted } = accepted;
+        let body = &admitted.body;
         let origin = body.origin;
-        match body.content {
+        match &body.content {
             RumorContent::Advert { asn, addr, links } => {
-                self.swarm.learn(&addr, self.now, &mut self.rng);
+                self.swarm.learn(addr, self.now, &mut self.rng);
                 let member = Member {
                     node: origin,
-                    asn,
+                    asn: *asn,
                     addr: addr.clone(),
-                    fingerprint,
+                    fingerprint: admitted.fingerprint,
                     seq: body.seq,
-                    links,
+                    links: Arc::clone(links),
                     state: MemberState::Alive,
                 };
                 if self.routing.advertise(member) == Some(Applied::Joined) {
                     self.notify(Notification::MemberJoined {
                         node: origin,
-                        asn,
-                        addr,
+                        asn: *asn,
+                        addr: addr.clone(),
                     });
                 }
             }
@@ -597,8 +595,8 @@ impl Node {
                 fingerprint: accused_fp,
                 ..
             } => {
-                if let Some(fp) = Fingerprint::from_hex(&accused_fp) {
-                    self.accusation(origin, accused, fp);
+                if let Some(fp) = Fingerprint::from_hex(accused_fp) {
+                    self.accusation(origin, *accused, fp);
                 }
             }
         }
@@ -671,10 +669,11 @@ impl Node {
 
     /// Signs and floods a fresh advertisement of own links.
     fn advertise(&mut self) {
+        let links: Arc<[AsLink]> = self.config.links.as_slice().into();
         let content = RumorContent::Advert {
             asn: self.config.asn,
             addr: self.config.listen_addr.clone(),
-            links: self.config.links.clone(),
+            links: Arc::clone(&links),
         };
         let key = self
             .gossip
@@ -685,7 +684,7 @@ impl Node {
             addr: self.config.listen_addr.clone(),
             fingerprint: self.identity.fingerprint(),
             seq: self.gossip.seq(),
-            links: self.config.links.clone(),
+            links,
             state: MemberState::Alive,
         });
         self.broadcast.spread(self.now, &self.gossip, &key, None);

@@ -10,6 +10,7 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
 
 use petgraph::graphmap::DiGraphMap;
 use serde::Serialize;
@@ -44,8 +45,8 @@ pub struct Member {
     pub fingerprint: Fingerprint,
     /// Sequence number of its newest rumor seen.
     pub seq: u64,
-    /// Its advertised links.
-    pub links: Vec<AsLink>,
+    /// Its advertised links (shared with the advertisement they were parsed from).
+    pub links: Arc<[AsLink]>,
     /// Its state.
     pub state: MemberState,
 }
@@ -200,7 +201,7 @@ impl Routing {
             self.own_asn,
             speakers(self.members.values())
                 .into_iter()
-                .map(|(asn, m)| (asn, m.links.as_slice())),
+                .map(|(asn, m)| (asn, &m.links[..])),
         );
         let mut changes = Vec::new();
         for (dest, route) in &new {
@@ -466,7 +467,7 @@ mod tests {
             addr: Addr::from("x"),
             fingerprint: Fingerprint([node as u8; 32]),
             seq: 1,
-            links,
+            links: links.into(),
             state: MemberState::Alive,
         };
         let mut r = Routing::new(Asn(1), 16);

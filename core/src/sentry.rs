@@ -2,9 +2,9 @@
 //! handshake's transcript, proofs and link-key derivation, hop encryption with chained
 //! nonces, and the reputation of peers (offenses, bans, accusations, eviction by quorum).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chacha20poly1305::aead::{Aead, KeyInit};
@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::scheduler::Time;
-use crate::wire::{Addr, HelloIdentity, NodeId, b64};
+use crate::wire::{Addr, HelloIdentity, NodeId, RumorBody, b64};
 
 /// Smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -510,10 +510,11 @@ pub fn derive_link_ciphers(
     }
 }
 
-/// Parsed public keys, verified signatures and interned rumor bodies. One per node in a
-/// daemon; a simulator running thousands of nodes in one process shares one between all of
-/// them, so each distinct signature is checked and each body stored once. Sharing changes
-/// only the cost, never an outcome: verification is deterministic.
+/// Parsed public keys and admitted rumors. One per node in a daemon; a simulator running
+/// thousands of nodes in one process shares one between all of them, so each distinct
+/// rumor is parsed, checked and verified once and its body, signature and parsed content
+/// are stored once. Sharing changes only the cost, never an outcome: parsing, the limits
+/// and verification are deterministic functions of the bytes.
 #[derive(Clone)]
 pub struct VerifyCache {
     inner: Arc<Mutex<CacheInner>>,
@@ -523,12 +524,34 @@ pub struct VerifyCache {
 #[derive(Default)]
 struct CacheInner {
     keys: HashMap<Fingerprint, Arc<PublicIdentity>>,
-    verified: HashSet<[u8; 32]>,
-    bodies: HashMap<[u8; 32], SharedBody>,
+    admitted: HashMap<[u8; 32], Arc<AdmittedRumor>>,
 }
 
-/// Weak handles on an interned rumor body and its signature.
-type SharedBody = (Weak<RawValue>, Weak<[u8]>);
+/// A rumor whose body parsed, kept its limits and carries a valid signature of the key in
+/// it: the shared parse of one (body, signature) pair.
+#[derive(Debug)]
+pub struct AdmittedRumor {
+    /// The parsed body.
+    pub body: RumorBody,
+    /// Fingerprint of the key in the body.
+    pub fingerprint: Fingerprint,
+    /// The signed body as received (what stores keep and forward).
+    pub raw: Arc<RawValue>,
+    /// The signature.
+    pub sig: Arc<[u8]>,
+}
+
+impl AdmittedRumor {
+    /// A parsed rumor not yet verified: [`VerifyCache::admit`] checks its signature.
+    pub fn new(body: RumorBody, raw: Arc<RawValue>, sig: Arc<[u8]>) -> Self {
+        AdmittedRumor {
+            fingerprint: Fingerprint::of_der(&body.pubkey),
+            body,
+            raw,
+            sig,
+        }
+    }
+}
 
 impl fmt::Debug for VerifyCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -537,8 +560,8 @@ impl fmt::Debug for VerifyCache {
 }
 
 impl VerifyCache {
-    /// A cache holding at most `capacity` keys, verified signatures and bodies each
-    /// (cleared when full).
+    /// A cache holding at most `capacity` keys and admitted rumors each (when full, the
+    /// rumors no store holds any more are dropped, or all of them if that is not enough).
     pub fn new(capacity: usize) -> Self {
         VerifyCache {
             inner: Arc::new(Mutex::new(CacheInner::default())),
@@ -551,96 +574,61 @@ impl VerifyCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Verifies `sig` over `body` with the key `der` (fingerprint `fp`), or finds that this
-    /// exact (key, body, signature) was verified before.
-    pub fn verify(
-        &self,
-        fp: &Fingerprint,
-        der: &[u8],
-        body: &[u8],
-        sig: &[u8],
-    ) -> Result<Verified, SentryError> {
-        let digest: [u8; 32] = Sha256::new()
-            .chain_update(fp.0)
+    /// The name of a (body, signature) pair in the cache: SHA-256 of both.
+    pub fn digest(body: &[u8], sig: &[u8]) -> [u8; 32] {
+        Sha256::new()
             .chain_update((body.len() as u64).to_be_bytes())
             .chain_update(body)
             .chain_update(sig)
             .finalize()
-            .into();
+            .into()
+    }
+
+    /// The rumor admitted earlier under `digest`, if the cache still holds it.
+    pub fn admitted(&self, digest: &[u8; 32]) -> Option<Arc<AdmittedRumor>> {
+        self.lock().admitted.get(digest).cloned()
+    }
+
+    /// Verifies the signature of `rumor` (named `digest`) with the key in its body and
+    /// remembers it, so that the same bytes are never parsed or verified again.
+    pub fn admit(
+        &self,
+        digest: [u8; 32],
+        rumor: AdmittedRumor,
+    ) -> Result<Arc<AdmittedRumor>, SentryError> {
         let key = {
             let mut inner = self.lock();
-            if inner.verified.contains(&digest) {
-                return Ok(Verified {
-                    digest,
-                    checked: false,
-                });
-            }
-            match inner.keys.get(fp) {
+            match inner.keys.get(&rumor.fingerprint) {
                 Some(k) => Arc::clone(k),
                 None => {
-                    let k = Arc::new(PublicIdentity::from_der(der)?);
+                    let k = Arc::new(PublicIdentity::from_der(&rumor.body.pubkey)?);
                     if inner.keys.len() >= self.capacity {
                         inner.keys.clear();
                     }
-                    inner.keys.insert(*fp, Arc::clone(&k));
+                    inner.keys.insert(rumor.fingerprint, Arc::clone(&k));
                     k
                 }
             }
         };
-        key.verify(body, sig)?;
+        key.verify(rumor.raw.get().as_bytes(), &rumor.sig)?;
+        let rumor = Arc::new(rumor);
         let mut inner = self.lock();
-        if inner.verified.len() >= self.capacity {
-            inner.verified.clear();
-        }
-        inner.verified.insert(digest);
-        Ok(Verified {
-            digest,
-            checked: true,
-        })
-    }
-
-    /// Returns shared copies of a verified rumor's body and signature, so that every node
-    /// of the process holding this cache stores them once.
-    pub fn intern(
-        &self,
-        verified: &Verified,
-        body: Arc<RawValue>,
-        sig: Arc<[u8]>,
-    ) -> (Arc<RawValue>, Arc<[u8]>) {
-        let digest = verified.digest;
-        let mut inner = self.lock();
-        if let Some((b, s)) = inner.bodies.get(&digest)
-            && let (Some(b), Some(s)) = (b.upgrade(), s.upgrade())
-        {
-            return (b, s);
-        }
-        if inner.bodies.len() >= self.capacity {
-            inner.bodies.retain(|_, (b, _)| b.strong_count() > 0);
-            if inner.bodies.len() >= self.capacity {
-                inner.bodies.clear();
+        if inner.admitted.len() >= self.capacity {
+            // Keep what some store still holds (its body is shared beyond this cache).
+            inner.admitted.retain(|_, r| Arc::strong_count(&r.raw) > 1);
+            if inner.admitted.len() >= self.capacity / 2 {
+                inner.admitted.clear();
             }
         }
-        inner
-            .bodies
-            .insert(digest, (Arc::downgrade(&body), Arc::downgrade(&sig)));
-        (body, sig)
+        inner.admitted.insert(digest, Arc::clone(&rumor));
+        Ok(rumor)
     }
 
-    /// Entries held: (keys, verified signatures, bodies).
-    pub fn sizes(&self) -> (usize, usize, usize) {
+    /// Entries held: (keys, admitted rumors).
+    pub fn sizes(&self) -> (usize, usize) {
         let inner = self.lock();
-        (inner.keys.len(), inner.verified.len(), inner.bodies.len())
+        (inner.keys.len(), inner.admitted.len())
     }
-}
-
-/// Proof that a signature verified: the digest of (key, body, signature), and whether RSA
-/// work was done for it (or the cache knew it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verified {
-    /// SHA-256 of the fingerprint, body and signature.
-    pub digest: [u8; 32],
-    /// Whether this call did the RSA verification.
-    pub checked: bool,
 }
 
 /// Limits and durations of the reputation system.
@@ -861,6 +849,7 @@ impl Reputation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{Asn, RumorContent, from_json};
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
 
@@ -920,28 +909,65 @@ mod tests {
         assert_eq!(Fingerprint::from_hex(&fp.to_hex()), Some(fp));
     }
 
+    /// A signed leave of `node` and the parse the cache is handed.
+    fn signed(node: u32, id: &Identity, rng: &mut ChaCha20Rng) -> ([u8; 32], AdmittedRumor) {
+        let rumor = crate::gossip::sign(
+            NodeId(node),
+            1,
+            Time::ZERO,
+            id,
+            rng,
+            RumorContent::Leave { asn: Asn(node) },
+        );
+        let raw = rumor.body.get().as_bytes();
+        let body = from_json(raw).unwrap();
+        let digest = VerifyCache::digest(raw, &rumor.sig);
+        (digest, AdmittedRumor::new(body, rumor.body, rumor.sig))
+    }
+
     #[test]
-    fn shared_cache_checks_each_signature_once_and_interns_bodies() {
+    fn shared_cache_parses_and_verifies_each_rumor_once() {
         let mut rng = ChaCha20Rng::seed_from_u64(2);
         let id = Identity::generate(&mut rng, 2048).unwrap();
-        let sig = id.sign(&mut rng, b"{}");
-        let fp = id.fingerprint();
         let cache = VerifyCache::new(16);
         let other = cache.clone();
-        let first = cache.verify(&fp, id.public().der(), b"{}", &sig).unwrap();
-        assert!(first.checked);
-        let again = other.verify(&fp, id.public().der(), b"{}", &sig).unwrap();
-        assert!(!again.checked, "cached");
-        assert_eq!(first.digest, again.digest);
-        assert_eq!(
-            cache.verify(&fp, id.public().der(), b"[]", &sig),
-            Err(SentryError::BadSignature)
-        );
-        let body: Arc<RawValue> = RawValue::from_string("{}".into()).unwrap().into();
-        let (b1, s1) = cache.intern(&first, Arc::clone(&body), Arc::from(sig.clone()));
-        let copy: Arc<RawValue> = RawValue::from_string("{}".into()).unwrap().into();
-        let (b2, s2) = other.intern(&again, copy, Arc::from(sig));
-        assert!(Arc::ptr_eq(&b1, &b2) && Arc::ptr_eq(&s1, &s2) && Arc::ptr_eq(&b1, &body));
+        let (digest, rumor) = signed(1, &id, &mut rng);
+        let raw = Arc::clone(&rumor.raw);
+        assert!(cache.admitted(&digest).is_none());
+        let admitted = cache.admit(digest, rumor).unwrap();
+        let shared = other.admitted(&digest).expect("shared with every clone");
+        assert!(Arc::ptr_eq(&admitted, &shared) && Arc::ptr_eq(&shared.raw, &raw));
+        assert_eq!(shared.fingerprint, id.fingerprint());
+        // A signature that does not verify is refused and not remembered.
+        let forged: Arc<[u8]> = Arc::from(vec![0u8; shared.sig.len()]);
+        let bad = VerifyCache::digest(raw.get().as_bytes(), &forged);
+        let body = from_json(raw.get().as_bytes()).unwrap();
+        let refused = cache.admit(bad, AdmittedRumor::new(body, raw, forged));
+        assert_eq!(refused.err(), Some(SentryError::BadSignature));
+        assert!(cache.admitted(&bad).is_none());
+        assert_eq!(cache.sizes(), (1, 1));
+    }
+
+    #[test]
+    fn a_full_cache_keeps_the_rumors_a_store_still_holds() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let id = Identity::generate(&mut rng, 2048).unwrap();
+        let cache = VerifyCache::new(4);
+        let mut digests = Vec::new();
+        let mut held = None;
+        for node in 1..=5 {
+            let (digest, rumor) = signed(node, &id, &mut rng);
+            if node == 1 {
+                held = Some(Arc::clone(&rumor.raw));
+            }
+            cache.admit(digest, rumor).unwrap();
+            digests.push(digest);
+        }
+        assert!(held.is_some());
+        assert!(cache.admitted(&digests[0]).is_some(), "a store holds it");
+        assert!(cache.admitted(&digests[1]).is_none(), "nobody holds it");
+        assert!(cache.admitted(&digests[4]).is_some(), "just admitted");
+        assert_eq!(cache.sizes(), (1, 2));
     }
 
     #[test]

@@ -601,8 +601,8 @@ pub enum RumorContent {
         asn: Asn,
         /// Where the origin accepts connections.
         addr: Addr,
-        /// The origin's AS links.
-        links: Vec<AsLink>,
+        /// The origin's AS links (shared by every member record made from this rumor).
+        links: Arc<[AsLink]>,
     },
     /// The origin leaves the network on purpose.
     Leave {

@@ -395,7 +395,7 @@ fn a_peer_resending_older_rumors_on_its_link_is_blamed_for_replay() {
         RumorContent::Advert {
             asn: overlay_core::Asn(200),
             addr: addr(1),
-            links: vec![],
+            links: Vec::new().into(),
         },
     );
     c.inject(

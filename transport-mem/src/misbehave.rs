@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use overlay_core::wire::{LinkMessage, RumorBody, RumorContent, SignedRumor};
-use overlay_core::{Node, NodeId};
+use overlay_core::{AsLink, Node, NodeId};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -51,7 +51,7 @@ pub(crate) fn attack(
             let own = node.advert_of(me)?.clone();
             let forged = rewrite(&own, fresh, |body| {
                 if let RumorContent::Advert { links, .. } = &mut body.content {
-                    links.iter_mut().for_each(|l| l.cost = 0);
+                    *links = links.iter().map(|l| AsLink { cost: 0, ..*l }).collect();
                 }
             })?;
             return Some(Attack {
@@ -102,7 +102,7 @@ fn own_advert(node: &Node) -> RumorContent {
     RumorContent::Advert {
         asn: c.asn,
         addr: c.listen_addr.clone(),
-        links: c.links.clone(),
+        links: c.links.as_slice().into(),
     }
 }
 

@@ -155,7 +155,7 @@ impl Attacker {
         let advert = node.advert_of(victim.node)?.clone();
         let mut body: RumorBody = serde_json::from_str(advert.body.get()).ok()?;
         if let RumorContent::Advert { links, .. } = &mut body.content {
-            links.iter_mut().for_each(|l| l.cost = 0);
+            *links = links.iter().map(|l| AsLink { cost: 0, ..*l }).collect();
         }
         (0..BURST)
             .map(|_| {
@@ -223,7 +223,7 @@ impl Attacker {
         let content = RumorContent::Advert {
             asn: config.asn,
             addr: config.listen_addr.clone(),
-            links: config.links.clone(),
+            links: config.links.as_slice().into(),
         };
         let count = 2 * config.max_rumors_per_period;
         (0..count)

@@ -335,7 +335,7 @@ mod tests {
             Asn(own),
             speakers
                 .iter()
-                .map(|&i| (members[i].asn, members[i].links.as_slice())),
+                .map(|&i| (members[i].asn, &members[i].links[..])),
         )
         .into_values()
         .collect()
