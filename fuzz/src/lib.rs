@@ -56,7 +56,7 @@ fn fixture() -> &'static Fixture {
                     _ => RumorContent::Advert {
                         asn: Asn(origin.0 * 100),
                         addr: Addr(format!("10.0.0.{}:1450", origin.0)),
-                        links: vec![AsLink { asn: Asn(100), capacity: seq, cost: seq }],
+                        links: [AsLink { asn: Asn(100), capacity: seq, cost: seq }].into(),
                     },
                 };
                 // Sequence numbers far above what B's own rounds reach in a run.
