@@ -5,6 +5,8 @@
 //!  [--scenario broadcast|churn|crash|partition|byzantine] [--dissemination plumtree|flood]
 //!  [--max-peers 10] [--period-ms 10000] [--warmup-rounds 2] [--optimize-hops 1]`
 //!
+//! Progress goes to stderr as JSON lines (after the boot and after each warm-up round).
+//!
 //! RSA-2048 keys come from the on-disk pool (`KeyPool::default_dir()`: `$OVERLAY_KEY_CACHE`,
 //! else `$CARGO_TARGET_DIR/overlay-keys`, else `target/overlay-keys`); the first run
 //! generates the missing ones.
@@ -15,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use overlay_transport_mem::KeyPool;
-use overlay_transport_mem::experiment::{Experiment, run};
+use overlay_transport_mem::experiment::{Experiment, run_with_progress};
 
 fn parse(args: &[String]) -> Result<Experiment, String> {
     let mut exp = Experiment::new(100, 1);
@@ -55,7 +57,7 @@ fn main() -> ExitCode {
         }
     };
     let keys_seconds = keygen.elapsed().as_secs_f64();
-    let report = run(&exp, &keys);
+    let report = run_with_progress(&exp, &keys, &mut |line| eprintln!("{line}"));
     let mut json = serde_json::to_value(&report).unwrap_or_default();
     json["keys_seconds"] = keys_seconds.into();
     json["key_cache"] = dir.display().to_string().into();

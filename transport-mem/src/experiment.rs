@@ -298,6 +298,17 @@ fn config(exp: &Experiment, i: usize) -> Config {
 
 /// Runs the experiment with keys from `keys` (at least [`Experiment::slots`]).
 pub fn run(exp: &Experiment, keys: &KeyPool) -> Report {
+    run_with_progress(exp, keys, &mut |_| {})
+}
+
+/// [`run`], handing `progress` one JSON object at the end of the boot and of each warm-up
+/// round (`phase`, `virtual_ms`, `wall_seconds`, `rss_bytes`, `peak_rss_bytes`, and the
+/// boot's figures), so that a run of hours shows where it is and what it has measured.
+pub fn run_with_progress(
+    exp: &Experiment,
+    keys: &KeyPool,
+    progress: &mut dyn FnMut(Value),
+) -> Report {
     let started = Instant::now();
     let rss_before = rss("VmRSS:");
     let (mut sim, _) = build(exp, keys);
@@ -313,7 +324,32 @@ pub fn run(exp: &Experiment, keys: &KeyPool) -> Report {
     sim.run_for((period / 4).min(Duration::from_secs(2)));
     let boot_wall = started.elapsed();
     let boot_totals = dissemination_totals(&sim, &honest);
-    sim.run_for(period * exp.warmup_rounds);
+    let boot_copies_per_pair = boot_totals.copies as f64 / (n * n.saturating_sub(1)).max(1) as f64;
+    let mut report_progress = |sim: &Sim, phase: &str, extra: Value| {
+        let mut line = json!({
+            "phase": phase,
+            "virtual_ms": sim.now().as_millis(),
+            "wall_seconds": started.elapsed().as_secs_f64(),
+            "rss_bytes": rss("VmRSS:"),
+            "peak_rss_bytes": rss("VmHWM:"),
+        });
+        if let (Some(line), Value::Object(extra)) = (line.as_object_mut(), extra) {
+            line.extend(extra);
+        }
+        progress(line);
+    };
+    report_progress(
+        &sim,
+        "booted",
+        json!({
+            "boot_ms": boot.map(|t| t.as_millis()),
+            "boot_copies_per_pair": boot_copies_per_pair,
+        }),
+    );
+    for round in 1..=exp.warmup_rounds {
+        sim.run_for(period);
+        report_progress(&sim, "warmup_round", json!({ "round": round }));
+    }
     let warmup_wall = started.elapsed() - boot_wall;
     if exp.loss_after_boot {
         sim.set_loss(exp.net.loss, exp.net.loss_mode);
@@ -359,7 +395,7 @@ pub fn run(exp: &Experiment, keys: &KeyPool) -> Report {
         key_bits: KEY_BITS,
         topology: format!("barabasi_albert(n={}, m={})", exp.nodes, exp.attach),
         boot_ms: boot.map(|t| t.as_millis()),
-        boot_copies_per_pair: boot_totals.copies as f64 / (n * n.saturating_sub(1)).max(1) as f64,
+        boot_copies_per_pair,
         boot_wall_seconds: boot_wall.as_secs_f64(),
         warmup_wall_seconds: warmup_wall.as_secs_f64(),
         measured_origin: m.origin,
