@@ -58,7 +58,7 @@ fn rumor_pool() -> Vec<SignedRumor> {
         for (i, id) in origins.iter().enumerate() {
             let content = RumorContent::Advert {
                 asn: Asn(64_000 + i as u32),
-                addr: Addr(format!("192.0.2.{i}:1450")),
+                addr: Addr::from(format!("192.0.2.{i}:1450")),
                 links: vec![overlay_core::AsLink {
                     asn: Asn(1),
                     capacity: 10,

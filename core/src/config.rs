@@ -292,7 +292,7 @@ impl Config {
         }
         let bad_addr = |field: &'static str, addr: &Addr| ConfigError::BadAddr {
             field,
-            addr: addr.0.clone(),
+            addr: addr.0.to_string(),
         };
         check_addr(&self.listen_addr).map_err(|_| bad_addr("listen_addr", &self.listen_addr))?;
         for addr in &self.bootstrap {
@@ -343,12 +343,9 @@ mod tests {
                 Box::new(|c| c.gossip_period = Duration::from_millis(1)),
                 "gossip_period",
             ),
+            (Box::new(|c| c.listen_addr = Addr::from("")), "listen_addr"),
             (
-                Box::new(|c| c.listen_addr = Addr(String::new())),
-                "listen_addr",
-            ),
-            (
-                Box::new(|c| c.bootstrap = vec![Addr(String::new())]),
+                Box::new(|c| c.bootstrap = vec![Addr::from("")]),
                 "bootstrap",
             ),
             (

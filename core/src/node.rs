@@ -792,7 +792,7 @@ impl Node {
 
     /// The routing table, by destination.
     pub fn routes(&self) -> Vec<Route> {
-        self.routing.routes().cloned().collect()
+        self.routing.routes().collect()
     }
 
     /// Every member record, by node id (including this node).
@@ -841,7 +841,7 @@ impl Node {
             seq: self.gossip.seq(),
             peers: self.swarm.links().count(),
             members: self.routing.alive(),
-            routes: self.routing.routes().count(),
+            routes: self.routing.destinations(),
             left: self.left,
         }
     }

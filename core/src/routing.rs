@@ -88,12 +88,38 @@ pub enum Applied {
     Updated,
 }
 
+/// One destination of the table as it is kept: the AS path is not stored per destination
+/// but rebuilt from the predecessors (a table of N destinations holds N entries, not N
+/// paths).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TableEntry {
+    cost: u64,
+    capacity: u64,
+    hops: u32,
+    next_hop: Asn,
+    /// The AS before the destination on the path (this node's AS for a neighbour).
+    previous: Asn,
+}
+
+impl TableEntry {
+    fn of(route: &Route, source: Asn) -> Self {
+        let before_last = route.path.len().saturating_sub(2);
+        TableEntry {
+            cost: route.cost,
+            capacity: route.capacity,
+            hops: route.hops,
+            next_hop: route.next_hop,
+            previous: route.path.get(before_last).copied().unwrap_or(source),
+        }
+    }
+}
+
 /// Member records and the routing table.
 #[derive(Debug, Clone)]
 pub struct Routing {
     own_asn: Asn,
     members: BTreeMap<NodeId, Member>,
-    routes: BTreeMap<Asn, Route>,
+    table: BTreeMap<Asn, TableEntry>,
     dirty: bool,
     max_members: usize,
 }
@@ -104,7 +130,7 @@ impl Routing {
         Routing {
             own_asn,
             members: BTreeMap::new(),
-            routes: BTreeMap::new(),
+            table: BTreeMap::new(),
             dirty: true,
             max_members,
         }
@@ -203,39 +229,76 @@ impl Routing {
                 .into_iter()
                 .map(|(asn, m)| (asn, &m.links[..])),
         );
+        let table: BTreeMap<Asn, TableEntry> = new
+            .iter()
+            .map(|(dest, route)| (*dest, TableEntry::of(route, self.own_asn)))
+            .collect();
+        // A path changed when its last step or its predecessor's path did: settle them in
+        // order of hops, and rebuild an old route only where something changed.
+        let mut by_hops: Vec<(&Asn, &Route, &TableEntry)> = new
+            .iter()
+            .zip(table.values())
+            .map(|((dest, route), entry)| (dest, route, entry))
+            .collect();
+        by_hops.sort_by_key(|(_, route, _)| route.hops);
+        let mut path_changed: HashMap<Asn, bool> = HashMap::new();
         let mut changes = Vec::new();
-        for (dest, route) in &new {
-            let before = self.routes.get(dest);
-            if before != Some(route) {
+        for (dest, route, entry) in by_hops {
+            let old = self.table.get(dest);
+            let moved = old.is_none_or(|o| o.previous != entry.previous)
+                || path_changed.get(&entry.previous).copied().unwrap_or(false);
+            path_changed.insert(*dest, moved);
+            if moved || old != Some(entry) {
                 changes.push(RouteChange {
                     destination: *dest,
-                    before: before.cloned(),
+                    before: self.route(*dest),
                     after: Some(route.clone()),
                 });
             }
         }
-        for (dest, route) in &self.routes {
+        for dest in self.table.keys() {
             if !new.contains_key(dest) {
                 changes.push(RouteChange {
                     destination: *dest,
-                    before: Some(route.clone()),
+                    before: self.route(*dest),
                     after: None,
                 });
             }
         }
         changes.sort_by_key(|c| c.destination);
-        self.routes = new;
+        self.table = table;
         changes
     }
 
     /// The current table, by destination.
-    pub fn routes(&self) -> impl Iterator<Item = &Route> {
-        self.routes.values()
+    pub fn routes(&self) -> impl Iterator<Item = Route> + '_ {
+        self.table.keys().filter_map(|&dest| self.route(dest))
     }
 
-    /// The current route to one destination.
-    pub fn route(&self, destination: Asn) -> Option<&Route> {
-        self.routes.get(&destination)
+    /// How many destinations the table has.
+    pub fn destinations(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The current route to one destination (its AS path rebuilt from the predecessors).
+    pub fn route(&self, destination: Asn) -> Option<Route> {
+        let entry = self.table.get(&destination)?;
+        let mut path = vec![destination];
+        let mut at = entry;
+        while at.previous != self.own_asn && path.len() <= self.table.len() {
+            path.push(at.previous);
+            at = self.table.get(&at.previous)?;
+        }
+        path.push(self.own_asn);
+        path.reverse();
+        Some(Route {
+            destination,
+            cost: entry.cost,
+            hops: entry.hops,
+            capacity: entry.capacity,
+            path,
+            next_hop: entry.next_hop,
+        })
     }
 }
 
@@ -414,6 +477,116 @@ mod tests {
         );
         assert_eq!(r.hops as usize, path.len() - 1);
         assert_eq!(r.next_hop, Asn(path[1]));
+    }
+
+    #[test]
+    fn the_table_rebuilds_every_path_best_paths_found() {
+        let mut reported = 0;
+        for from in [100, 200, 300] {
+            let mut r = Routing::new(Asn(from), 16);
+            for (i, (asn, links)) in example().into_iter().enumerate() {
+                r.advertise(Member {
+                    node: NodeId(i as u32 + 1),
+                    asn,
+                    addr: Addr::from(format!("10.0.0.{i}:1450")),
+                    fingerprint: Fingerprint([i as u8; 32]),
+                    seq: 1,
+                    links: links.into(),
+                    state: MemberState::Alive,
+                });
+            }
+            let changes = r.recompute();
+            let expected: Vec<Route> = table(from).into_values().collect();
+            assert!(
+                expected.iter().any(|route| route.hops >= 2),
+                "multi-hop paths"
+            );
+            assert_eq!(r.routes().collect::<Vec<_>>(), expected, "from AS{from}");
+            assert_eq!(r.destinations(), expected.len());
+            let after: Vec<Route> = changes.into_iter().filter_map(|c| c.after).collect();
+            assert_eq!(after, expected, "every route is new");
+            // Reroute: AS 100 drops its link to 200 and makes the one to 300 dear, so paths
+            // from 100 now cross 300 and 200; then 200 makes its link to 300 dearer.
+            for (node, asn, links) in [
+                (
+                    1,
+                    Asn(100),
+                    vec![link(10, 2, 5), link(20, 5, 5), link(300, 10, 50)],
+                ),
+                (
+                    2,
+                    Asn(200),
+                    vec![link(100, 10, 5), link(300, 100, 9), link(30, 10, 2)],
+                ),
+            ] {
+                let before: BTreeMap<Asn, Route> =
+                    r.routes().map(|route| (route.destination, route)).collect();
+                let mut m = r.member(NodeId(node)).cloned().unwrap();
+                m.asn = asn;
+                m.links = links.into();
+                m.seq += 1;
+                r.advertise(m);
+                let changes = r.recompute();
+                let now: BTreeMap<Asn, Route> =
+                    r.routes().map(|route| (route.destination, route)).collect();
+                let mut diff: Vec<Asn> = before
+                    .keys()
+                    .chain(now.keys())
+                    .filter(|d| before.get(d) != now.get(d))
+                    .copied()
+                    .collect();
+                diff.sort();
+                diff.dedup();
+                let listed: Vec<Asn> = changes.iter().map(|c| c.destination).collect();
+                assert_eq!(
+                    listed, diff,
+                    "from AS{from}: exactly the routes that changed"
+                );
+                for c in &changes {
+                    assert_eq!(c.before.as_ref(), before.get(&c.destination));
+                    assert_eq!(c.after.as_ref(), now.get(&c.destination));
+                }
+                reported += changes.len();
+            }
+        }
+        assert!(reported >= 3, "the reroutes changed routes ({reported})");
+    }
+
+    #[test]
+    fn a_path_that_moves_upstream_is_reported_though_its_last_step_is_the_same() {
+        let mut r = Routing::new(Asn(1), 16);
+        let advertise = |r: &mut Routing, asn: u32, links: Vec<AsLink>| {
+            r.advertise(Member {
+                node: NodeId(asn),
+                asn: Asn(asn),
+                addr: Addr::from(format!("10.0.0.{asn}:1450")),
+                fingerprint: Fingerprint([asn as u8; 32]),
+                seq: 1,
+                links: links.into(),
+                state: MemberState::Alive,
+            });
+        };
+        advertise(&mut r, 1, vec![link(2, 10, 1)]);
+        advertise(&mut r, 2, vec![link(3, 10, 1), link(4, 10, 1)]);
+        advertise(&mut r, 3, vec![link(5, 10, 1)]);
+        advertise(&mut r, 4, vec![link(5, 10, 1)]);
+        advertise(&mut r, 5, vec![link(6, 10, 1)]);
+        r.recompute();
+        let path = |r: &Routing, to: u32| r.route(Asn(to)).map(|route| route.path);
+        assert_eq!(
+            path(&r, 6),
+            Some(vec![Asn(1), Asn(2), Asn(3), Asn(5), Asn(6)])
+        );
+        // 3 -> 5 gets dearer: 5 is now reached through 4; 6's last step (5 -> 6), cost,
+        // hops and next hop stay the same, but its path moved.
+        advertise(&mut r, 3, vec![link(5, 10, 2)]);
+        let changes = r.recompute();
+        let changed: Vec<Asn> = changes.iter().map(|c| c.destination).collect();
+        assert_eq!(changed, vec![Asn(5), Asn(6)]);
+        assert_eq!(
+            path(&r, 6),
+            Some(vec![Asn(1), Asn(2), Asn(4), Asn(5), Asn(6)])
+        );
     }
 
     #[test]

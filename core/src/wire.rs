@@ -63,10 +63,10 @@ impl fmt::Display for Asn {
     }
 }
 
-/// A transport address, opaque to the core (e.g. `"127.0.0.1:1450"`).
+/// A transport address, opaque to the core (e.g. `"127.0.0.1:1450"`); clones share the text.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Addr(pub String);
+pub struct Addr(pub Arc<str>);
 
 impl Addr {
     /// The address as text.
@@ -83,13 +83,13 @@ impl fmt::Display for Addr {
 
 impl From<&str> for Addr {
     fn from(s: &str) -> Self {
-        Addr(s.to_string())
+        Addr(s.into())
     }
 }
 
 impl From<String> for Addr {
     fn from(s: String) -> Self {
-        Addr(s)
+        Addr(s.into())
     }
 }
 
@@ -802,10 +802,10 @@ mod tests {
     #[test]
     fn peer_lists_are_bounded() {
         let many: Vec<Addr> = (0..=MAX_HELLO_PEERS)
-            .map(|i| Addr(format!("h{i}")))
+            .map(|i| Addr::from(format!("h{i}")))
             .collect();
         assert!(check_peer_list(&many).is_err());
         assert!(check_peer_list(&many[..3]).is_ok());
-        assert!(check_peer_list(&[Addr(String::new())]).is_err());
+        assert!(check_peer_list(&[Addr::from("")]).is_err());
     }
 }

@@ -20,7 +20,7 @@ const LINK: ConnId = ConnId(1);
 fn node(id: u32, key: &ClusterKey) -> Node {
     let mut rng = ChaCha20Rng::seed_from_u64(u64::from(id));
     let identity = Identity::generate(&mut rng, 2048).unwrap();
-    let addr = Addr(format!("10.0.0.{id}:1450"));
+    let addr = Addr::from(format!("10.0.0.{id}:1450"));
     let mut config = Config::new(NodeId(id), Asn(100 * id), addr, vec![key.clone()]);
     config.gossip_period = PERIOD;
     Node::new(config, identity, [id as u8; 32], Time::ZERO).unwrap()
@@ -69,7 +69,7 @@ fn an_answer_never_follows_a_newer_push_of_the_same_rumor() {
         (1, Direction::Inbound, "10.0.0.1:50000"),
         (0, Direction::Outbound, "10.0.0.2:1450"),
     ] {
-        let remote = Addr(remote.into());
+        let remote = Addr::from(remote);
         let out = nodes[i].handle(
             now,
             Event::Connected {
@@ -124,7 +124,7 @@ fn open(nodes: &mut [Node; 2], now: Time, conn: ConnId) -> (Vec<Action>, Vec<Act
         Event::Connected {
             conn,
             direction: Direction::Inbound,
-            remote: Addr("10.0.0.2:50000".into()),
+            remote: Addr::from("10.0.0.2:50000"),
         },
     );
     let outbound = nodes[1].handle(
@@ -132,7 +132,7 @@ fn open(nodes: &mut [Node; 2], now: Time, conn: ConnId) -> (Vec<Action>, Vec<Act
         Event::Connected {
             conn,
             direction: Direction::Outbound,
-            remote: Addr("10.0.0.1:1450".into()),
+            remote: Addr::from("10.0.0.1:1450"),
         },
     );
     (inbound, outbound)

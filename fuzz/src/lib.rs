@@ -55,7 +55,7 @@ fn fixture() -> &'static Fixture {
                     },
                     _ => RumorContent::Advert {
                         asn: Asn(origin.0 * 100),
-                        addr: Addr(format!("10.0.0.{}:1450", origin.0)),
+                        addr: Addr::from(format!("10.0.0.{}:1450", origin.0)),
                         links: [AsLink { asn: Asn(100), capacity: seq, cost: seq }].into(),
                     },
                 };
@@ -410,7 +410,7 @@ impl Pair {
                     FuzzCommand::SetLinks(links) => Command::SetLinks(
                         links.iter().map(|&(asn, cap, cost)| AsLink { asn: Asn(u32::from(asn)), capacity: u64::from(cap), cost: u64::from(cost) }).collect(),
                     ),
-                    FuzzCommand::Connect(addr) => Command::Connect(Addr(addr.clone())),
+                    FuzzCommand::Connect(addr) => Command::Connect(Addr::from(addr.clone())),
                 };
                 let out = self.a.handle(self.now, Event::Command(command));
                 self.exchange(out, Vec::new());
@@ -479,7 +479,7 @@ fn hello_of(h: &FuzzHello) -> Handshake {
         pubkey: id.public().der().to_vec(),
         nonce: [h.key; 32],
         ephemeral: [h.node; 32],
-        listen: Addr(h.listen.clone()),
+        listen: Addr::from(h.listen.clone()),
         key_id,
     };
     // A real member's proof, or a stranger's guess.

@@ -244,7 +244,7 @@ pub struct Report {
 
 /// Listen address of node `i`.
 pub fn addr(i: usize) -> Addr {
-    Addr(format!("rc{i}.sim:1450"))
+    Addr::from(format!("rc{i}.sim:1450"))
 }
 
 /// AS of node `i`.

@@ -667,7 +667,7 @@ impl Sim {
         let pending = c.duplex.to(side).next_arrival();
         let remote = match side {
             Side::Dialer => c.dialed.clone(),
-            Side::Listener => Addr(format!("{}~{id}", self.slots[dialer].config.listen_addr)),
+            Side::Listener => Addr::from(format!("{}~{id}", self.slots[dialer].config.listen_addr)),
         };
         let direction = match side {
             Side::Dialer => Direction::Outbound,

@@ -539,7 +539,7 @@ impl Settings {
                     format!("{addr} is this controller's own address"),
                 ));
             }
-            bootstrap.push(Addr(addr));
+            bootstrap.push(Addr::from(addr));
         }
 
         let rpc = match (&overrides.rpc, &file.rpc_addr) {
@@ -586,7 +586,7 @@ impl Settings {
         let mut core = Config::new(
             NodeId(file.me.id),
             Asn(file.me.autonomous_system_number),
-            Addr(listen.to_string()),
+            Addr::from(listen.to_string()),
             cluster_keys,
         );
         core.links = file.links();

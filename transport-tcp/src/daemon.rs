@@ -107,7 +107,7 @@ pub fn launch(
     let listen = gossip.local_addr().map_err(DaemonError::Socket)?;
     let rpc_addr = rpc.local_addr().map_err(DaemonError::Socket)?;
     let mut config = settings.core.clone();
-    config.listen_addr = overlay_core::Addr(listen.to_string());
+    config.listen_addr = overlay_core::Addr::from(listen.to_string());
     let limits = Limits::for_config(&config);
     let fingerprint = identity.fingerprint();
     let (driver, handle) = Driver::new(config, identity, keys::os_seed()?, gossip, limits)?;

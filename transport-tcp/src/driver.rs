@@ -286,7 +286,7 @@ impl Driver {
                     return None;
                 }
                 self.stats.accepted += 1;
-                Some(self.open(stream, Direction::Inbound, Addr(peer.to_string())))
+                Some(self.open(stream, Direction::Inbound, Addr::from(peer.to_string())))
             }
             Input::Dialed(addr, Ok(stream)) => Some(self.open(stream, Direction::Outbound, addr)),
             Input::Dialed(addr, Err(e)) => {

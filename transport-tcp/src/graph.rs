@@ -293,7 +293,7 @@ mod tests {
         Member {
             node: NodeId(node),
             asn: Asn(asn),
-            addr: Addr(format!("127.0.0.1:{}", 8000 + node)),
+            addr: Addr::from(format!("127.0.0.1:{}", 8000 + node)),
             fingerprint: Fingerprint([u8::try_from(node).unwrap(); 32]),
             seq: 1,
             links: links

@@ -225,7 +225,7 @@ impl Telemetry {
                     remote: self
                         .open
                         .get(conn)
-                        .map_or_else(|| Addr(conn.to_string()), |o| o.remote.clone()),
+                        .map_or_else(|| Addr::from(conn.to_string()), |o| o.remote.clone()),
                     node: *node,
                     reason: reason.label(),
                     detail: reason.to_string(),

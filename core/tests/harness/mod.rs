@@ -40,7 +40,7 @@ pub fn link(asn: u32, capacity: u64, cost: u64) -> AsLink {
 }
 
 pub fn addr(i: usize) -> Addr {
-    Addr(format!("10.0.0.{}:1450", i + 1))
+    Addr::from(format!("10.0.0.{}:1450", i + 1))
 }
 
 /// A config for slot `i` with a 1 s gossip period.
@@ -265,7 +265,7 @@ impl Cluster {
                                 event: Event::Connected {
                                     conn: b,
                                     direction: Direction::Inbound,
-                                    remote: Addr(format!("ephemeral-{}", b.0)),
+                                    remote: Addr::from(format!("ephemeral-{}", b.0)),
                                 },
                             });
                         }
