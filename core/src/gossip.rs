@@ -290,8 +290,7 @@ impl Gossip {
                 Outcome::Ignored(reason)
             };
         }
-        let digest = VerifyCache::digest(rumor.body.get().as_bytes(), &rumor.sig);
-        let admitted = match self.cache.admitted(&digest) {
+        let admitted = match self.cache.admitted(&rumor) {
             Some(known) => {
                 if let Err(outcome) = check_envelope(&rumor, &known, admission) {
                     return outcome;
@@ -306,7 +305,7 @@ impl Gossip {
                 if let Err(outcome) = check_envelope(&rumor, &parsed, admission) {
                     return outcome;
                 }
-                match self.cache.admit(digest, parsed) {
+                match self.cache.admit(parsed) {
                     Ok(a) => {
                         metrics.signatures_verified += 1;
                         a

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::scheduler::Time;
-use crate::wire::{Addr, HelloIdentity, NodeId, RumorBody, b64};
+use crate::wire::{Addr, HelloIdentity, NodeId, RumorBody, RumorId, SignedRumor, b64};
 
 /// Smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -524,7 +524,7 @@ pub struct VerifyCache {
 #[derive(Default)]
 struct CacheInner {
     keys: HashMap<Fingerprint, Arc<PublicIdentity>>,
-    admitted: HashMap<[u8; 32], Arc<AdmittedRumor>>,
+    admitted: HashMap<RumorId, Arc<AdmittedRumor>>,
 }
 
 /// A rumor whose body parsed, kept its limits and carries a valid signature of the key in
@@ -574,28 +574,19 @@ impl VerifyCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The name of a (body, signature) pair in the cache: SHA-256 of both.
-    pub fn digest(body: &[u8], sig: &[u8]) -> [u8; 32] {
-        Sha256::new()
-            .chain_update((body.len() as u64).to_be_bytes())
-            .chain_update(body)
-            .chain_update(sig)
-            .finalize()
-            .into()
+    /// The rumor admitted earlier with exactly these body and signature bytes, if the
+    /// cache still holds it (found by the id its envelope claims, then compared byte for
+    /// byte).
+    pub fn admitted(&self, rumor: &SignedRumor) -> Option<Arc<AdmittedRumor>> {
+        let inner = self.lock();
+        let known = inner.admitted.get(&rumor.id())?;
+        let same_body = Arc::ptr_eq(&known.raw, &rumor.body) || known.raw.get() == rumor.body.get();
+        (same_body && known.sig == rumor.sig).then(|| Arc::clone(known))
     }
 
-    /// The rumor admitted earlier under `digest`, if the cache still holds it.
-    pub fn admitted(&self, digest: &[u8; 32]) -> Option<Arc<AdmittedRumor>> {
-        self.lock().admitted.get(digest).cloned()
-    }
-
-    /// Verifies the signature of `rumor` (named `digest`) with the key in its body and
-    /// remembers it, so that the same bytes are never parsed or verified again.
-    pub fn admit(
-        &self,
-        digest: [u8; 32],
-        rumor: AdmittedRumor,
-    ) -> Result<Arc<AdmittedRumor>, SentryError> {
+    /// Verifies the signature of `rumor` with the key in its body and remembers it under
+    /// its body's id, so that the same bytes are never parsed or verified again.
+    pub fn admit(&self, rumor: AdmittedRumor) -> Result<Arc<AdmittedRumor>, SentryError> {
         let key = {
             let mut inner = self.lock();
             match inner.keys.get(&rumor.fingerprint) {
@@ -620,7 +611,9 @@ impl VerifyCache {
                 inner.admitted.clear();
             }
         }
-        inner.admitted.insert(digest, Arc::clone(&rumor));
+        let body = &rumor.body;
+        let id = RumorId(body.origin, body.content.subject(), body.seq);
+        inner.admitted.insert(id, Arc::clone(&rumor));
         Ok(rumor)
     }
 
@@ -910,7 +903,7 @@ mod tests {
     }
 
     /// A signed leave of `node` and the parse the cache is handed.
-    fn signed(node: u32, id: &Identity, rng: &mut ChaCha20Rng) -> ([u8; 32], AdmittedRumor) {
+    fn signed(node: u32, id: &Identity, rng: &mut ChaCha20Rng) -> (SignedRumor, AdmittedRumor) {
         let rumor = crate::gossip::sign(
             NodeId(node),
             1,
@@ -919,10 +912,9 @@ mod tests {
             rng,
             RumorContent::Leave { asn: Asn(node) },
         );
-        let raw = rumor.body.get().as_bytes();
-        let body = from_json(raw).unwrap();
-        let digest = VerifyCache::digest(raw, &rumor.sig);
-        (digest, AdmittedRumor::new(body, rumor.body, rumor.sig))
+        let body = from_json(rumor.body.get().as_bytes()).unwrap();
+        let parsed = AdmittedRumor::new(body, Arc::clone(&rumor.body), Arc::clone(&rumor.sig));
+        (rumor, parsed)
     }
 
     #[test]
@@ -931,20 +923,28 @@ mod tests {
         let id = Identity::generate(&mut rng, 2048).unwrap();
         let cache = VerifyCache::new(16);
         let other = cache.clone();
-        let (digest, rumor) = signed(1, &id, &mut rng);
-        let raw = Arc::clone(&rumor.raw);
-        assert!(cache.admitted(&digest).is_none());
-        let admitted = cache.admit(digest, rumor).unwrap();
-        let shared = other.admitted(&digest).expect("shared with every clone");
-        assert!(Arc::ptr_eq(&admitted, &shared) && Arc::ptr_eq(&shared.raw, &raw));
+        let (rumor, parsed) = signed(1, &id, &mut rng);
+        assert!(cache.admitted(&rumor).is_none());
+        let admitted = cache.admit(parsed).unwrap();
+        // Another copy of the same bytes (parsed from the wire: not the same allocation).
+        let copy: SignedRumor = from_json(&crate::wire::to_json(&rumor)).unwrap();
+        assert!(!Arc::ptr_eq(&copy.body, &rumor.body));
+        let shared = other.admitted(&copy).expect("shared with every clone");
+        assert!(Arc::ptr_eq(&admitted, &shared) && Arc::ptr_eq(&shared.raw, &rumor.body));
         assert_eq!(shared.fingerprint, id.fingerprint());
-        // A signature that does not verify is refused and not remembered.
-        let forged: Arc<[u8]> = Arc::from(vec![0u8; shared.sig.len()]);
-        let bad = VerifyCache::digest(raw.get().as_bytes(), &forged);
-        let body = from_json(raw.get().as_bytes()).unwrap();
-        let refused = cache.admit(bad, AdmittedRumor::new(body, raw, forged));
+        // The same id with other signature bytes is not the admitted rumor, and a
+        // signature that does not verify is refused and not remembered.
+        let mut forged = rumor.clone();
+        forged.sig = Arc::from(vec![0u8; rumor.sig.len()]);
+        assert!(cache.admitted(&forged).is_none());
+        let body = from_json(rumor.body.get().as_bytes()).unwrap();
+        let refused = cache.admit(AdmittedRumor::new(
+            body,
+            Arc::clone(&rumor.body),
+            Arc::clone(&forged.sig),
+        ));
         assert_eq!(refused.err(), Some(SentryError::BadSignature));
-        assert!(cache.admitted(&bad).is_none());
+        assert!(cache.admitted(&rumor).is_some() && cache.admitted(&forged).is_none());
         assert_eq!(cache.sizes(), (1, 1));
     }
 
@@ -953,20 +953,21 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(3);
         let id = Identity::generate(&mut rng, 2048).unwrap();
         let cache = VerifyCache::new(4);
-        let mut digests = Vec::new();
         let mut held = None;
+        let mut ids = Vec::new();
         for node in 1..=5 {
-            let (digest, rumor) = signed(node, &id, &mut rng);
+            let (rumor, parsed) = signed(node, &id, &mut rng);
+            cache.admit(parsed).unwrap();
+            ids.push(rumor.id());
+            // Only the first rumor's body stays held outside the cache (as a store would).
             if node == 1 {
-                held = Some(Arc::clone(&rumor.raw));
+                held = Some(rumor);
             }
-            cache.admit(digest, rumor).unwrap();
-            digests.push(digest);
         }
-        assert!(held.is_some());
-        assert!(cache.admitted(&digests[0]).is_some(), "a store holds it");
-        assert!(cache.admitted(&digests[1]).is_none(), "nobody holds it");
-        assert!(cache.admitted(&digests[4]).is_some(), "just admitted");
+        let admitted = |i: usize| cache.lock().admitted.contains_key(&ids[i]);
+        assert!(held.is_some() && admitted(0), "a store holds it");
+        assert!(!admitted(1), "nobody held it");
+        assert!(admitted(4), "just admitted");
         assert_eq!(cache.sizes(), (1, 2));
     }
 
