@@ -56,10 +56,13 @@ impl Kind {
     }
 }
 
+/// One stored rumor: the signed body, signature and parse it shares with the verify cache
+/// (and, in a simulator, with every node), and the unsigned part of the envelope it came in.
 #[derive(Debug, Clone)]
 struct Stored {
-    rumor: SignedRumor,
-    kind: Kind,
+    admitted: Arc<AdmittedRumor>,
+    age_ms: u64,
+    hops: u32,
     received_at: Time,
     expires_at: Time,
     /// The link that delivered it (`None` for own rumors).
@@ -67,13 +70,26 @@ struct Stored {
 }
 
 impl Stored {
+    fn seq(&self) -> u64 {
+        self.admitted.body.seq
+    }
+
+    fn kind(&self) -> Kind {
+        Kind::of(&self.admitted.body.content)
+    }
+
+    /// The rumor as it arrived.
+    fn received(&self) -> SignedRumor {
+        self.admitted.envelope(self.age_ms, self.hops)
+    }
+
     /// A copy to send at `now`, its age brought up to date.
     fn outgoing(&self, now: Time) -> SignedRumor {
-        let mut r = self.rumor.clone();
         let held = u64::try_from(now.since(self.received_at).as_millis()).unwrap_or(u64::MAX);
-        r.age_ms = r.age_ms.saturating_add(held);
-        r.hops = r.hops.saturating_add(1);
-        r
+        self.admitted.envelope(
+            self.age_ms.saturating_add(held),
+            self.hops.saturating_add(1),
+        )
     }
 }
 
@@ -150,7 +166,18 @@ pub fn sign<R: CryptoRng + ?Sized>(
     rng: &mut R,
     content: RumorContent,
 ) -> SignedRumor {
-    let subject = content.subject();
+    sign_admitted(origin, seq, issued_at, identity, rng, content).envelope(0, 0)
+}
+
+/// [`sign`], keeping the body's parse for the store.
+fn sign_admitted<R: CryptoRng + ?Sized>(
+    origin: NodeId,
+    seq: u64,
+    issued_at: Time,
+    identity: &Identity,
+    rng: &mut R,
+    content: RumorContent,
+) -> AdmittedRumor {
     let body = RumorBody {
         origin,
         seq,
@@ -161,16 +188,13 @@ pub fn sign<R: CryptoRng + ?Sized>(
     let text = String::from_utf8(to_json(&body)).unwrap_or_default();
     let sig = identity.sign(rng, text.as_bytes());
     // serde_json output is always valid JSON.
-    let body = RawValue::from_string(text)
+    let raw = RawValue::from_string(text)
         .unwrap_or_else(|_| RawValue::from_string("null".to_string()).unwrap_or_default());
-    SignedRumor {
-        origin,
-        seq,
-        subject,
-        body: Arc::from(body),
+    AdmittedRumor {
+        fingerprint: identity.fingerprint(),
+        body,
+        raw: Arc::from(raw),
         sig: Arc::from(sig),
-        age_ms: 0,
-        hops: 0,
     }
 }
 
@@ -252,7 +276,7 @@ impl Gossip {
     pub fn newest_seq(&self, key: &RumorKey) -> Option<u64> {
         self.store
             .get(key)
-            .map(|s| s.rumor.seq)
+            .map(Stored::seq)
             .or_else(|| self.tombstones.get(key).map(|&(seq, _)| seq))
     }
 
@@ -324,11 +348,15 @@ impl Gossip {
             return Outcome::Ignored(RejectReason::Violation("rumor store full".into()));
         }
         self.has_token(now, key.origin, true);
-        let kind = Kind::of(&admitted.body.content);
-        let mut rumor = rumor;
-        rumor.body = Arc::clone(&admitted.raw);
-        rumor.sig = Arc::clone(&admitted.sig);
-        self.insert(now, key, rumor, kind, Some(conn));
+        let stored = Stored {
+            admitted: Arc::clone(&admitted),
+            age_ms: rumor.age_ms,
+            hops: rumor.hops,
+            received_at: now,
+            expires_at: now,
+            from: Some(conn),
+        };
+        self.insert(now, key, stored);
         metrics.rumors_accepted += 1;
         Outcome::Accepted(Box::new(Accepted { key, admitted }))
     }
@@ -366,27 +394,13 @@ impl Gossip {
         }
     }
 
-    fn insert(
-        &mut self,
-        now: Time,
-        key: RumorKey,
-        rumor: SignedRumor,
-        kind: Kind,
-        from: Option<ConnId>,
-    ) {
-        let age = Duration::from_millis(rumor.age_ms);
-        let remaining = self.expiry_for(kind).saturating_sub(age);
+    /// Stores a rumor received (or signed) at `now`, expiring when its age reaches the
+    /// limit of its kind.
+    fn insert(&mut self, now: Time, key: RumorKey, mut stored: Stored) {
+        let age = Duration::from_millis(stored.age_ms);
+        stored.expires_at = now + self.expiry_for(stored.kind()).saturating_sub(age);
         self.tombstones.remove(&key);
-        self.store.insert(
-            key,
-            Stored {
-                rumor,
-                kind,
-                received_at: now,
-                expires_at: now + remaining,
-                from,
-            },
-        );
+        self.store.insert(key, stored);
     }
 
     /// Signs and stores a rumor of this node; returns its key (spread it with
@@ -399,10 +413,20 @@ impl Gossip {
         content: RumorContent,
     ) -> RumorKey {
         self.seq += 1;
-        let kind = Kind::of(&content);
-        let rumor = sign(self.me, self.seq, now, identity, rng, content);
-        let key = rumor.key();
-        self.insert(now, key, rumor, kind, None);
+        let admitted = sign_admitted(self.me, self.seq, now, identity, rng, content);
+        let key = RumorKey {
+            origin: self.me,
+            subject: admitted.body.content.subject(),
+        };
+        let stored = Stored {
+            admitted: Arc::new(admitted),
+            age_ms: 0,
+            hops: 0,
+            received_at: now,
+            expires_at: now,
+            from: None,
+        };
+        self.insert(now, key, stored);
         key
     }
 
@@ -424,9 +448,7 @@ impl Gossip {
     /// How the stored rumor `key` arrived: its sequence number, the hops it had crossed and
     /// the link that delivered it.
     pub fn arrival(&self, key: &RumorKey) -> Option<(u64, u32, Option<ConnId>)> {
-        self.store
-            .get(key)
-            .map(|s| (s.rumor.seq, s.rumor.hops, s.from))
+        self.store.get(key).map(|s| (s.seq(), s.hops, s.from))
     }
 
     /// Whether the peer on `conn` recently delivered `key` at `seq` or newer (it has it).
@@ -439,7 +461,11 @@ impl Gossip {
 
     /// The store as digests of at most `MAX_IDS` ids with adjacent ranges covering every key.
     pub fn digests(&self, reply: bool) -> Vec<Digest> {
-        let ids: Vec<RumorId> = self.store.values().map(|s| s.rumor.id()).collect();
+        let ids: Vec<RumorId> = self
+            .store
+            .iter()
+            .map(|(k, s)| RumorId(k.origin, k.subject, s.seq()))
+            .collect();
         let mut digests = Vec::new();
         let mut after = None;
         let mut chunks = ids.chunks(MAX_IDS).peekable();
@@ -476,7 +502,7 @@ impl Gossip {
         let upper = digest.upto.map_or(Bound::Unbounded, Bound::Included);
         self.store
             .range((lower, upper))
-            .filter(|(k, s)| theirs.get(k).is_none_or(|&seq| seq < s.rumor.seq))
+            .filter(|(k, s)| theirs.get(k).is_none_or(|&seq| seq < s.seq()))
             .map(|(k, _)| *k)
             .collect()
     }
@@ -501,7 +527,7 @@ impl Gossip {
             .collect();
         for key in keys {
             if let Some(s) = self.store.remove(&key) {
-                self.tombstone(now, key, s.rumor.seq);
+                self.tombstone(now, key, s.seq());
             }
         }
     }
@@ -522,7 +548,7 @@ impl Gossip {
             .store
             .iter()
             .filter(|(k, s)| s.expires_at <= now && k.origin != self.me)
-            .map(|(k, s)| (*k, s.kind, s.rumor.seq))
+            .map(|(k, s)| (*k, s.kind(), s.seq()))
             .collect();
         for &(key, _, seq) in &expired {
             self.store.remove(&key);
@@ -532,9 +558,9 @@ impl Gossip {
         expired.into_iter().map(|(k, kind, _)| (k, kind)).collect()
     }
 
-    /// The stored rumor for `key`, if any.
-    pub fn get(&self, key: &RumorKey) -> Option<&SignedRumor> {
-        self.store.get(key).map(|s| &s.rumor)
+    /// The stored rumor for `key` as it arrived, if any.
+    pub fn get(&self, key: &RumorKey) -> Option<SignedRumor> {
+        self.store.get(key).map(Stored::received)
     }
 
     /// Sizes for cap checks: (stored rumors, tombstones, links tracked, origins rate-limited,

@@ -862,7 +862,7 @@ impl Node {
     }
 
     /// The stored signed rumor of `origin`'s membership (advert or leave), if any.
-    pub fn advert_of(&self, origin: NodeId) -> Option<&SignedRumor> {
+    pub fn advert_of(&self, origin: NodeId) -> Option<SignedRumor> {
         self.stored_rumor(&crate::wire::RumorKey {
             origin,
             subject: None,
@@ -870,7 +870,7 @@ impl Node {
     }
 
     /// The stored signed rumor for any key (accusations included), if any.
-    pub fn stored_rumor(&self, key: &crate::wire::RumorKey) -> Option<&SignedRumor> {
+    pub fn stored_rumor(&self, key: &crate::wire::RumorKey) -> Option<SignedRumor> {
         self.gossip.get(key)
     }
 

@@ -542,6 +542,19 @@ pub struct AdmittedRumor {
 }
 
 impl AdmittedRumor {
+    /// The rumor with this body and signature in an envelope with `age_ms` and `hops`.
+    pub fn envelope(&self, age_ms: u64, hops: u32) -> SignedRumor {
+        SignedRumor {
+            origin: self.body.origin,
+            seq: self.body.seq,
+            subject: self.body.content.subject(),
+            body: Arc::clone(&self.raw),
+            sig: Arc::clone(&self.sig),
+            age_ms,
+            hops,
+        }
+    }
+
     /// A parsed rumor not yet verified: [`VerifyCache::admit`] checks its signature.
     pub fn new(body: RumorBody, raw: Arc<RawValue>, sig: Arc<[u8]>) -> Self {
         AdmittedRumor {

@@ -311,7 +311,7 @@ fn forged_rumors_get_the_sender_banned_accused_and_evicted_by_quorum() {
         assert!(c.linked(3, honest));
     }
     let bad = NodeId(4);
-    let genuine = c.node(3).advert_of(bad).unwrap().clone();
+    let genuine = c.node(3).advert_of(bad).unwrap();
     let mut seq = genuine.seq + 100;
     for victim in [0, 1] {
         for _ in 0..3 {

@@ -48,7 +48,7 @@ pub(crate) fn attack(
     let fresh = node.status().seq + 1_000_000 + *counter * 100;
     let rumors = match how {
         Misbehavior::Forge => {
-            let own = node.advert_of(me)?.clone();
+            let own = node.advert_of(me)?;
             let forged = rewrite(&own, fresh, |body| {
                 if let RumorContent::Advert { links, .. } = &mut body.content {
                     *links = links.iter().map(|l| AsLink { cost: 0, ..*l }).collect();

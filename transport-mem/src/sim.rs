@@ -1025,7 +1025,7 @@ impl Sim {
             return;
         };
         if s.old_advert.is_none() {
-            s.old_advert = node.advert_of(s.config.node_id).cloned();
+            s.old_advert = node.advert_of(s.config.node_id);
         }
         let Some(attack) = attack(node, how, s.old_advert.as_ref(), &mut s.attacks) else {
             return;

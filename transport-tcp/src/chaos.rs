@@ -152,7 +152,7 @@ impl Attacker {
     /// `victim`'s advertisement with every link at cost 0 and fresh sequence numbers,
     /// keeping its signature.
     fn forge(&mut self, node: &Node, victim: &Member) -> Option<Vec<SignedRumor>> {
-        let advert = node.advert_of(victim.node)?.clone();
+        let advert = node.advert_of(victim.node)?;
         let mut body: RumorBody = serde_json::from_str(advert.body.get()).ok()?;
         if let RumorContent::Advert { links, .. } = &mut body.content {
             *links = links.iter().map(|l| AsLink { cost: 0, ..*l }).collect();
@@ -208,7 +208,7 @@ impl Attacker {
     /// The newest own advertisement, then the first one again: older on the same link.
     fn replay(&mut self, node: &Node) -> Option<Vec<SignedRumor>> {
         let me = node.status().node;
-        let newest = node.advert_of(me)?.clone();
+        let newest = node.advert_of(me)?;
         let first = self.first.get_or_insert_with(|| newest.clone());
         (first.seq < newest.seq).then(|| {
             std::iter::once(newest)
