@@ -66,14 +66,17 @@ fn rumor_pool() -> Vec<SignedRumor> {
                 }]
                 .into(),
             };
-            pool.push(sign(
-                NodeId(100 + i as u32),
-                seq,
-                overlay_core::Time::ZERO,
-                id,
-                &mut rng,
-                content,
-            ));
+            pool.push(
+                sign(
+                    NodeId(100 + i as u32),
+                    seq,
+                    overlay_core::Time::ZERO,
+                    id,
+                    &mut rng,
+                    content,
+                )
+                .envelope(0, 0),
+            );
         }
     }
     pool

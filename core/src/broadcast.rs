@@ -549,7 +549,7 @@ mod tests {
             addr: Addr::from("x"),
             links: std::sync::Arc::from([]),
         };
-        let mut rumor = sign(NodeId(9), 1, Time::ZERO, &id, &mut rng, content);
+        let mut rumor = sign(NodeId(9), 1, Time::ZERO, &id, &mut rng, content).envelope(0, 0);
         rumor.hops = hops;
         let mut store = Gossip::new(
             NodeId(1),

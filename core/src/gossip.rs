@@ -157,20 +157,9 @@ struct Bucket {
     last: Time,
 }
 
-/// Signs `content` as `origin` with sequence number `seq` at time `issued_at`.
+/// Signs `content` as `origin` with sequence number `seq` at time `issued_at`: the body,
+/// its signature and its parse (send it as `.envelope(0, 0)`).
 pub fn sign<R: CryptoRng + ?Sized>(
-    origin: NodeId,
-    seq: u64,
-    issued_at: Time,
-    identity: &Identity,
-    rng: &mut R,
-    content: RumorContent,
-) -> SignedRumor {
-    sign_admitted(origin, seq, issued_at, identity, rng, content).envelope(0, 0)
-}
-
-/// [`sign`], keeping the body's parse for the store.
-fn sign_admitted<R: CryptoRng + ?Sized>(
     origin: NodeId,
     seq: u64,
     issued_at: Time,
@@ -413,7 +402,7 @@ impl Gossip {
         content: RumorContent,
     ) -> RumorKey {
         self.seq += 1;
-        let admitted = sign_admitted(self.me, self.seq, now, identity, rng, content);
+        let admitted = sign(self.me, self.seq, now, identity, rng, content);
         let key = RumorKey {
             origin: self.me,
             subject: admitted.body.content.subject(),

@@ -783,6 +783,7 @@ impl Node {
             &mut self.rng,
             content,
         )
+        .envelope(0, 0)
     }
 
     /// When the node next needs [`Event::Tick`] (or any event); `None` after leaving.

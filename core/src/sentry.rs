@@ -924,7 +924,8 @@ mod tests {
             id,
             rng,
             RumorContent::Leave { asn: Asn(node) },
-        );
+        )
+        .envelope(0, 0);
         let body = from_json(rumor.body.get().as_bytes()).unwrap();
         let parsed = AdmittedRumor::new(body, Arc::clone(&rumor.body), Arc::clone(&rumor.sig));
         (rumor, parsed)

@@ -60,7 +60,7 @@ fn fixture() -> &'static Fixture {
                     },
                 };
                 // Sequence numbers far above what B's own rounds reach in a run.
-                pool.push(overlay_core::gossip::sign(origin, 1_000 + seq, Time::ZERO, id, &mut rng, content));
+                pool.push(overlay_core::gossip::sign(origin, 1_000 + seq, Time::ZERO, id, &mut rng, content).envelope(0, 0));
             }
         }
         Fixture { a, b, others, pool }
