@@ -86,6 +86,10 @@ pub struct Experiment {
     /// once per round, so Plumtree's per-origin trees are pruned (steady state). 0
     /// measures right after the boot, while the trees are still forming.
     pub warmup_rounds: u32,
+    /// How long the cluster takes to start: node i starts at i × `join_over` / N, in the
+    /// topology's growth order (each node attaches to earlier ones). Zero starts every
+    /// node at once (the first advertisement of every origin floods at the same moment).
+    pub join_over: Duration,
 }
 
 impl Experiment {
@@ -105,6 +109,7 @@ impl Experiment {
             dissemination: Dissemination::Plumtree,
             optimize_hops: 1,
             warmup_rounds: 2,
+            join_over: Duration::ZERO,
         }
     }
 
@@ -115,7 +120,8 @@ impl Experiment {
 
     /// Sets the field a command-line flag names (`--nodes`, `--seed`, `--loss`,
     /// `--loss-mode`, `--scenario`, `--dissemination`, `--max-peers`, `--period-ms`,
-    /// `--optimize-hops`, `--warmup-rounds`) from its value; `Ok(false)` for another flag.
+    /// `--optimize-hops`, `--warmup-rounds`, `--join-ms`) from its value; `Ok(false)` for
+    /// another flag.
     /// The examples share it.
     pub fn set_flag(&mut self, flag: &str, value: &str) -> Result<bool, String> {
         let num = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
@@ -146,6 +152,7 @@ impl Experiment {
             "--period-ms" => self.gossip_period = Duration::from_millis(num(value)?),
             "--optimize-hops" => self.optimize_hops = small(value)?,
             "--warmup-rounds" => self.warmup_rounds = small(value)?,
+            "--join-ms" => self.join_over = Duration::from_millis(num(value)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -175,6 +182,8 @@ pub struct Report {
     pub dissemination: Dissemination,
     /// Gossip rounds run between the boot and the scenario.
     pub warmup_rounds: u32,
+    /// Over how long the nodes started, ms (0: all at once).
+    pub join_over_ms: u64,
     /// Plumtree's tree optimisation threshold in hops.
     pub optimize_hops: u32,
     /// RSA key size of every node.
@@ -275,6 +284,12 @@ pub fn build(exp: &Experiment, keys: &KeyPool) -> (Sim, Topology) {
             neighbours.swap_remove(below(&mut rng, neighbours.len() as u64) as usize);
         }
         c.bootstrap = neighbours.into_iter().map(addr).collect();
+        if !exp.join_over.is_zero() {
+            let join_at = exp.join_over.as_millis() * i as u128 / exp.nodes.max(1) as u128;
+            sim.run_until(Time::from_millis(
+                u64::try_from(join_at).unwrap_or(u64::MAX),
+            ));
+        }
         // Configs built here are valid by construction.
         sim.add(c, keys.get(i))
             .unwrap_or_else(|e| unreachable!("config: {e}"));
@@ -391,6 +406,7 @@ pub fn run_with_progress(
         gossip_period_ms: millis(period),
         dissemination: exp.dissemination,
         warmup_rounds: exp.warmup_rounds,
+        join_over_ms: millis(exp.join_over),
         optimize_hops: exp.optimize_hops,
         key_bits: KEY_BITS,
         topology: format!("barabasi_albert(n={}, m={})", exp.nodes, exp.attach),
@@ -848,6 +864,21 @@ mod tests {
         );
         assert!(r.last_delivery_hop >= 1 && r.full_delivery_ms.is_some());
         assert_eq!(run(&exp, &keys).trace_digest, r.trace_digest);
+    }
+
+    #[test]
+    fn a_cluster_that_starts_over_time_still_reaches_everyone() {
+        let (mut exp, keys) = small(Scenario::Broadcast, Duration::from_secs(10));
+        exp.join_over = Duration::from_secs(3);
+        let (sim, _) = build(&exp, &keys);
+        // The twelfth node starts at 11/12 of the 3 s.
+        assert_eq!(sim.now(), Time::from_millis(2750));
+        assert_eq!(sim.running().len(), 12);
+        let r = run(&exp, &keys);
+        assert_eq!(r.join_over_ms, 3000);
+        assert!(r.boot_ms.is_some_and(|b| b >= 2750), "{:?}", r.boot_ms);
+        assert_eq!(r.delivery_ratio, 1.0);
+        assert!(r.routes_match_reference, "{:?}", r.mismatch);
     }
 
     #[test]
