@@ -337,15 +337,13 @@ impl Gossip {
             return Outcome::Ignored(RejectReason::Violation("rumor store full".into()));
         }
         self.has_token(now, key.origin, true);
-        let stored = Stored {
-            admitted: Arc::clone(&admitted),
-            age_ms: rumor.age_ms,
-            hops: rumor.hops,
-            received_at: now,
-            expires_at: now,
-            from: Some(conn),
-        };
-        self.insert(now, key, stored);
+        self.insert(
+            now,
+            key,
+            Arc::clone(&admitted),
+            (rumor.age_ms, rumor.hops),
+            Some(conn),
+        );
         metrics.rumors_accepted += 1;
         Outcome::Accepted(Box::new(Accepted { key, admitted }))
     }
@@ -383,13 +381,30 @@ impl Gossip {
         }
     }
 
-    /// Stores a rumor received (or signed) at `now`, expiring when its age reaches the
-    /// limit of its kind.
-    fn insert(&mut self, now: Time, key: RumorKey, mut stored: Stored) {
-        let age = Duration::from_millis(stored.age_ms);
-        stored.expires_at = now + self.expiry_for(stored.kind()).saturating_sub(age);
+    /// Stores a rumor received (or signed) at `now` from `from` with the envelope's
+    /// `(age_ms, hops)`, expiring when its age reaches the limit of its kind.
+    fn insert(
+        &mut self,
+        now: Time,
+        key: RumorKey,
+        admitted: Arc<AdmittedRumor>,
+        (age_ms, hops): (u64, u32),
+        from: Option<ConnId>,
+    ) {
+        let limit = self.expiry_for(Kind::of(&admitted.body.content));
+        let expires_at = now + limit.saturating_sub(Duration::from_millis(age_ms));
         self.tombstones.remove(&key);
-        self.store.insert(key, stored);
+        self.store.insert(
+            key,
+            Stored {
+                admitted,
+                age_ms,
+                hops,
+                received_at: now,
+                expires_at,
+                from,
+            },
+        );
     }
 
     /// Signs and stores a rumor of this node; returns its key (spread it with
@@ -403,19 +418,8 @@ impl Gossip {
     ) -> RumorKey {
         self.seq += 1;
         let admitted = sign(self.me, self.seq, now, identity, rng, content);
-        let key = RumorKey {
-            origin: self.me,
-            subject: admitted.body.content.subject(),
-        };
-        let stored = Stored {
-            admitted: Arc::new(admitted),
-            age_ms: 0,
-            hops: 0,
-            received_at: now,
-            expires_at: now,
-            from: None,
-        };
-        self.insert(now, key, stored);
+        let key = admitted.body.id().key();
+        self.insert(now, key, Arc::new(admitted), (0, 0), None);
         key
     }
 

@@ -624,9 +624,7 @@ impl VerifyCache {
                 inner.admitted.clear();
             }
         }
-        let body = &rumor.body;
-        let id = RumorId(body.origin, body.content.subject(), body.seq);
-        inner.admitted.insert(id, Arc::clone(&rumor));
+        inner.admitted.insert(rumor.body.id(), Arc::clone(&rumor));
         Ok(rumor)
     }
 

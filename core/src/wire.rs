@@ -590,6 +590,13 @@ pub struct RumorBody {
     pub content: RumorContent,
 }
 
+impl RumorBody {
+    /// The identity the signer gave this body (what a matching envelope claims).
+    pub fn id(&self) -> RumorId {
+        RumorId(self.origin, self.content.subject(), self.seq)
+    }
+}
+
 /// The kinds of rumor (externally tagged: `{"advert":{...}}`, which parses without
 /// buffering).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
