@@ -311,14 +311,13 @@ impl Cluster {
         serde_json::from_slice(&body).ok()
     }
 
-    /// A counter from controller `i`'s `/metrics`.
+    /// A counter from controller `i`'s `/metrics` (one scrape per call: to compare
+    /// several series, scrape once and use [`metric_in`]).
     pub fn metric(&self, i: usize, name: &str) -> Option<f64> {
         let body = Client::new(self.rpc[i].to_string(), None)
             .get("/metrics")
             .ok()?;
-        let text = String::from_utf8_lossy(&body).to_string();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        metric_in(&String::from_utf8_lossy(&body), name)
     }
 
     /// Waits until every controller marked live answers exactly the routes the path rule
@@ -345,4 +344,10 @@ impl Cluster {
             )),
         }
     }
+}
+
+/// The value of the series `name` (with its labels) in one `/metrics` scrape.
+pub fn metric_in(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
