@@ -90,6 +90,8 @@ pub struct Experiment {
     /// topology's growth order (each node attaches to earlier ones). Zero starts every
     /// node at once (the first advertisement of every origin floods at the same moment).
     pub join_over: Duration,
+    /// Simulator worker threads (wall time only: outcomes and digests do not depend on it).
+    pub threads: usize,
 }
 
 impl Experiment {
@@ -110,6 +112,7 @@ impl Experiment {
             optimize_hops: 1,
             warmup_rounds: 2,
             join_over: Duration::ZERO,
+            threads: SimParams::new(seed).threads,
         }
     }
 
@@ -120,9 +123,8 @@ impl Experiment {
 
     /// Sets the field a command-line flag names (`--nodes`, `--seed`, `--loss`,
     /// `--loss-mode`, `--scenario`, `--dissemination`, `--max-peers`, `--period-ms`,
-    /// `--optimize-hops`, `--warmup-rounds`, `--join-ms`) from its value; `Ok(false)` for
-    /// another flag.
-    /// The examples share it.
+    /// `--optimize-hops`, `--warmup-rounds`, `--join-ms`, `--threads`) from its value;
+    /// `Ok(false)` for another flag. The examples share it.
     pub fn set_flag(&mut self, flag: &str, value: &str) -> Result<bool, String> {
         let num = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
         let small = |v: &str| u32::try_from(num(v)?).map_err(|e| format!("{flag}: {e}"));
@@ -153,6 +155,7 @@ impl Experiment {
             "--optimize-hops" => self.optimize_hops = small(value)?,
             "--warmup-rounds" => self.warmup_rounds = small(value)?,
             "--join-ms" => self.join_over = Duration::from_millis(num(value)?),
+            "--threads" => self.threads = (num(value)? as usize).max(1),
             _ => return Ok(false),
         }
         Ok(true)
@@ -184,6 +187,8 @@ pub struct Report {
     pub warmup_rounds: u32,
     /// Over how long the nodes started, ms (0: all at once).
     pub join_over_ms: u64,
+    /// Simulator worker threads (wall time only).
+    pub threads: usize,
     /// Plumtree's tree optimisation threshold in hops.
     pub optimize_hops: u32,
     /// RSA key size of every node.
@@ -272,6 +277,7 @@ pub fn build(exp: &Experiment, keys: &KeyPool) -> (Sim, Topology) {
     );
     let mut params = SimParams::new(exp.seed);
     params.net = exp.net.clone();
+    params.threads = exp.threads;
     if exp.loss_after_boot {
         params.net.loss = 0.0;
     }
@@ -407,6 +413,7 @@ pub fn run_with_progress(
         dissemination: exp.dissemination,
         warmup_rounds: exp.warmup_rounds,
         join_over_ms: millis(exp.join_over),
+        threads: exp.threads,
         optimize_hops: exp.optimize_hops,
         key_bits: KEY_BITS,
         topology: format!("barabasi_albert(n={}, m={})", exp.nodes, exp.attach),
@@ -863,7 +870,17 @@ mod tests {
             "about every receiver got a copy"
         );
         assert!(r.last_delivery_hop >= 1 && r.full_delivery_ms.is_some());
-        assert_eq!(run(&exp, &keys).trace_digest, r.trace_digest);
+        // The same outcome, event for event, on any number of worker threads.
+        for threads in [1, 3] {
+            let again = run(
+                &Experiment {
+                    threads,
+                    ..exp.clone()
+                },
+                &keys,
+            );
+            assert_eq!(again.trace_digest, r.trace_digest, "{threads} threads");
+        }
     }
 
     #[test]
@@ -891,6 +908,15 @@ mod tests {
         assert_eq!(f["honest_nodes_still_linked_to_misbehaving"], 0);
         assert_eq!(f["wrong_key_node_admitted"], false);
         assert!(r.routes_match_reference, "{:?}", r.mismatch);
+        let threads = if exp.threads == 1 { 2 } else { 1 };
+        let again = run(
+            &Experiment {
+                threads,
+                ..exp.clone()
+            },
+            &keys,
+        );
+        assert_eq!(again.trace_digest, r.trace_digest, "{threads} threads");
     }
 
     #[test]

@@ -1,8 +1,15 @@
-//! The simulator: N `overlay-core` nodes in one process on virtual time. A priority queue
-//! of deliveries and wake-ups keyed by (time, sequence) drives them; connections are
+//! The simulator: N `overlay-core` nodes in one process on virtual time. A queue of
+//! deliveries and wake-ups by time (in queued order within a millisecond) drives them; connections are
 //! [`Duplex`] pipes with per-pair latency and per-message jitter; faults (loss, cuts,
 //! partitions, crashes, restarts, leaves, misbehaving members) are applied by the methods
 //! of [`Sim`]. One seed drives everything: node RNG seeds, latencies, jitter and loss.
+//!
+//! Time advances in windows as long as the smallest latency (the lookahead): nothing a node
+//! does reaches another node sooner, so within a window each node's share of the queue
+//! (its deliveries, and its timers as they fall due) depends only on the node itself. The
+//! nodes of a window are handed their shares on [`SimParams::threads`] worker threads;
+//! their actions are then carried out one by one in (time, slot, order) order. Outcomes,
+//! and the trace digest, never depend on the number of threads.
 //!
 //! Network model, in short:
 //! - A dial reaches the listener after one latency and the dialer after two (SYN, SYN-ACK).
@@ -21,8 +28,7 @@
 //!   (or, across a cut, when they next write after it heals). A graceful leave sends what
 //!   the core asks (leave rumor, byes) and then exits the same way.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use overlay_core::sentry::VerifyCache;
@@ -39,7 +45,7 @@ use crate::misbehave::{Misbehavior, attack};
 use crate::pipe::{Duplex, Side};
 use crate::random::{below, chance, mix};
 use crate::reference::Reference;
-use crate::trace::Trace;
+use crate::trace::{self, Record, Trace};
 
 /// Index of a node slot in the simulator (stable across crashes and restarts).
 pub type SlotId = usize;
@@ -107,6 +113,8 @@ pub struct SimParams {
     pub misbehave_every: Duration,
     /// Capacity of the signature cache shared by all nodes (cost only, never outcomes).
     pub verify_cache: usize,
+    /// Worker threads that hand nodes their events (cost only, never outcomes).
+    pub threads: usize,
 }
 
 impl SimParams {
@@ -120,6 +128,7 @@ impl SimParams {
             coalesce_reads: false,
             misbehave_every: Duration::from_millis(250),
             verify_cache: 1 << 18,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
         }
     }
 }
@@ -299,36 +308,40 @@ enum Due {
     Misbehave(SlotId, u32),
 }
 
-struct Entry {
-    at: Time,
-    seq: u64,
-    due: Due,
+/// What a node is handed within a window.
+enum Input {
+    /// A timer may be due.
+    Wake,
+    Event(Event),
 }
 
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
+/// What handing a node its share of a window produced, in the node's order.
+enum Output {
+    Record(Record),
+    Act(Action),
 }
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
+
+/// One node's share of a window, handed to it: what it produced, with times.
+#[derive(Default)]
+struct LaneOutput {
+    items: Vec<(Time, Output)>,
+    handled: u64,
 }
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
+
+/// A node's share of a window: its slot and what it is handed, in time order.
+type Lane<'a> = (SlotId, &'a mut Slot, Vec<(Time, Input)>);
+
+/// Windows smaller than this many inputs are run on the calling thread (unit tests use
+/// the worker threads for almost every window).
+const PARALLEL_MIN_INPUTS: usize = if cfg!(test) { 2 } else { 256 };
 
 /// A seeded, deterministic simulation of many nodes.
 pub struct Sim {
     params: SimParams,
     now: Time,
     rng: ChaCha20Rng,
-    queue: BinaryHeap<Reverse<Entry>>,
-    seq: u64,
+    /// What is due, by time; items due at the same time in the order they were queued.
+    queue: BTreeMap<Time, VecDeque<Due>>,
     slots: Vec<Slot>,
     addrs: BTreeMap<Addr, SlotId>,
     by_node: BTreeMap<NodeId, SlotId>,
@@ -344,7 +357,10 @@ pub struct Sim {
     watches: BTreeMap<(NodeId, u64), Vec<Delivery>>,
     members: BTreeMap<(NodeId, MemberEvent), Tally>,
     forged: BTreeSet<(NodeId, u64)>,
-    last_handled: Option<SlotId>,
+    /// Slots handed events by the last step.
+    handled: Vec<SlotId>,
+    /// While a window's queue items are taken: the events they hand to nodes.
+    inbox: Option<Vec<(SlotId, Time, Input)>>,
 }
 
 impl Sim {
@@ -355,8 +371,7 @@ impl Sim {
             cache: VerifyCache::new(params.verify_cache),
             params,
             now: Time::ZERO,
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: BTreeMap::new(),
             slots: Vec::new(),
             addrs: BTreeMap::new(),
             by_node: BTreeMap::new(),
@@ -371,7 +386,8 @@ impl Sim {
             watches: BTreeMap::new(),
             members: BTreeMap::new(),
             forged: BTreeSet::new(),
-            last_handled: None,
+            handled: Vec::new(),
+            inbox: None,
         }
     }
 
@@ -432,38 +448,176 @@ impl Sim {
     }
 
     fn push(&mut self, at: Time, due: Due) {
-        self.seq += 1;
-        self.queue.push(Reverse(Entry {
-            at: at.max(self.now),
-            seq: self.seq,
-            due,
-        }));
+        self.queue
+            .entry(at.max(self.now))
+            .or_default()
+            .push_back(due);
     }
 
-    /// Processes the next queued delivery or wake-up; returns its time, `None` when
-    /// nothing is queued.
+    /// Takes the next queued item if it is due before `end` (and, unless `attacks`, is not
+    /// a misbehaving node's attack).
+    fn pop_before(&mut self, end: Time, attacks: bool) -> Option<(Time, Due)> {
+        let mut first = self.queue.first_entry()?;
+        let at = *first.key();
+        let take =
+            at < end && (attacks || !matches!(first.get().front(), Some(Due::Misbehave(..))));
+        if !take {
+            return None;
+        }
+        let due = first.get_mut().pop_front();
+        if first.get().is_empty() {
+            first.remove();
+        }
+        Some((at, due?))
+    }
+
+    /// Processes the next window of the queue: every item due before the first one's time
+    /// plus the lookahead. Returns the time reached, `None` when nothing is queued.
     pub fn step(&mut self) -> Option<Time> {
-        let Reverse(entry) = self.queue.pop()?;
-        self.now = self.now.max(entry.at);
-        self.last_handled = None;
-        self.dispatch(entry.at, entry.due);
+        self.step_window(None)
+    }
+
+    /// The nodes handed events by the last [`Sim::step`] (to check invariants).
+    pub fn handled(&self) -> &[SlotId] {
+        &self.handled
+    }
+
+    /// How soon, at the least, anything a node does reaches another node.
+    fn lookahead(&self) -> Duration {
+        let net = &self.params.net;
+        let overrides = self.latency_overrides.values().copied();
+        overrides
+            .chain([net.latency_min, net.connect_timeout])
+            .min()
+            .unwrap_or_default()
+            .max(Duration::from_millis(1))
+    }
+
+    /// Runs one window, not past `until`: takes its queue items in (time, sequence) order
+    /// (reading pipes, opening and resetting connections), hands each node its share,
+    /// then carries out the nodes' actions in (time, slot, order) order. A misbehaving
+    /// node's attack is a window of its own.
+    fn step_window(&mut self, until: Option<Time>) -> Option<Time> {
+        let first = self.next_due()?;
+        let mut end = first + self.lookahead();
+        if let Some(until) = until {
+            end = end.min(until + Duration::from_millis(1));
+        }
+        self.handled.clear();
+        let attack = self
+            .queue
+            .first_key_value()
+            .is_some_and(|(_, items)| matches!(items.front(), Some(Due::Misbehave(..))));
+        if attack {
+            let (at, due) = self.pop_before(end, true)?;
+            self.now = self.now.max(at);
+            self.dispatch(at, due);
+            return Some(self.now);
+        }
+        self.inbox = Some(Vec::new());
+        while let Some((at, due)) = self.pop_before(end, false) {
+            self.now = self.now.max(at);
+            self.dispatch(at, due);
+        }
+        let inbox = self.inbox.take().unwrap_or_default();
+        self.run_lanes(inbox, end);
         Some(self.now)
     }
 
-    /// The node handed an event by the last [`Sim::step`], if any (to check invariants).
-    pub fn last_handled(&self) -> Option<SlotId> {
-        self.last_handled
+    /// Hands every node its share of the window (on worker threads when there is enough),
+    /// then carries out what they did in (time, slot, order) order.
+    fn run_lanes(&mut self, inbox: Vec<(SlotId, Time, Input)>, end: Time) {
+        let total = inbox.len();
+        let mut shares: BTreeMap<SlotId, Vec<(Time, Input)>> = BTreeMap::new();
+        for (slot, at, input) in inbox {
+            shares.entry(slot).or_default().push((at, input));
+        }
+        let slots: Vec<SlotId> = shares.keys().copied().collect();
+        let mut lanes = Vec::with_capacity(shares.len());
+        let mut shares = shares.into_iter().peekable();
+        for (slot, s) in self.slots.iter_mut().enumerate() {
+            if let Some((_, share)) = shares.next_if(|(k, _)| *k == slot) {
+                lanes.push((slot, s, share));
+            }
+        }
+        let threads = if total >= PARALLEL_MIN_INPUTS {
+            self.params.threads.max(1)
+        } else {
+            1
+        };
+        let run = |group: Vec<Lane<'_>>| {
+            group
+                .into_iter()
+                .map(|(slot, s, share)| (slot, run_lane(slot, s, share, end)))
+                .collect::<Vec<_>>()
+        };
+        let outputs: Vec<(SlotId, LaneOutput)> = if threads == 1 {
+            run(lanes)
+        } else {
+            let per_group = total.div_ceil(threads);
+            let mut groups = vec![Vec::new()];
+            let mut inputs = 0;
+            for lane in lanes {
+                inputs += lane.2.len();
+                groups
+                    .last_mut()
+                    .unwrap_or_else(|| unreachable!())
+                    .push(lane);
+                if inputs >= per_group {
+                    groups.push(Vec::new());
+                    inputs = 0;
+                }
+            }
+            // The calling thread runs the first group while workers run the others.
+            let mut groups = groups.into_iter().filter(|g| !g.is_empty());
+            let own = groups.next().unwrap_or_default();
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = groups.map(|g| scope.spawn(move || run(g))).collect();
+                let mut outputs = run(own);
+                for worker in workers {
+                    let done = worker
+                        .join()
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+                    outputs.extend(done);
+                }
+                outputs
+            })
+        };
+        let mut items = Vec::new();
+        for (slot, lane) in outputs {
+            self.stats.events += lane.handled;
+            if lane.handled > 0 {
+                self.handled.push(slot);
+            }
+            items.extend(lane.items.into_iter().map(|(at, item)| (at, slot, item)));
+        }
+        // Stable: each slot's items keep their order.
+        items.sort_by_key(|&(at, slot, _)| (at, slot));
+        let reached = self.now;
+        for (at, slot, item) in items {
+            match item {
+                Output::Record(record) => self.trace.push(record),
+                Output::Act(action) => {
+                    self.now = at;
+                    self.apply(slot, action);
+                }
+            }
+        }
+        self.now = reached.max(self.now);
+        for slot in slots {
+            self.schedule_wake(slot);
+        }
     }
 
     /// When the next queued item is due.
     pub fn next_due(&self) -> Option<Time> {
-        self.queue.peek().map(|Reverse(e)| e.at)
+        self.queue.first_key_value().map(|(&at, _)| at)
     }
 
     /// Runs everything due up to `until`, then sets the clock to it.
     pub fn run_until(&mut self, until: Time) {
         while self.next_due().is_some_and(|t| t <= until) {
-            self.step();
+            self.step_window(Some(until));
         }
         self.now = self.now.max(until);
     }
@@ -499,14 +653,8 @@ impl Sim {
                 if self.slots[slot].wake_at == Some(at) {
                     self.slots[slot].wake_at = None;
                 }
-                let due = self.slots[slot]
-                    .running()
-                    .and_then(Node::next_wakeup)
-                    .is_some_and(|t| t <= self.now);
-                if due {
-                    self.deliver(slot, Event::Tick);
-                } else {
-                    self.schedule_wake(slot);
+                if let Some(inbox) = self.inbox.as_mut() {
+                    inbox.push((slot, at, Input::Wake));
                 }
             }
             Due::Open(id, side) => self.open(id, side),
@@ -516,7 +664,7 @@ impl Sim {
                 addr,
             } => {
                 if self.slots[slot].incarnation == incarnation {
-                    self.deliver(slot, Event::ConnectFailed { addr });
+                    self.hand(slot, Event::ConnectFailed { addr });
                 }
             }
             Due::Arrive(id, side) => self.arrive(id, side),
@@ -547,7 +695,16 @@ impl Sim {
         }
     }
 
-    /// Hands `event` to the node in `slot` (if running) and carries out its actions.
+    /// Hands `event` to the node in `slot`: in the window's share of the node when a window
+    /// is being taken from the queue, at once otherwise.
+    fn hand(&mut self, slot: SlotId, event: Event) {
+        match self.inbox.as_mut() {
+            Some(inbox) => inbox.push((slot, self.now, Input::Event(event))),
+            None => self.deliver(slot, event),
+        }
+    }
+
+    /// Hands `event` to the node in `slot` (if running) at once and carries out its actions.
     fn deliver(&mut self, slot: SlotId, event: Event) {
         let now = self.now;
         let s = &mut self.slots[slot];
@@ -560,7 +717,7 @@ impl Sim {
         self.trace.event(now, slot, &event);
         let actions = node.handle(now, event);
         self.stats.events += 1;
-        self.last_handled = Some(slot);
+        self.handled.push(slot);
         self.execute(slot, actions);
         self.schedule_wake(slot);
     }
@@ -568,12 +725,17 @@ impl Sim {
     fn execute(&mut self, slot: SlotId, actions: Vec<Action>) {
         for action in actions {
             self.trace.action(self.now, slot, &action);
-            match action {
-                Action::Connect { addr } => self.dial(slot, addr),
-                Action::Send { conn, bytes } => self.send(slot, conn, bytes),
-                Action::Close { conn, .. } => self.close(slot, conn),
-                Action::Notify(n) => self.observe(slot, n),
-            }
+            self.apply(slot, action);
+        }
+    }
+
+    /// Carries out one action of the node in `slot`, now.
+    fn apply(&mut self, slot: SlotId, action: Action) {
+        match action {
+            Action::Connect { addr } => self.dial(slot, addr),
+            Action::Send { conn, bytes } => self.send(slot, conn, bytes),
+            Action::Close { conn, .. } => self.close(slot, conn),
+            Action::Notify(n) => self.observe(slot, n),
         }
     }
 
@@ -673,7 +835,7 @@ impl Sim {
             Side::Dialer => Direction::Outbound,
             Side::Listener => Direction::Inbound,
         };
-        self.deliver(
+        self.hand(
             slot,
             Event::Connected {
                 conn,
@@ -761,13 +923,13 @@ impl Sim {
                 pipe.read_chunk(now)
             };
             match bytes {
-                Some(bytes) => self.deliver(slot, Event::Received { conn, bytes }),
+                Some(bytes) => self.hand(slot, Event::Received { conn, bytes }),
                 None => {
                     if pipe.at_eof(now) {
                         c.end_mut(side).state = EndState::Closed;
                         self.slots[slot].conns.remove(&conn);
                         self.remove_if_closed(id);
-                        self.deliver(slot, Event::Disconnected { conn });
+                        self.hand(slot, Event::Disconnected { conn });
                     }
                     return;
                 }
@@ -836,10 +998,10 @@ impl Sim {
         self.slots[slot].conns.remove(&conn);
         match (state, side) {
             (EndState::Pending, Side::Dialer) => {
-                self.deliver(slot, Event::ConnectFailed { addr: dialed })
+                self.hand(slot, Event::ConnectFailed { addr: dialed })
             }
             (EndState::Pending, Side::Listener) => {}
-            _ => self.deliver(slot, Event::Disconnected { conn }),
+            _ => self.hand(slot, Event::Disconnected { conn }),
         }
     }
 
@@ -1250,4 +1412,56 @@ impl Sim {
         }
         Ok(())
     }
+}
+
+/// Hands one node its share of a window in time order: its deliveries, and its timers
+/// when due (those it sets for later in the window too). A connection it closes gets
+/// nothing more, as if the close had been carried out at once.
+fn run_lane(slot: SlotId, s: &mut Slot, share: Vec<(Time, Input)>, end: Time) -> LaneOutput {
+    let mut out = LaneOutput::default();
+    if s.state != SlotState::Running {
+        return out;
+    }
+    let Some(node) = s.node.as_mut() else {
+        return out;
+    };
+    let mut closed: Vec<ConnId> = Vec::new();
+    let mut timer: Option<Time> = None;
+    let mut share = share.into_iter().peekable();
+    loop {
+        let next = share.peek().map(|(at, _)| *at);
+        let (at, event) = match (next, timer) {
+            (next, Some(t)) if next.is_none_or(|n| t < n) => {
+                timer = None;
+                (t, Event::Tick)
+            }
+            (Some(_), _) => match share.next() {
+                Some((at, Input::Event(event))) => (at, event),
+                Some((at, Input::Wake)) => (at, Event::Tick),
+                None => break,
+            },
+            (None, _) => break,
+        };
+        let stale = match &event {
+            Event::Tick => node.next_wakeup().is_none_or(|t| t > at),
+            Event::Received { conn, .. } | Event::Disconnected { conn } => closed.contains(conn),
+            _ => false,
+        };
+        if stale {
+            continue;
+        }
+        out.items
+            .push((at, Output::Record(trace::event_record(at, slot, &event))));
+        out.handled += 1;
+        for action in node.handle(at, event) {
+            if let Action::Close { conn, .. } = &action {
+                closed.push(*conn);
+            }
+            let record = trace::action_record(at, slot, &action);
+            out.items.push((at, Output::Record(record)));
+            out.items.push((at, Output::Act(action)));
+        }
+        timer = node.next_wakeup().filter(|&t| t < end).map(|t| t.max(at));
+    }
+    out
 }

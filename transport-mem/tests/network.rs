@@ -175,7 +175,7 @@ fn max_peers_holds_while_dials_are_in_flight() {
     let until = sim.now() + PERIOD * 3;
     while sim.next_due().is_some_and(|t| t <= until) {
         sim.step();
-        if let Some(slot) = sim.last_handled() {
+        for &slot in sim.handled() {
             let peers = sim.node(slot).unwrap().peers().len();
             assert!(peers <= 1, "slot {slot} at {}: {peers} peers", sim.now());
         }
