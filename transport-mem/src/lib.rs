@@ -52,6 +52,7 @@
 
 pub mod experiment;
 pub mod keys;
+mod lanes;
 pub mod misbehave;
 pub mod pipe;
 mod random;

@@ -41,11 +41,12 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use serde::Serialize;
 
+use crate::lanes::{Input, Lane, Lanes, Output};
 use crate::misbehave::{Misbehavior, attack};
 use crate::pipe::{Duplex, Side};
 use crate::random::{below, chance, mix};
 use crate::reference::Reference;
-use crate::trace::{self, Record, Trace};
+use crate::trace::Trace;
 
 /// Index of a node slot in the simulator (stable across crashes and restarts).
 pub type SlotId = usize;
@@ -308,33 +309,6 @@ enum Due {
     Misbehave(SlotId, u32),
 }
 
-/// What a node is handed within a window.
-enum Input {
-    /// A timer may be due.
-    Wake,
-    Event(Event),
-}
-
-/// What handing a node its share of a window produced, in the node's order.
-enum Output {
-    Record(Record),
-    Act(Action),
-}
-
-/// One node's share of a window, handed to it: what it produced, with times.
-#[derive(Default)]
-struct LaneOutput {
-    items: Vec<(Time, Output)>,
-    handled: u64,
-}
-
-/// A node's share of a window: its slot and what it is handed, in time order.
-type Lane<'a> = (SlotId, &'a mut Slot, Vec<(Time, Input)>);
-
-/// Windows smaller than this many inputs are run on the calling thread (unit tests use
-/// the worker threads for almost every window).
-const PARALLEL_MIN_INPUTS: usize = if cfg!(test) { 2 } else { 256 };
-
 /// A seeded, deterministic simulation of many nodes.
 pub struct Sim {
     params: SimParams,
@@ -361,6 +335,8 @@ pub struct Sim {
     handled: Vec<SlotId>,
     /// While a window's queue items are taken: the events they hand to nodes.
     inbox: Option<Vec<(SlotId, Time, Input)>>,
+    /// Hands nodes their shares of windows.
+    lanes: Lanes,
 }
 
 impl Sim {
@@ -369,6 +345,7 @@ impl Sim {
         Sim {
             rng: ChaCha20Rng::seed_from_u64(mix(params.seed)),
             cache: VerifyCache::new(params.verify_cache),
+            lanes: Lanes::new(params.threads),
             params,
             now: Time::ZERO,
             queue: BTreeMap::new(),
@@ -527,64 +504,26 @@ impl Sim {
     /// Hands every node its share of the window (on worker threads when there is enough),
     /// then carries out what they did in (time, slot, order) order.
     fn run_lanes(&mut self, inbox: Vec<(SlotId, Time, Input)>, end: Time) {
-        let total = inbox.len();
         let mut shares: BTreeMap<SlotId, Vec<(Time, Input)>> = BTreeMap::new();
         for (slot, at, input) in inbox {
             shares.entry(slot).or_default().push((at, input));
         }
         let slots: Vec<SlotId> = shares.keys().copied().collect();
-        let mut lanes = Vec::with_capacity(shares.len());
-        let mut shares = shares.into_iter().peekable();
-        for (slot, s) in self.slots.iter_mut().enumerate() {
-            if let Some((_, share)) = shares.next_if(|(k, _)| *k == slot) {
-                lanes.push((slot, s, share));
-            }
-        }
-        let threads = if total >= PARALLEL_MIN_INPUTS {
-            self.params.threads.max(1)
-        } else {
-            1
-        };
-        let run = |group: Vec<Lane<'_>>| {
-            group
-                .into_iter()
-                .map(|(slot, s, share)| (slot, run_lane(slot, s, share, end)))
-                .collect::<Vec<_>>()
-        };
-        let outputs: Vec<(SlotId, LaneOutput)> = if threads == 1 {
-            run(lanes)
-        } else {
-            let per_group = total.div_ceil(threads);
-            let mut groups = vec![Vec::new()];
-            let mut inputs = 0;
-            for lane in lanes {
-                inputs += lane.2.len();
-                groups
-                    .last_mut()
-                    .unwrap_or_else(|| unreachable!())
-                    .push(lane);
-                if inputs >= per_group {
-                    groups.push(Vec::new());
-                    inputs = 0;
-                }
-            }
-            // The calling thread runs the first group while workers run the others.
-            let mut groups = groups.into_iter().filter(|g| !g.is_empty());
-            let own = groups.next().unwrap_or_default();
-            std::thread::scope(|scope| {
-                let workers: Vec<_> = groups.map(|g| scope.spawn(move || run(g))).collect();
-                let mut outputs = run(own);
-                for worker in workers {
-                    let done = worker
-                        .join()
-                        .unwrap_or_else(|e| std::panic::resume_unwind(e));
-                    outputs.extend(done);
-                }
-                outputs
+        // Running nodes are lent to the lanes and given back after.
+        let lanes: Vec<Lane> = shares
+            .into_iter()
+            .filter_map(|(slot, share)| {
+                let s = &mut self.slots[slot];
+                let node = s.node.take_if(|_| s.state == SlotState::Running)?;
+                Some(Lane { slot, node, share })
             })
-        };
+            .collect();
+        let outputs = self.lanes.run(lanes, end);
         let mut items = Vec::new();
-        for (slot, lane) in outputs {
+        for (lane, out) in outputs {
+            let slot = lane.slot;
+            self.slots[slot].node = Some(lane.node);
+            let lane = out;
             self.stats.events += lane.handled;
             if lane.handled > 0 {
                 self.handled.push(slot);
@@ -1412,56 +1351,4 @@ impl Sim {
         }
         Ok(())
     }
-}
-
-/// Hands one node its share of a window in time order: its deliveries, and its timers
-/// when due (those it sets for later in the window too). A connection it closes gets
-/// nothing more, as if the close had been carried out at once.
-fn run_lane(slot: SlotId, s: &mut Slot, share: Vec<(Time, Input)>, end: Time) -> LaneOutput {
-    let mut out = LaneOutput::default();
-    if s.state != SlotState::Running {
-        return out;
-    }
-    let Some(node) = s.node.as_mut() else {
-        return out;
-    };
-    let mut closed: Vec<ConnId> = Vec::new();
-    let mut timer: Option<Time> = None;
-    let mut share = share.into_iter().peekable();
-    loop {
-        let next = share.peek().map(|(at, _)| *at);
-        let (at, event) = match (next, timer) {
-            (next, Some(t)) if next.is_none_or(|n| t < n) => {
-                timer = None;
-                (t, Event::Tick)
-            }
-            (Some(_), _) => match share.next() {
-                Some((at, Input::Event(event))) => (at, event),
-                Some((at, Input::Wake)) => (at, Event::Tick),
-                None => break,
-            },
-            (None, _) => break,
-        };
-        let stale = match &event {
-            Event::Tick => node.next_wakeup().is_none_or(|t| t > at),
-            Event::Received { conn, .. } | Event::Disconnected { conn } => closed.contains(conn),
-            _ => false,
-        };
-        if stale {
-            continue;
-        }
-        out.items
-            .push((at, Output::Record(trace::event_record(at, slot, &event))));
-        out.handled += 1;
-        for action in node.handle(at, event) {
-            if let Action::Close { conn, .. } = &action {
-                closed.push(*conn);
-            }
-            let record = trace::action_record(at, slot, &action);
-            out.items.push((at, Output::Record(record)));
-            out.items.push((at, Output::Act(action)));
-        }
-        timer = node.next_wakeup().filter(|&t| t < end).map(|t| t.max(at));
-    }
-    out
 }
