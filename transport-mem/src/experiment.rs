@@ -870,16 +870,20 @@ mod tests {
             "about every receiver got a copy"
         );
         assert!(r.last_delivery_hop >= 1 && r.full_delivery_ms.is_some());
-        // The same outcome, event for event, on any number of worker threads.
-        for threads in [1, 3] {
+        same_on_threads(&exp, &keys, &r.trace_digest, &[1, 3]);
+    }
+
+    /// Runs `exp` again on each thread count: the same outcome, event for event.
+    fn same_on_threads(exp: &Experiment, keys: &KeyPool, digest: &str, counts: &[usize]) {
+        for &threads in counts {
             let again = run(
                 &Experiment {
                     threads,
                     ..exp.clone()
                 },
-                &keys,
+                keys,
             );
-            assert_eq!(again.trace_digest, r.trace_digest, "{threads} threads");
+            assert_eq!(again.trace_digest, digest, "{threads} threads");
         }
     }
 
@@ -908,15 +912,7 @@ mod tests {
         assert_eq!(f["honest_nodes_still_linked_to_misbehaving"], 0);
         assert_eq!(f["wrong_key_node_admitted"], false);
         assert!(r.routes_match_reference, "{:?}", r.mismatch);
-        let threads = if exp.threads == 1 { 2 } else { 1 };
-        let again = run(
-            &Experiment {
-                threads,
-                ..exp.clone()
-            },
-            &keys,
-        );
-        assert_eq!(again.trace_digest, r.trace_digest, "{threads} threads");
+        same_on_threads(&exp, &keys, &r.trace_digest, &[1, 2]);
     }
 
     #[test]

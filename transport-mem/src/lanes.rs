@@ -4,6 +4,7 @@
 //! signature cache; the calling thread takes lanes too, and small windows run on it alone.
 
 use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -54,6 +55,8 @@ pub struct LaneOutput {
 
 type Job = (Lane, Time);
 type Done = (Lane, LaneOutput);
+/// A lane run by a worker, or what it panicked with.
+type Finished = std::thread::Result<Done>;
 
 /// Lanes waiting for a thread, and whether the pool is closing.
 #[derive(Default)]
@@ -87,7 +90,7 @@ impl Shared {
 /// The worker pool (no workers with one thread).
 pub struct Lanes {
     shared: Arc<Shared>,
-    done: Receiver<Done>,
+    done: Receiver<Finished>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -95,14 +98,16 @@ impl Lanes {
     /// A pool of `threads - 1` workers (the calling thread is the last).
     pub fn new(threads: usize) -> Self {
         let shared = Arc::new(Shared::default());
-        let (done_tx, done) = channel::<Done>();
+        let (done_tx, done) = channel::<Finished>();
         let workers = (1..threads.max(1))
             .map(|_| {
                 let shared = Arc::clone(&shared);
                 let done_tx = done_tx.clone();
                 std::thread::spawn(move || {
                     while let Some((lane, end)) = shared.next(true) {
-                        if done_tx.send(run(lane, end)).is_err() {
+                        // A panic goes back to the simulator's thread, which re-raises it.
+                        let finished = catch_unwind(AssertUnwindSafe(|| run(lane, end)));
+                        if done_tx.send(finished).is_err() {
                             return;
                         }
                     }
@@ -138,8 +143,9 @@ impl Lanes {
         }
         while outputs.len() < count {
             match self.done.recv() {
-                Ok(done) => outputs.push(done),
-                Err(_) => panic!("a simulator worker thread died"),
+                Ok(Ok(done)) => outputs.push(done),
+                Ok(Err(panic)) => resume_unwind(panic),
+                Err(_) => panic!("the simulator's worker threads are gone"),
             }
         }
         outputs

@@ -2,9 +2,10 @@
 //! driving `overlay-core` with virtual time.
 //!
 //! - [`pipe`]: ordered byte streams in virtual time, for any embedder's tests.
-//! - [`sim`]: the simulator ([`Sim`]): nodes, the (time, sequence) queue, the network model
-//!   (latency, jitter, loss, cuts, partitions) and faults (crash, restart, leave,
-//!   misbehaving members), an event-log hash ([`trace`]) for determinism.
+//! - [`sim`]: the simulator ([`Sim`]): nodes, the time queue run in lookahead windows
+//!   whose nodes are handed their events on worker threads, the network model (latency,
+//!   jitter, loss, cuts, partitions) and faults (crash, restart, leave, misbehaving
+//!   members), an event-log hash ([`trace`]) for determinism on any number of threads.
 //! - [`topology`]: ring, line, star, Erdős–Rényi and Barabási–Albert graphs with random
 //!   link costs and capacities; AS links and bootstrap peers come from them.
 //! - [`keys`]: a pool of RSA-2048 identities cached on disk.

@@ -470,7 +470,7 @@ impl Sim {
             .max(Duration::from_millis(1))
     }
 
-    /// Runs one window, not past `until`: takes its queue items in (time, sequence) order
+    /// Runs one window, not past `until`: takes its queue items in (time, queued) order
     /// (reading pipes, opening and resetting connections), hands each node its share,
     /// then carries out the nodes' actions in (time, slot, order) order. A misbehaving
     /// node's attack is a window of its own.
@@ -523,13 +523,13 @@ impl Sim {
         for (lane, out) in outputs {
             let slot = lane.slot;
             self.slots[slot].node = Some(lane.node);
-            let lane = out;
-            self.stats.events += lane.handled;
-            if lane.handled > 0 {
+            self.stats.events += out.handled;
+            if out.handled > 0 {
                 self.handled.push(slot);
             }
-            items.extend(lane.items.into_iter().map(|(at, item)| (at, slot, item)));
+            items.extend(out.items.into_iter().map(|(at, item)| (at, slot, item)));
         }
+        self.handled.sort_unstable();
         // Stable: each slot's items keep their order.
         items.sort_by_key(|&(at, slot, _)| (at, slot));
         let reached = self.now;
