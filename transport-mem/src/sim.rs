@@ -1,6 +1,6 @@
 //! The simulator: N `overlay-core` nodes in one process on virtual time. A queue of
-//! deliveries and wake-ups by time (in queued order within a millisecond) drives them; connections are
-//! [`Duplex`] pipes with per-pair latency and per-message jitter; faults (loss, cuts,
+//! deliveries and wake-ups by time (in queued order within a millisecond) drives them;
+//! connections are [`Duplex`] pipes with per-pair latency and per-message jitter; faults (loss, cuts,
 //! partitions, crashes, restarts, leaves, misbehaving members) are applied by the methods
 //! of [`Sim`]. One seed drives everything: node RNG seeds, latencies, jitter and loss.
 //!
@@ -431,14 +431,18 @@ impl Sim {
             .push_back(due);
     }
 
-    /// Takes the next queued item if it is due before `end` (and, unless `attacks`, is not
-    /// a misbehaving node's attack).
-    fn pop_before(&mut self, end: Time, attacks: bool) -> Option<(Time, Due)> {
+    /// Whether the next queued item is a misbehaving node's attack.
+    fn attack_next(&self) -> bool {
+        self.queue
+            .first_key_value()
+            .is_some_and(|(_, items)| matches!(items.front(), Some(Due::Misbehave(..))))
+    }
+
+    /// Takes the next queued item if it is due before `end`.
+    fn pop_before(&mut self, end: Time) -> Option<(Time, Due)> {
         let mut first = self.queue.first_entry()?;
         let at = *first.key();
-        let take =
-            at < end && (attacks || !matches!(first.get().front(), Some(Due::Misbehave(..))));
-        if !take {
+        if at >= end {
             return None;
         }
         let due = first.get_mut().pop_front();
@@ -481,18 +485,16 @@ impl Sim {
             end = end.min(until + Duration::from_millis(1));
         }
         self.handled.clear();
-        let attack = self
-            .queue
-            .first_key_value()
-            .is_some_and(|(_, items)| matches!(items.front(), Some(Due::Misbehave(..))));
-        if attack {
-            let (at, due) = self.pop_before(end, true)?;
+        if self.attack_next() {
+            let (at, due) = self.pop_before(end)?;
             self.now = self.now.max(at);
             self.dispatch(at, due);
             return Some(self.now);
         }
         self.inbox = Some(Vec::new());
-        while let Some((at, due)) = self.pop_before(end, false) {
+        while !self.attack_next()
+            && let Some((at, due)) = self.pop_before(end)
+        {
             self.now = self.now.max(at);
             self.dispatch(at, due);
         }
