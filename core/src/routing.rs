@@ -12,7 +12,8 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 
-use petgraph::graphmap::DiGraphMap;
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
 use serde::Serialize;
 
 use crate::sentry::Fingerprint;
@@ -99,19 +100,6 @@ struct TableEntry {
     next_hop: Asn,
     /// The AS before the destination on the path (this node's AS for a neighbour).
     previous: Asn,
-}
-
-impl TableEntry {
-    fn of(route: &Route, source: Asn) -> Self {
-        let before_last = route.path.len().saturating_sub(2);
-        TableEntry {
-            cost: route.cost,
-            capacity: route.capacity,
-            hops: route.hops,
-            next_hop: route.next_hop,
-            previous: route.path.get(before_last).copied().unwrap_or(source),
-        }
-    }
 }
 
 /// Member records and the routing table.
@@ -223,41 +211,40 @@ impl Routing {
     /// Recomputes best paths from the live members; returns what changed.
     pub fn recompute(&mut self) -> Vec<RouteChange> {
         self.dirty = false;
-        let new = best_paths(
+        // Members are kept by node id, so the first live member of an AS is its speaker.
+        let tree = ShortestPaths::compute(
             self.own_asn,
-            speakers(self.members.values())
-                .into_iter()
-                .map(|(asn, m)| (asn, &m.links[..])),
+            self.members
+                .values()
+                .filter(|m| m.state == MemberState::Alive)
+                .map(|m| (m.asn, &m.links[..])),
         );
-        let table: BTreeMap<Asn, TableEntry> = new
-            .iter()
-            .map(|(dest, route)| (*dest, TableEntry::of(route, self.own_asn)))
-            .collect();
-        // A path changed when its last step or its predecessor's path did: settle them in
-        // order of hops, and rebuild an old route only where something changed.
-        let mut by_hops: Vec<(&Asn, &Route, &TableEntry)> = new
-            .iter()
-            .zip(table.values())
-            .map(|((dest, route), entry)| (dest, route, entry))
-            .collect();
-        by_hops.sort_by_key(|(_, route, _)| route.hops);
-        let mut path_changed: HashMap<Asn, bool> = HashMap::new();
+        let table = tree.table();
+        // A path changed when its last step or its predecessor's path did: the tree lists
+        // every destination after its predecessor, so one pass in that order settles them,
+        // and an old route is rebuilt only where something changed.
+        let mut moved = vec![false; tree.settled.len()];
         let mut changes = Vec::new();
-        for (dest, route, entry) in by_hops {
-            let old = self.table.get(dest);
-            let moved = old.is_none_or(|o| o.previous != entry.previous)
-                || path_changed.get(&entry.previous).copied().unwrap_or(false);
-            path_changed.insert(*dest, moved);
-            if moved || old != Some(entry) {
+        for (at, step) in tree.settled.iter().enumerate() {
+            let old = self.table.get(&step.destination);
+            let entry = &step.entry;
+            let path_moved = old.is_none_or(|o| o.previous != entry.previous)
+                || step
+                    .parent
+                    .is_some_and(|p| moved.get(p).copied().unwrap_or(false));
+            if let Some(m) = moved.get_mut(at) {
+                *m = path_moved;
+            }
+            if path_moved || old != Some(entry) {
                 changes.push(RouteChange {
-                    destination: *dest,
-                    before: self.route(*dest),
-                    after: Some(route.clone()),
+                    destination: step.destination,
+                    before: self.route(step.destination),
+                    after: route_in(&table, self.own_asn, step.destination),
                 });
             }
         }
         for dest in self.table.keys() {
-            if !new.contains_key(dest) {
+            if !table.contains_key(dest) {
                 changes.push(RouteChange {
                     destination: *dest,
                     before: self.route(*dest),
@@ -282,24 +269,30 @@ impl Routing {
 
     /// The current route to one destination (its AS path rebuilt from the predecessors).
     pub fn route(&self, destination: Asn) -> Option<Route> {
-        let entry = self.table.get(&destination)?;
-        let mut path = vec![destination];
-        let mut at = entry;
-        while at.previous != self.own_asn && path.len() <= self.table.len() {
-            path.push(at.previous);
-            at = self.table.get(&at.previous)?;
-        }
-        path.push(self.own_asn);
-        path.reverse();
-        Some(Route {
-            destination,
-            cost: entry.cost,
-            hops: entry.hops,
-            capacity: entry.capacity,
-            path,
-            next_hop: entry.next_hop,
-        })
+        route_in(&self.table, self.own_asn, destination)
     }
+}
+
+/// The route to `destination` in a table kept from `source`, its AS path rebuilt from the
+/// predecessors.
+fn route_in(table: &BTreeMap<Asn, TableEntry>, source: Asn, destination: Asn) -> Option<Route> {
+    let entry = table.get(&destination)?;
+    let mut path = vec![destination];
+    let mut at = entry;
+    while at.previous != source && path.len() <= table.len() {
+        path.push(at.previous);
+        at = table.get(&at.previous)?;
+    }
+    path.push(source);
+    path.reverse();
+    Some(Route {
+        destination,
+        cost: entry.cost,
+        hops: entry.hops,
+        capacity: entry.capacity,
+        path,
+        next_hop: entry.next_hop,
+    })
 }
 
 /// The member that speaks for each AS: its live controller, the one with the lowest node
@@ -320,110 +313,153 @@ pub fn speakers<'a>(members: impl IntoIterator<Item = &'a Member>) -> BTreeMap<A
     speakers
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Best paths from `source` over the adjacency advertised by each AS that has a live
+/// controller (`speakers`: AS and its links; an AS listed twice keeps its first entry).
+/// Dijkstra on (cost, hops), ties broken by the lexicographically smallest AS path.
+pub fn best_paths<'a>(
+    source: Asn,
+    speakers: impl Iterator<Item = (Asn, &'a [AsLink])>,
+) -> BTreeMap<Asn, Route> {
+    let table = ShortestPaths::compute(source, speakers).table();
+    table
+        .keys()
+        .filter_map(|&dest| route_in(&table, source, dest))
+        .map(|route| (route.destination, route))
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Distance {
     cost: u64,
     hops: u32,
 }
 
-/// Best paths from `source` over the adjacency advertised by each AS that has a live
-/// controller (`speakers`: AS and its links). Dijkstra on (cost, hops), ties broken by the
-/// lexicographically smallest AS path.
-pub fn best_paths<'a>(
-    source: Asn,
-    speakers: impl Iterator<Item = (Asn, &'a [AsLink])>,
-) -> BTreeMap<Asn, Route> {
-    let mut graph: DiGraphMap<Asn, (u64, u64)> = DiGraphMap::new();
-    for (asn, links) in speakers {
-        graph.add_node(asn);
-        for link in links {
-            graph.add_edge(asn, link.asn, (link.cost, link.capacity));
-        }
-    }
-    graph.add_node(source);
-
-    let mut dist: HashMap<Asn, Distance> = HashMap::new();
-    let mut pred: HashMap<Asn, Asn> = HashMap::new();
-    let mut done: HashMap<Asn, ()> = HashMap::new();
-    let mut heap = BinaryHeap::new();
-    dist.insert(source, Distance { cost: 0, hops: 0 });
-    heap.push(Reverse((Distance { cost: 0, hops: 0 }, source)));
-
-    while let Some(Reverse((d, u))) = heap.pop() {
-        if done.insert(u, ()).is_some() || dist.get(&u) != Some(&d) {
-            continue;
-        }
-        for (_, v, &(cost, _)) in graph.edges(u) {
-            if v == source || done.contains_key(&v) {
-                continue;
-            }
-            let candidate = Distance {
-                cost: d.cost.saturating_add(cost),
-                hops: d.hops + 1,
-            };
-            let better = match dist.get(&v) {
-                None => true,
-                Some(current) => match candidate.cmp(current) {
-                    Ordering::Less => true,
-                    Ordering::Greater => false,
-                    Ordering::Equal => pred
-                        .get(&v)
-                        .is_some_and(|&p| path_to(&pred, source, u) < path_to(&pred, source, p)),
-                },
-            };
-            if better {
-                dist.insert(v, candidate);
-                pred.insert(v, u);
-                heap.push(Reverse((candidate, v)));
-            }
-        }
-    }
-
-    let mut routes = BTreeMap::new();
-    for (&dest, &d) in &dist {
-        if dest == source {
-            continue;
-        }
-        let path = path_to(&pred, source, dest);
-        let capacity = path
-            .windows(2)
-            .filter_map(|w| match w {
-                [a, b] => graph.edge_weight(*a, *b).map(|&(_, cap)| cap),
-                _ => None,
-            })
-            .min()
-            .unwrap_or(0);
-        let next_hop = path.get(1).copied().unwrap_or(dest);
-        routes.insert(
-            dest,
-            Route {
-                destination: dest,
-                cost: d.cost,
-                hops: d.hops,
-                capacity,
-                path,
-                next_hop,
-            },
-        );
-    }
-    routes
+/// One destination of a shortest-path tree, in the order Dijkstra settled it.
+struct Settled {
+    destination: Asn,
+    entry: TableEntry,
+    /// Position of the predecessor in the settled list (`None`: the source).
+    parent: Option<usize>,
 }
 
-/// The AS path from `source` to `to` along predecessor links.
-fn path_to(pred: &HashMap<Asn, Asn>, source: Asn, to: Asn) -> Vec<Asn> {
-    let mut path = vec![to];
-    let mut at = to;
-    while at != source {
-        match pred.get(&at) {
-            Some(&p) => {
-                path.push(p);
-                at = p;
+/// A shortest-path tree: every reached destination, each after its predecessor. Built
+/// over a graph of dense indices (one hash lookup per advertised link, no per-destination
+/// path), so a recomputation over thousands of members costs little more than Dijkstra.
+struct ShortestPaths {
+    settled: Vec<Settled>,
+}
+
+impl ShortestPaths {
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "every index is a NodeIndex of `graph`, and every per-vertex vector is \
+                  sized to the graph's vertex count before it is indexed"
+    )]
+    fn compute<'a>(source: Asn, speakers: impl Iterator<Item = (Asn, &'a [AsLink])>) -> Self {
+        let mut graph: DiGraph<Asn, (u64, u64)> = DiGraph::new();
+        let mut index: HashMap<Asn, NodeIndex> = HashMap::new();
+        let mut vertex = |graph: &mut DiGraph<Asn, (u64, u64)>, asn: Asn| {
+            *index.entry(asn).or_insert_with(|| graph.add_node(asn))
+        };
+        let from = vertex(&mut graph, source);
+        let mut spoken: Vec<bool> = Vec::new();
+        let mut linked: Vec<Option<NodeIndex>> = Vec::new();
+        for (asn, links) in speakers {
+            let u = vertex(&mut graph, asn);
+            spoken.resize(graph.node_count(), false);
+            if std::mem::replace(&mut spoken[u.index()], true) {
+                continue;
             }
-            None => break,
+            // A link listed twice: the last one counts.
+            for link in links.iter().rev() {
+                let v = vertex(&mut graph, link.asn);
+                linked.resize(graph.node_count(), None);
+                if linked[v.index()] != Some(u) {
+                    linked[v.index()] = Some(u);
+                    graph.add_edge(u, v, (link.cost, link.capacity));
+                }
+            }
         }
+
+        let n = graph.node_count();
+        let mut dist: Vec<Option<Distance>> = vec![None; n];
+        let mut pred: Vec<NodeIndex> = vec![from; n];
+        let mut capacity: Vec<u64> = vec![u64::MAX; n];
+        let mut next_hop: Vec<NodeIndex> = vec![from; n];
+        let mut position: Vec<Option<usize>> = vec![None; n];
+        let mut settled = Vec::new();
+        let mut heap = BinaryHeap::new();
+        let zero = Distance { cost: 0, hops: 0 };
+        dist[from.index()] = Some(zero);
+        heap.push(Reverse((zero, source, from)));
+        let path_less = |pred: &[NodeIndex], mut a: NodeIndex, mut b: NodeIndex| {
+            // Equal hop counts: walk back together to the common ancestor; the last pair
+            // that differed is the first difference from the source.
+            let mut less = false;
+            while a != b {
+                less = graph[a] < graph[b];
+                a = pred[a.index()];
+                b = pred[b.index()];
+            }
+            less
+        };
+
+        while let Some(Reverse((d, _, u))) = heap.pop() {
+            if position[u.index()].is_some() || dist[u.index()] != Some(d) {
+                continue;
+            }
+            position[u.index()] = Some(settled.len());
+            if u != from {
+                let p = pred[u.index()];
+                settled.push(Settled {
+                    destination: graph[u],
+                    entry: TableEntry {
+                        cost: d.cost,
+                        capacity: capacity[u.index()],
+                        hops: d.hops,
+                        next_hop: graph[next_hop[u.index()]],
+                        previous: graph[p],
+                    },
+                    parent: position[p.index()].filter(|_| p != from),
+                });
+            }
+            for edge in graph.edges(u) {
+                let v = edge.target();
+                let (cost, cap) = *edge.weight();
+                if v == from || position[v.index()].is_some() {
+                    continue;
+                }
+                let candidate = Distance {
+                    cost: d.cost.saturating_add(cost),
+                    hops: d.hops + 1,
+                };
+                let better = match dist[v.index()] {
+                    None => true,
+                    Some(current) => match candidate.cmp(&current) {
+                        Ordering::Less => true,
+                        Ordering::Greater => false,
+                        Ordering::Equal => path_less(&pred, u, pred[v.index()]),
+                    },
+                };
+                if better {
+                    dist[v.index()] = Some(candidate);
+                    pred[v.index()] = u;
+                    capacity[v.index()] = capacity[u.index()].min(cap);
+                    next_hop[v.index()] = if u == from { v } else { next_hop[u.index()] };
+                    heap.push(Reverse((candidate, graph[v], v)));
+                }
+            }
+        }
+        ShortestPaths { settled }
     }
-    path.reverse();
-    path
+
+    /// The tree as a table, by destination.
+    fn table(&self) -> BTreeMap<Asn, TableEntry> {
+        self.settled
+            .iter()
+            .map(|s| (s.destination, s.entry))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -587,6 +623,165 @@ mod tests {
             path(&r, 6),
             Some(vec![Asn(1), Asn(2), Asn(4), Asn(5), Asn(6)])
         );
+    }
+
+    /// A random small AS graph: (node id, AS, links as (target, capacity, cost)). Few ASes
+    /// and costs of 0..=3 make ties, shared ASes and repeated links common.
+    #[derive(Clone, Debug)]
+    struct Adverts(Vec<(u32, u32, Vec<RandomLink>)>);
+
+    /// A random link: (target AS, capacity, cost).
+    type RandomLink = (u32, u64, u64);
+
+    impl quickcheck::Arbitrary for Adverts {
+        fn arbitrary(g: &mut quickcheck::Gen) -> Self {
+            let pick = |g: &mut quickcheck::Gen, n: u32| u32::arbitrary(g) % n;
+            let count = 1 + pick(g, 7);
+            Adverts(
+                (0..count)
+                    .map(|_| {
+                        let links = (0..pick(g, 5))
+                            .map(|_| {
+                                let target = 1 + pick(g, 8);
+                                (target, 1 + u64::from(pick(g, 5)), u64::from(pick(g, 4)))
+                            })
+                            .collect();
+                        (1 + pick(g, 9), 1 + pick(g, 6), links)
+                    })
+                    .collect(),
+            )
+        }
+
+        fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
+            Box::new(self.0.shrink().map(Adverts))
+        }
+    }
+
+    impl Adverts {
+        fn members(&self) -> Vec<Member> {
+            let mut by_node: BTreeMap<u32, Member> = BTreeMap::new();
+            for (node, asn, links) in &self.0 {
+                by_node.insert(
+                    *node,
+                    Member {
+                        node: NodeId(*node),
+                        asn: Asn(*asn),
+                        addr: Addr::from("x"),
+                        fingerprint: Fingerprint([0; 32]),
+                        seq: 1,
+                        links: links
+                            .iter()
+                            .map(|&(t, cap, cost)| link(t, cap, cost))
+                            .collect(),
+                        state: MemberState::Alive,
+                    },
+                );
+            }
+            by_node.into_values().collect()
+        }
+    }
+
+    /// A seeded checker: the same cases on every run.
+    fn checked(cases: u64) -> quickcheck::QuickCheck {
+        quickcheck::QuickCheck::new()
+            .tests(cases)
+            .rng(quickcheck::Gen::from_size_and_seed(16, 0x5eed_7ab1e))
+    }
+
+    /// The path rule by exhaustion: every simple path from `source` whose inner ASes have a
+    /// speaker, the best by (cost, hops, AS path); a repeated link counts once, the last.
+    fn exhaustive(source: Asn, members: &[Member]) -> BTreeMap<Asn, Route> {
+        let mut edges: BTreeMap<Asn, BTreeMap<Asn, (u64, u64)>> = BTreeMap::new();
+        for (asn, m) in speakers(members) {
+            let out = edges.entry(asn).or_default();
+            for l in m.links.iter() {
+                out.insert(l.asn, (l.cost, l.capacity));
+            }
+        }
+        let mut best: BTreeMap<Asn, Route> = BTreeMap::new();
+        let mut stack = vec![(vec![source], 0u64, u64::MAX)];
+        while let Some((path, cost, capacity)) = stack.pop() {
+            let Some(&at) = path.last() else { continue };
+            for (&to, &(c, cap)) in edges.get(&at).into_iter().flatten() {
+                if path.contains(&to) {
+                    continue;
+                }
+                let mut next = path.clone();
+                next.push(to);
+                let route = Route {
+                    destination: to,
+                    cost: cost + c,
+                    hops: next.len() as u32 - 1,
+                    capacity: capacity.min(cap),
+                    next_hop: next[1],
+                    path: next.clone(),
+                };
+                let key = |r: &Route| (r.cost, r.hops, r.path.clone());
+                if best.get(&to).is_none_or(|b| key(&route) < key(b)) {
+                    best.insert(to, route.clone());
+                }
+                stack.push((next, route.cost, route.capacity));
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn best_paths_follow_the_path_rule_on_random_graphs() {
+        fn property(adverts: Adverts, source: u8) -> bool {
+            let members = adverts.members();
+            let source = Asn(1 + u32::from(source) % 6);
+            let found = best_paths(
+                source,
+                members
+                    .iter()
+                    .filter(|m| m.state == MemberState::Alive)
+                    .map(|m| (m.asn, &m.links[..])),
+            );
+            found == exhaustive(source, &members)
+        }
+        checked(2000).quickcheck(property as fn(Adverts, u8) -> bool);
+    }
+
+    #[test]
+    fn recompute_reports_exactly_the_routes_that_changed() {
+        fn property(steps: Vec<Adverts>, withdrawn: Vec<u8>) -> bool {
+            let mut r = Routing::new(Asn(1), 64);
+            let mut before: BTreeMap<Asn, Route> = BTreeMap::new();
+            for (i, adverts) in steps.iter().enumerate() {
+                for m in adverts.members() {
+                    r.advertise(m);
+                }
+                if let Some(&w) = withdrawn.get(i) {
+                    r.withdraw(NodeId(1 + u32::from(w) % 9), MemberState::Left, None);
+                }
+                let changes = r.recompute();
+                let now: BTreeMap<Asn, Route> =
+                    r.routes().map(|route| (route.destination, route)).collect();
+                let members: Vec<Member> = r.members().cloned().collect();
+                if now != exhaustive(Asn(1), &members) {
+                    return false;
+                }
+                let diff: Vec<(Asn, Option<&Route>, Option<&Route>)> = before
+                    .keys()
+                    .chain(now.keys())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .filter(|d| before.get(d) != now.get(d))
+                    .map(|d| (*d, before.get(d), now.get(d)))
+                    .collect();
+                let listed: Vec<(Asn, Option<&Route>, Option<&Route>)> = changes
+                    .iter()
+                    .map(|c| (c.destination, c.before.as_ref(), c.after.as_ref()))
+                    .collect();
+                if listed != diff {
+                    return false;
+                }
+                before = now;
+            }
+            true
+        }
+        checked(500).quickcheck(property as fn(Vec<Adverts>, Vec<u8>) -> bool);
     }
 
     #[test]
