@@ -6,7 +6,8 @@
 //! advertises a link to Y; ASes without a live controller are destinations only, never
 //! transit; the best path has the lowest total cost, then the fewest hops, then the
 //! lexicographically smallest AS path; its capacity is the path's bottleneck. When two live
-//! controllers claim one AS, the one with the lower node id speaks for it.
+//! controllers claim one AS, the one with the lower node id speaks for it; a link listed
+//! twice in one advertisement counts once, as its last listing.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
