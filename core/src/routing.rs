@@ -387,6 +387,7 @@ impl ShortestPaths {
         let mut pred: Vec<NodeIndex> = vec![from; n];
         let mut capacity: Vec<u64> = vec![u64::MAX; n];
         let mut next_hop: Vec<NodeIndex> = vec![from; n];
+        // Where each settled destination is in `settled` (the source is never listed).
         let mut position: Vec<Option<usize>> = vec![None; n];
         let mut settled = Vec::new();
         let mut heap = BinaryHeap::new();
@@ -409,9 +410,9 @@ impl ShortestPaths {
             if position[u.index()].is_some() || dist[u.index()] != Some(d) {
                 continue;
             }
-            position[u.index()] = Some(settled.len());
             if u != from {
                 let p = pred[u.index()];
+                position[u.index()] = Some(settled.len());
                 settled.push(Settled {
                     destination: graph[u],
                     entry: TableEntry {
@@ -421,7 +422,7 @@ impl ShortestPaths {
                         next_hop: graph[next_hop[u.index()]],
                         previous: graph[p],
                     },
-                    parent: position[p.index()].filter(|_| p != from),
+                    parent: position[p.index()],
                 });
             }
             for edge in graph.edges(u) {
