@@ -1,8 +1,9 @@
 //! Broadcast owns dissemination over the direct links: Plumtree (eager push along a
 //! self-repairing spanning tree, lazy `IHave` announcements on the other links, graft on a
 //! rumor announced but not delivered in time, prune on a duplicate push), digest-based
-//! synchronisation of new links and periodic anti-entropy, per-link limits on what peers
-//! may ask for, and the per-link outbox batched into frames. Flooding is kept as a mode for
+//! synchronisation of new links and periodic anti-entropy (each end pulls what the other's
+//! digest lists and it lacks, each rumor from one link at a time), per-link limits on what
+//! peers may ask for, and the per-link outbox batched into frames. Flooding is kept as a mode for
 //! comparison.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -44,8 +45,11 @@ pub struct BroadcastPolicy {
     pub max_frame_bytes: usize,
     /// Most rumors waited for at once.
     pub max_missing: usize,
-    /// Ids a peer may graft, and digest ids it may send, per gossip round.
+    /// Ids a peer may graft or pull, and digest ids it may send, per gossip round.
     pub max_requests_per_round: usize,
+    /// A rumor pulled from one link is not pulled from another for this long, unless that
+    /// link closes first.
+    pub pull_timeout: Duration,
     /// Tree optimisation: when a lazy link announces a rumor that would have arrived this
     /// many hops sooner than through the eager link that delivered it, the two swap roles
     /// (0 disables).
@@ -61,12 +65,21 @@ struct Missing {
     deadline: Time,
 }
 
+/// A rumor pulled from one link.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    conn: ConnId,
+    seq: u64,
+    until: Time,
+}
+
 #[derive(Debug, Default, Clone)]
 struct Outbox {
     push: Vec<SignedRumor>,
     answer: Vec<SignedRumor>,
     ihave: Vec<Announcement>,
     graft: Vec<RumorId>,
+    pull: Vec<RumorId>,
     /// Origins for which the peer should push to us again without resending (tree
     /// optimisation).
     graft_origins: BTreeSet<NodeId>,
@@ -93,6 +106,8 @@ pub struct Broadcast {
     /// Per origin, the links (slot bits) that are lazy for its rumors.
     lazy: HashMap<NodeId, u128>,
     missing: BTreeMap<RumorId, Missing>,
+    /// Rumors pulled and not yet due: the link asked, the sequence number and until when.
+    pulls: HashMap<RumorKey, Pending>,
     outbox: BTreeMap<ConnId, Outbox>,
     /// Ids each link asked for (grafts, digest entries) in the current round.
     requests: BTreeMap<ConnId, usize>,
@@ -107,6 +122,7 @@ impl Broadcast {
             slots: BTreeMap::new(),
             lazy: HashMap::new(),
             missing: BTreeMap::new(),
+            pulls: HashMap::new(),
             outbox: BTreeMap::new(),
             requests: BTreeMap::new(),
         }
@@ -176,6 +192,7 @@ impl Broadcast {
         for m in self.missing.values_mut() {
             m.announcers.retain(|&c| c != conn);
         }
+        self.pulls.retain(|_, p| p.conn != conn);
     }
 
     /// Spreads a rumor this node just accepted (`from` its sender) or originated (`from` is
@@ -351,15 +368,37 @@ impl Broadcast {
         for &origin in origins.iter().chain(ids.iter().map(|id| &id.0)) {
             self.set_lazy(conn, origin, false);
         }
-        for id in ids {
-            if let Some(r) = store.outgoing(now, &id.key()).filter(|r| r.seq >= id.seq()) {
-                self.out(conn).answer.push(r);
-            }
-        }
+        self.answer(now, conn, ids, store);
         Ok(())
     }
 
-    /// The peer sent a digest: answer with what it lacks, and with our digest if asked.
+    /// The peer pulled rumors our digest listed: answer them, trees unchanged.
+    pub fn pulled(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        ids: &[RumorId],
+        store: &Gossip,
+    ) -> Result<(), RejectReason> {
+        if !self.allow_requests(conn, ids.len()) {
+            return Err(RejectReason::RateLimited);
+        }
+        self.answer(now, conn, ids, store);
+        Ok(())
+    }
+
+    /// Queues the stored rumors `ids` asks for (at its sequence number or newer).
+    fn answer(&mut self, now: Time, conn: ConnId, ids: &[RumorId], store: &Gossip) {
+        let answers = ids
+            .iter()
+            .filter_map(|id| store.outgoing(now, &id.key()).filter(|r| r.seq >= id.seq()));
+        self.outbox.entry(conn).or_default().answer.extend(answers);
+    }
+
+    /// The peer sent a digest: pull what it lists newer than we store, unless already
+    /// pulled from another link and not yet due, and send our digest if asked (the peer
+    /// pulls what it lacks from that). Pulling, not being sent whatever we lack, is what
+    /// keeps a joiner from receiving the whole store from every peer it links to at once.
     pub fn digest(
         &mut self,
         now: Time,
@@ -370,13 +409,32 @@ impl Broadcast {
         if !self.allow_requests(conn, digest.ids.len().max(1)) {
             return Err(RejectReason::RateLimited);
         }
-        let answers: Vec<SignedRumor> = store
-            .newer_than(digest)
-            .iter()
-            .filter_map(|k| store.outgoing(now, k))
-            .collect();
+        let until = now + self.policy.pull_timeout;
+        let mut wanted = Vec::new();
+        for id in &digest.ids {
+            let key = id.key();
+            if store.newest_seq(&key).is_some_and(|s| s >= id.seq()) {
+                continue;
+            }
+            let pending = self.pulls.get(&key);
+            if pending.is_some_and(|p| p.seq >= id.seq() && p.until > now) {
+                continue;
+            }
+            // A full table still pulls; it only stops remembering from where.
+            if pending.is_some() || self.pulls.len() < self.policy.max_missing {
+                self.pulls.insert(
+                    key,
+                    Pending {
+                        conn,
+                        seq: id.seq(),
+                        until,
+                    },
+                );
+            }
+            wanted.push(*id);
+        }
         let out = self.out(conn);
-        out.answer.extend(answers);
+        out.pull.extend(wanted);
         if digest.reply && digest.after.is_none() {
             out.digests.extend(store.digests(false));
         }
@@ -397,9 +455,11 @@ impl Broadcast {
         }
     }
 
-    /// A new round: per-link request allowances start again.
-    pub fn new_round(&mut self) {
+    /// A new round: per-link request allowances start again, and pulls past their time
+    /// are forgotten.
+    pub fn new_round(&mut self, now: Time) {
         self.requests.clear();
+        self.pulls.retain(|_, p| p.until > now);
     }
 
     /// Whether announcements are waiting for the lazy timer.
@@ -433,6 +493,10 @@ impl Broadcast {
             metrics.grafts_out += ids.len() as u64;
             for (ids, origins) in chunk_pairs(&ids, &origins) {
                 messages.push((conn, LinkMessage::Graft { ids, origins }));
+            }
+            for ids in std::mem::take(&mut out.pull).chunks(MAX_IDS) {
+                let ids = ids.to_vec();
+                messages.push((conn, LinkMessage::Pull { ids }));
             }
             newest_only(&mut out.push, &mut out.answer);
             for (rumors, answer) in [(&mut out.push, false), (&mut out.answer, true)] {
@@ -536,8 +600,24 @@ mod tests {
             max_frame_bytes: 1 << 20,
             max_missing: 16,
             max_requests_per_round: 64,
+            pull_timeout: Duration::from_secs(1),
             optimize_hops: 3,
         }
+    }
+
+    /// Node 1's empty store.
+    fn empty_store() -> Gossip {
+        Gossip::new(
+            NodeId(1),
+            GossipPolicy {
+                period: Duration::from_secs(1),
+                advert_max_age: Duration::from_secs(4),
+                accusation_max_age: Duration::from_secs(60),
+                rumors_per_period: 8,
+                max_members: 16,
+            },
+            VerifyCache::new(16),
+        )
     }
 
     /// A store holding one rumor of node 9 that arrived on `via` after `hops` hops.
@@ -551,17 +631,7 @@ mod tests {
         };
         let mut rumor = sign(NodeId(9), 1, Time::ZERO, &id, &mut rng, content).envelope(0, 0);
         rumor.hops = hops;
-        let mut store = Gossip::new(
-            NodeId(1),
-            GossipPolicy {
-                period: Duration::from_secs(1),
-                advert_max_age: Duration::from_secs(4),
-                accusation_max_age: Duration::from_secs(60),
-                rumors_per_period: 8,
-                max_members: 16,
-            },
-            VerifyCache::new(16),
-        );
+        let mut store = empty_store();
         let admission = Admission {
             excluded: &|_| false,
             bound: &|_| None,
@@ -721,6 +791,45 @@ mod tests {
     }
 
     #[test]
+    fn what_digests_list_is_pulled_from_one_link_at_a_time() {
+        let (a, b) = (ConnId(1), ConnId(2));
+        let (full, rumor) = store_with_rumor(a, 1);
+        let digest = full.digests(false).remove(0);
+        let empty = empty_store();
+        let mut bc = plumtree_with_links(&[a, b], &empty);
+        sent(&mut bc);
+        let pull = |conn| (conn, r#"{"pull":{"ids":[[9,null,1]]}}"#.to_string());
+        let at = Time::from_millis;
+        let digest_from = |bc: &mut Broadcast, conn, t| {
+            bc.digest(at(t), conn, &digest, &empty).unwrap();
+            sent(bc)
+        };
+        assert_eq!(digest_from(&mut bc, a, 0), vec![pull(a)]);
+        assert_eq!(digest_from(&mut bc, b, 10), vec![], "already pulled from a");
+        assert_eq!(digest_from(&mut bc, b, 999), vec![], "a still has time");
+        assert_eq!(
+            digest_from(&mut bc, b, 1000),
+            vec![pull(b)],
+            "a's pull is due"
+        );
+        assert_eq!(digest_from(&mut bc, a, 1500), vec![], "now pulled from b");
+        bc.link_down(b);
+        assert_eq!(digest_from(&mut bc, a, 1600), vec![pull(a)], "b closed");
+
+        // The side that has it answers a pull, trees unchanged; a node that has the rumor
+        // pulls nothing.
+        let mut holder = plumtree_with_links(&[a], &full);
+        sent(&mut holder);
+        holder.pulled(at(0), a, &[rumor.id()], &full).unwrap();
+        let answered = sent(&mut holder);
+        assert_eq!(answered.len(), 1);
+        assert!(answered[0].1.starts_with(r#"{"answer":{"rumors":["#));
+        assert_eq!(holder.links(), (1, 0));
+        holder.digest(at(0), a, &digest, &full).unwrap();
+        assert_eq!(sent(&mut holder), vec![]);
+    }
+
+    #[test]
     fn peers_asking_for_too_much_are_refused() {
         let (a, _) = (ConnId(1), ());
         let (store, rumor) = store_with_rumor(a, 1);
@@ -731,7 +840,7 @@ mod tests {
             bc.grafted(Time::ZERO, a, &ids[..1], &[], &store),
             Err(RejectReason::RateLimited)
         );
-        bc.new_round();
+        bc.new_round(Time::ZERO);
         assert!(bc.grafted(Time::ZERO, a, &ids[..1], &[], &store).is_ok());
     }
 }

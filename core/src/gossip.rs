@@ -5,7 +5,6 @@
 //! store's digests. Who gets which rumor when is `broadcast`'s business.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -485,19 +484,6 @@ impl Gossip {
             });
         }
         digests
-    }
-
-    /// Keys in the digest's range that this node stores newer than the digest says.
-    pub fn newer_than(&self, digest: &Digest) -> Vec<RumorKey> {
-        let theirs: HashMap<RumorKey, u64> =
-            digest.ids.iter().map(|id| (id.key(), id.seq())).collect();
-        let lower = digest.after.map_or(Bound::Unbounded, Bound::Excluded);
-        let upper = digest.upto.map_or(Bound::Unbounded, Bound::Included);
-        self.store
-            .range((lower, upper))
-            .filter(|(k, s)| theirs.get(k).is_none_or(|&seq| seq < s.seq()))
-            .map(|(k, _)| *k)
-            .collect()
     }
 
     /// Forgets what a closed link delivered.

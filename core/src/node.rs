@@ -199,6 +199,7 @@ impl Node {
                 max_frame_bytes: config.max_frame_bytes,
                 max_missing: config.max_members.saturating_mul(2),
                 max_requests_per_round: config.max_members.saturating_mul(4),
+                pull_timeout: config.gossip_period,
                 optimize_hops: config.optimize_hops,
             },
         );
@@ -324,7 +325,7 @@ impl Node {
                         self.notify(Notification::MemberExpired { node: key.origin });
                     }
                 }
-                self.broadcast.new_round();
+                self.broadcast.new_round(self.now);
                 let pick = self.rng.next_u64();
                 if let Some(addr) = self.routing.random_expired(pick).cloned() {
                     self.swarm
@@ -451,6 +452,7 @@ impl Node {
             LinkMessage::Graft { ids, origins } => check_ids(ids)
                 .and_then(|()| check_ids(origins))
                 .map_err(RejectReason::from),
+            LinkMessage::Pull { ids } => check_ids(ids).map_err(RejectReason::from),
             LinkMessage::Prune { origins } => check_ids(origins).map_err(RejectReason::from),
             LinkMessage::Digest(digest) => digest.check().map_err(RejectReason::from),
             _ => Ok(()),
@@ -479,6 +481,7 @@ impl Node {
                 self.broadcast
                     .grafted(self.now, conn, &ids, &origins, &self.gossip)
             }
+            LinkMessage::Pull { ids } => self.broadcast.pulled(self.now, conn, &ids, &self.gossip),
             LinkMessage::Prune { origins } => {
                 self.broadcast.pruned(conn, &origins);
                 Ok(())

@@ -26,7 +26,7 @@ pub const MAX_ADDR_LEN: usize = 256;
 pub const MAX_ADVERT_LINKS: usize = 1024;
 /// Most rumors one frame may carry.
 pub const MAX_BATCH: usize = 1024;
-/// Most rumor ids in one announcement, graft or digest.
+/// Most rumor ids in one announcement, graft, pull or digest.
 pub const MAX_IDS: usize = 4096;
 /// Longest free-text reason accepted from a peer.
 pub const MAX_REASON_LEN: usize = 256;
@@ -393,7 +393,7 @@ pub enum LinkMessage {
         /// The rumors.
         rumors: Vec<SignedRumor>,
     },
-    /// Origin-signed rumors sent on request (sync, graft, digest): duplicates are expected.
+    /// Origin-signed rumors sent on request (graft, pull): duplicates are expected.
     Answer {
         /// The rumors.
         rumors: Vec<SignedRumor>,
@@ -412,6 +412,12 @@ pub enum LinkMessage {
         /// Further origins to push again, without resending anything.
         #[serde(default)]
         origins: Vec<NodeId>,
+    },
+    /// Synchronisation: send me these rumors (this sequence number or newer), which your
+    /// digest listed and I lack; the trees stay as they are.
+    Pull {
+        /// The rumors wanted.
+        ids: Vec<RumorId>,
     },
     /// I received duplicates of these origins' rumors from you: only announce them to me.
     Prune {

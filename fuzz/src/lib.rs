@@ -104,6 +104,8 @@ pub enum Msg {
     IHave(Vec<(u8, Option<u8>, u16, u8)>),
     /// Graft (rumors, and origins to push again).
     Graft(Vec<(u8, Option<u8>, u16)>, Vec<u8>),
+    /// Pull (rumors).
+    Pull(Vec<(u8, Option<u8>, u16)>),
     /// Prune (origins).
     Prune(Vec<u8>),
     /// Digest.
@@ -216,6 +218,7 @@ fn plaintext(msg: &Msg, forged: &mut BTreeSet<(NodeId, u64)>) -> Vec<u8> {
             ids: ids.iter().map(|&(o, s, q)| id(o, s, q)).collect(),
             origins: origins.iter().map(|&o| id(o, None, 0).0).collect(),
         },
+        Msg::Pull(ids) => LinkMessage::Pull { ids: ids.iter().map(|&(o, s, q)| id(o, s, q)).collect() },
         Msg::Prune(origins) => LinkMessage::Prune { origins: origins.iter().map(|&o| id(o, None, 0).0).collect() },
         Msg::Digest(after, upto, ids, reply) => LinkMessage::Digest(Digest {
             after: key(*after),

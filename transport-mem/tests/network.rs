@@ -1,13 +1,14 @@
 //! The simulator's network model and faults, each checked on a small cluster: crashes
 //! and restarts, cuts that stall links until the heartbeat ends them, the three loss
-//! modes; and regressions for three core bugs the simulator found (coalesced leave and
-//! bye, partitions that never re-merged, `max_peers` exceeded at boot).
+//! modes; a joiner's sync; and regressions for three core bugs the simulator found
+//! (coalesced leave and bye, partitions that never re-merged, `max_peers` exceeded at boot).
 
 mod common;
 
 use std::time::Duration;
 
-use overlay_core::{CloseReason, MemberState, Notification};
+use overlay_core::{CloseReason, Config, MemberState, NodeId, Notification};
+use overlay_transport_mem::experiment::addr;
 use overlay_transport_mem::{LossMode, Sim, SlotId, SlotState};
 
 use common::*;
@@ -180,4 +181,44 @@ fn max_peers_holds_while_dials_are_in_flight() {
             assert!(peers <= 1, "slot {slot} at {}: {peers} peers", sim.now());
         }
     }
+}
+
+/// A joiner that links to several members at once receives the store about once: each
+/// rumor their digests list is pulled from one link only (before pulls, every peer sent it
+/// everything it lacked: one copy of the store per link).
+#[test]
+fn a_joiner_linked_to_several_members_receives_the_store_once() {
+    let n = 16;
+    // A long period: no member re-advertises while the joiner syncs.
+    let slow = Duration::from_secs(30);
+    // One latency for every link: the joiner's links come up, and their digests cross, at
+    // the same moment.
+    let mut same_latency = params(3);
+    same_latency.net.latency_max = same_latency.net.latency_min;
+    let mut sim = cluster(3, n, 3, same_latency, &|_, c| c.gossip_period = slow);
+    sim.run_for(Duration::from_secs(2));
+    let members = sim.node(0).unwrap().status().members;
+    assert_eq!(members, n, "the cluster knows itself");
+    let mut joiner = Config::new(NodeId(n as u32 + 1), asn(n), addr(n), vec![key()]);
+    joiner.gossip_period = slow;
+    joiner.bootstrap = (0..6).map(addr).collect();
+    let slot = sim.add(joiner, keys().get(n)).unwrap();
+    sim.run_for(Duration::from_millis(500));
+    let node = sim.node(slot).unwrap();
+    assert!(
+        node.peers().len() >= 4,
+        "linked to {} peers",
+        node.peers().len()
+    );
+    assert_eq!(
+        node.status().members,
+        n + 1,
+        "the joiner knows every member"
+    );
+    let received = node.metrics().rumors_in as usize;
+    assert!(
+        received <= n + n / 4,
+        "{received} rumor copies for {n} members over {} links",
+        node.peers().len()
+    );
 }
