@@ -3,8 +3,8 @@
 //! rumor announced but not delivered in time, prune on a duplicate push), digest-based
 //! synchronisation of new links and periodic anti-entropy (each end pulls what the other's
 //! digest lists and it lacks, each rumor from one link at a time), per-link limits on what
-//! peers may ask for, and the per-link outbox batched into frames. Flooding is kept as a mode for
-//! comparison.
+//! peers may ask for, and the per-link outbox batched into frames. Flooding is kept as a
+//! mode for comparison.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -43,7 +43,7 @@ pub struct BroadcastPolicy {
     pub graft_timeout: Duration,
     /// Largest frame body.
     pub max_frame_bytes: usize,
-    /// Most rumors waited for at once.
+    /// Most rumors waited for at once (announced and missing; pulled).
     pub max_missing: usize,
     /// Ids a peer may graft or pull, and digest ids it may send, per gossip round.
     pub max_requests_per_round: usize,
@@ -109,7 +109,7 @@ pub struct Broadcast {
     /// Rumors pulled and not yet due: the link asked, the sequence number and until when.
     pulls: HashMap<RumorKey, Pending>,
     outbox: BTreeMap<ConnId, Outbox>,
-    /// Ids each link asked for (grafts, digest entries) in the current round.
+    /// Ids each link asked for (grafts, pulls, digest entries) in the current round.
     requests: BTreeMap<ConnId, usize>,
 }
 
@@ -392,7 +392,7 @@ impl Broadcast {
         let answers = ids
             .iter()
             .filter_map(|id| store.outgoing(now, &id.key()).filter(|r| r.seq >= id.seq()));
-        self.outbox.entry(conn).or_default().answer.extend(answers);
+        self.out(conn).answer.extend(answers);
     }
 
     /// The peer sent a digest: pull what it lists newer than we store, unless already
