@@ -270,7 +270,7 @@ impl Broadcast {
     pub fn announced(&mut self, now: Time, conn: ConnId, anns: &[Announcement], store: &Gossip) {
         for ann in anns {
             let id = ann.id();
-            if store.newest_seq(&id.key()).is_some_and(|s| s >= id.seq()) {
+            if store.knows(&id.key(), id.seq()) {
                 self.optimise(conn, ann, store);
                 continue;
             }
@@ -328,7 +328,7 @@ impl Broadcast {
             .map(|(id, _)| *id)
             .collect();
         for id in due {
-            let have = store.newest_seq(&id.key()).is_some_and(|s| s >= id.seq());
+            let have = store.knows(&id.key(), id.seq());
             let next = self.missing.get_mut(&id).and_then(|m| {
                 m.deadline = now + self.policy.graft_timeout;
                 (!m.announcers.is_empty()).then(|| m.announcers.remove(0))
@@ -413,7 +413,7 @@ impl Broadcast {
         let mut wanted = Vec::new();
         for id in &digest.ids {
             let key = id.key();
-            if store.newest_seq(&key).is_some_and(|s| s >= id.seq()) {
+            if store.knows(&key, id.seq()) {
                 continue;
             }
             let pending = self.pulls.get(&key);

@@ -260,12 +260,13 @@ impl Gossip {
         }
     }
 
-    /// The newest sequence number known for `key` (stored or tombstoned).
-    pub fn newest_seq(&self, key: &RumorKey) -> Option<u64> {
+    /// Whether `key` is known (stored or tombstoned) at sequence number `seq` or newer.
+    pub fn knows(&self, key: &RumorKey, seq: u64) -> bool {
         self.store
             .get(key)
             .map(Stored::seq)
             .or_else(|| self.tombstones.get(key).map(|&(seq, _)| seq))
+            .is_some_and(|newest| newest >= seq)
     }
 
     /// Runs one received rumor through the acceptance pipeline.
@@ -290,7 +291,7 @@ impl Gossip {
             }
             _ => window.insert(key, seq),
         }
-        if self.newest_seq(&key).is_some_and(|s| s >= seq) {
+        if self.knows(&key, seq) {
             metrics.rumors_duplicate += 1;
             return Outcome::Duplicate;
         }

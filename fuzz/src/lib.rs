@@ -162,6 +162,10 @@ fn id(origin: u8, subject: Option<u8>, seq: u16) -> RumorId {
     RumorId(NodeId(u32::from(origin % 8)), subject.map(|s| NodeId(u32::from(s % 8))), u64::from(seq))
 }
 
+fn rumor_ids(list: &[(u8, Option<u8>, u16)]) -> Vec<RumorId> {
+    list.iter().map(|&(o, s, q)| id(o, s, q)).collect()
+}
+
 fn key(k: Option<(u8, Option<u8>)>) -> Option<RumorKey> {
     k.map(|(o, s)| id(o, s, 0).key())
 }
@@ -215,15 +219,15 @@ fn plaintext(msg: &Msg, forged: &mut BTreeSet<(NodeId, u64)>) -> Vec<u8> {
                 .collect(),
         },
         Msg::Graft(ids, origins) => LinkMessage::Graft {
-            ids: ids.iter().map(|&(o, s, q)| id(o, s, q)).collect(),
+            ids: rumor_ids(ids),
             origins: origins.iter().map(|&o| id(o, None, 0).0).collect(),
         },
-        Msg::Pull(ids) => LinkMessage::Pull { ids: ids.iter().map(|&(o, s, q)| id(o, s, q)).collect() },
+        Msg::Pull(ids) => LinkMessage::Pull { ids: rumor_ids(ids) },
         Msg::Prune(origins) => LinkMessage::Prune { origins: origins.iter().map(|&o| id(o, None, 0).0).collect() },
         Msg::Digest(after, upto, ids, reply) => LinkMessage::Digest(Digest {
             after: key(*after),
             upto: key(*upto),
-            ids: ids.iter().map(|&(o, s, q)| id(o, s, q)).collect(),
+            ids: rumor_ids(ids),
             reply: *reply,
         }),
         Msg::Heartbeat => LinkMessage::Heartbeat,
