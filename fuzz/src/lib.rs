@@ -166,6 +166,10 @@ fn rumor_ids(list: &[(u8, Option<u8>, u16)]) -> Vec<RumorId> {
     list.iter().map(|&(o, s, q)| id(o, s, q)).collect()
 }
 
+fn origin_ids(list: &[u8]) -> Vec<NodeId> {
+    list.iter().map(|&o| id(o, None, 0).0).collect()
+}
+
 fn key(k: Option<(u8, Option<u8>)>) -> Option<RumorKey> {
     k.map(|(o, s)| id(o, s, 0).key())
 }
@@ -220,10 +224,10 @@ fn plaintext(msg: &Msg, forged: &mut BTreeSet<(NodeId, u64)>) -> Vec<u8> {
         },
         Msg::Graft(ids, origins) => LinkMessage::Graft {
             ids: rumor_ids(ids),
-            origins: origins.iter().map(|&o| id(o, None, 0).0).collect(),
+            origins: origin_ids(origins),
         },
         Msg::Pull(ids) => LinkMessage::Pull { ids: rumor_ids(ids) },
-        Msg::Prune(origins) => LinkMessage::Prune { origins: origins.iter().map(|&o| id(o, None, 0).0).collect() },
+        Msg::Prune(origins) => LinkMessage::Prune { origins: origin_ids(origins) },
         Msg::Digest(after, upto, ids, reply) => LinkMessage::Digest(Digest {
             after: key(*after),
             upto: key(*upto),

@@ -2,7 +2,8 @@
 //! deliveries and wake-ups by time (in queued order within a millisecond) drives them;
 //! connections are [`Duplex`] pipes with per-pair latency and per-message jitter; faults
 //! (loss, cuts, partitions, crashes, restarts, leaves, misbehaving members) are applied by
-//! the methods of [`Sim`]. One seed drives everything: node RNG seeds, latencies, jitter and loss.
+//! the methods of [`Sim`]. One seed drives everything: node RNG seeds, latencies, jitter
+//! and loss.
 //!
 //! Time advances in windows as long as the smallest latency (the lookahead): nothing a node
 //! does reaches another node sooner, so within a window each node's share of the queue
