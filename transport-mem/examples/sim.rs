@@ -3,8 +3,8 @@
 //! `cargo run --release -p overlay-transport-mem --example sim -- --nodes 1000 --seed 1
 //!  [--loss 0.05] [--loss-mode drop|reset|retransmit] [--loss-after-boot]
 //!  [--scenario broadcast|churn|crash|partition|byzantine] [--dissemination plumtree|flood]
-//!  [--max-peers 10] [--period-ms 10000] [--warmup-rounds 2] [--optimize-hops 1]
-//!  [--join-ms 0]`
+//!  [--max-peers 10] [--period-ms 10000] [--warmup-rounds 2] [--settle-rounds 0]
+//!  [--optimize-hops 1] [--join-ms 0]`
 //!
 //! Progress goes to stderr as JSON lines (after the boot and after each warm-up round).
 //!

@@ -86,6 +86,10 @@ pub struct Experiment {
     /// once per round, so Plumtree's per-origin trees are pruned (steady state). 0
     /// measures right after the boot, while the trees are still forming.
     pub warmup_rounds: u32,
+    /// Gossip rounds run after the scenario and before the measured change: 0 measures the
+    /// first rumor through the trees the scenario broke (a crash's holes repaired by
+    /// grafts), 1 or more measures the trees Plumtree rebuilt.
+    pub settle_rounds: u32,
     /// How long the cluster takes to start: node i starts at i × `join_over` / N, in the
     /// topology's growth order (each node attaches to earlier ones). Zero starts every
     /// node at once (the first advertisement of every origin floods at the same moment).
@@ -111,6 +115,7 @@ impl Experiment {
             dissemination: Dissemination::Plumtree,
             optimize_hops: 1,
             warmup_rounds: 2,
+            settle_rounds: 0,
             join_over: Duration::ZERO,
             threads: SimParams::new(seed).threads,
         }
@@ -123,7 +128,7 @@ impl Experiment {
 
     /// Sets the field a command-line flag names (`--nodes`, `--seed`, `--loss`,
     /// `--loss-mode`, `--scenario`, `--dissemination`, `--max-peers`, `--period-ms`,
-    /// `--optimize-hops`, `--warmup-rounds`, `--join-ms`, `--threads`) from its value;
+    /// `--optimize-hops`, `--warmup-rounds`, `--settle-rounds`, `--join-ms`, `--threads`) from its value;
     /// `Ok(false)` for another flag. The examples share it.
     pub fn set_flag(&mut self, flag: &str, value: &str) -> Result<bool, String> {
         let num = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
@@ -154,6 +159,7 @@ impl Experiment {
             "--period-ms" => self.gossip_period = Duration::from_millis(num(value)?),
             "--optimize-hops" => self.optimize_hops = small(value)?,
             "--warmup-rounds" => self.warmup_rounds = small(value)?,
+            "--settle-rounds" => self.settle_rounds = small(value)?,
             "--join-ms" => self.join_over = Duration::from_millis(num(value)?),
             "--threads" => self.threads = (num(value)? as usize).max(1),
             _ => return Ok(false),
@@ -185,6 +191,8 @@ pub struct Report {
     pub dissemination: Dissemination,
     /// Gossip rounds run between the boot and the scenario.
     pub warmup_rounds: u32,
+    /// Gossip rounds run between the scenario and the measured change.
+    pub settle_rounds: u32,
     /// Over how long the nodes started, ms (0: all at once).
     pub join_over_ms: u64,
     /// Simulator worker threads (wall time only).
@@ -396,6 +404,9 @@ pub fn run_with_progress(
             period,
         ),
     };
+    for _ in 0..exp.settle_rounds {
+        sim.run_for(period);
+    }
     let m = measure_change(&mut sim, &honest, &mut rng, period);
     let n1 = honest.len().saturating_sub(1).max(1) as f64;
     let grown = rss("VmRSS:")
@@ -412,6 +423,7 @@ pub fn run_with_progress(
         gossip_period_ms: millis(period),
         dissemination: exp.dissemination,
         warmup_rounds: exp.warmup_rounds,
+        settle_rounds: exp.settle_rounds,
         join_over_ms: millis(exp.join_over),
         threads: exp.threads,
         optimize_hops: exp.optimize_hops,
@@ -913,6 +925,27 @@ mod tests {
         assert_eq!(f["wrong_key_node_admitted"], false);
         assert!(r.routes_match_reference, "{:?}", r.mismatch);
         same_on_threads(&exp, &keys, &r.trace_digest, &[1, 2]);
+    }
+
+    #[test]
+    fn settle_rounds_put_rounds_between_a_crash_and_the_change() {
+        let (exp, keys) = small(Scenario::Crash, Duration::from_secs(10));
+        let at_once = run(&exp, &keys);
+        let settled = run(
+            &Experiment {
+                settle_rounds: 1,
+                ..exp.clone()
+            },
+            &keys,
+        );
+        for r in [&at_once, &settled] {
+            assert_eq!(r.delivery_ratio, 1.0);
+            assert!(r.routes_match_reference, "{:?}", r.mismatch);
+        }
+        assert_eq!(settled.settle_rounds, 1);
+        // Same boot and crash; the change, and the round measured after it, one round later.
+        assert_eq!(settled.virtual_ms, at_once.virtual_ms + 10_000);
+        assert_ne!(settled.trace_digest, at_once.trace_digest);
     }
 
     #[test]
