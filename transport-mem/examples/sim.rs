@@ -6,7 +6,8 @@
 //!  [--max-peers 10] [--period-ms 10000] [--warmup-rounds 2] [--settle-rounds 0]
 //!  [--optimize-hops 1] [--join-ms 0]`
 //!
-//! Progress goes to stderr as JSON lines (after the boot and after each warm-up round).
+//! Progress goes to stderr as JSON lines (after the boot and after each warm-up and settle
+//! round).
 //!
 //! RSA-2048 keys come from the on-disk pool (`KeyPool::default_dir()`: `$OVERLAY_KEY_CACHE`,
 //! else `$CARGO_TARGET_DIR/overlay-keys`, else `target/overlay-keys`); the first run

@@ -128,8 +128,8 @@ impl Experiment {
 
     /// Sets the field a command-line flag names (`--nodes`, `--seed`, `--loss`,
     /// `--loss-mode`, `--scenario`, `--dissemination`, `--max-peers`, `--period-ms`,
-    /// `--optimize-hops`, `--warmup-rounds`, `--settle-rounds`, `--join-ms`, `--threads`) from its value;
-    /// `Ok(false)` for another flag. The examples share it.
+    /// `--optimize-hops`, `--warmup-rounds`, `--settle-rounds`, `--join-ms`, `--threads`)
+    /// from its value; `Ok(false)` for another flag. The examples share it.
     pub fn set_flag(&mut self, flag: &str, value: &str) -> Result<bool, String> {
         let num = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
         let small = |v: &str| u32::try_from(num(v)?).map_err(|e| format!("{flag}: {e}"));
@@ -375,10 +375,14 @@ pub fn run_with_progress(
             "boot_copies_per_pair": boot_copies_per_pair,
         }),
     );
-    for round in 1..=exp.warmup_rounds {
-        sim.run_for(period);
-        report_progress(&sim, "warmup_round", json!({ "round": round }));
-    }
+    // Whole gossip rounds, with a progress line after each.
+    let mut run_rounds = |sim: &mut Sim, phase: &str, rounds: u32| {
+        for round in 1..=rounds {
+            sim.run_for(period);
+            report_progress(sim, phase, json!({ "round": round }));
+        }
+    };
+    run_rounds(&mut sim, "warmup_round", exp.warmup_rounds);
     let warmup_wall = started.elapsed() - boot_wall;
     if exp.loss_after_boot {
         sim.set_loss(exp.net.loss, exp.net.loss_mode);
@@ -404,9 +408,7 @@ pub fn run_with_progress(
             period,
         ),
     };
-    for _ in 0..exp.settle_rounds {
-        sim.run_for(period);
-    }
+    run_rounds(&mut sim, "settle_round", exp.settle_rounds);
     let m = measure_change(&mut sim, &honest, &mut rng, period);
     let n1 = honest.len().saturating_sub(1).max(1) as f64;
     let grown = rss("VmRSS:")
@@ -944,7 +946,10 @@ mod tests {
         }
         assert_eq!(settled.settle_rounds, 1);
         // Same boot and crash; the change, and the round measured after it, one round later.
-        assert_eq!(settled.virtual_ms, at_once.virtual_ms + 10_000);
+        assert_eq!(
+            settled.virtual_ms,
+            at_once.virtual_ms + millis(exp.gossip_period)
+        );
         assert_ne!(settled.trace_digest, at_once.trace_digest);
     }
 
