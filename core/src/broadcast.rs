@@ -613,6 +613,7 @@ mod tests {
                 period: Duration::from_secs(1),
                 advert_max_age: Duration::from_secs(4),
                 accusation_max_age: Duration::from_secs(60),
+                max_clock_skew: Duration::from_secs(1),
                 rumors_per_period: 8,
                 max_members: 16,
             },

@@ -49,6 +49,19 @@ pub enum ConfigError {
     /// `max_frame_bytes` cannot hold an advertisement.
     #[error("max_frame_bytes: {0} is below the minimum of {MIN_FRAME_BYTES}")]
     FrameTooSmall(usize),
+    /// `max_rumors_per_period` leaves no room for an advertisement and a leave.
+    #[error(
+        "max_rumors_per_period: {0} leaves no room for an advertisement and a leave (at least 2)"
+    )]
+    RumorRateTooLow(u32),
+    /// `max_clock_skew` is not below `max_advert_age`.
+    #[error("max_clock_skew: {skew:?} must be below max_advert_age {age:?}")]
+    SkewTooLarge {
+        /// Configured skew bound.
+        skew: Duration,
+        /// Advertisement age limit in effect.
+        age: Duration,
+    },
     /// `max_advert_age` would expire live nodes between two rounds.
     #[error("max_advert_age: {age:?} must be at least twice the gossip period {period:?}")]
     AdvertAgeTooShort {
@@ -124,8 +137,14 @@ pub struct Config {
     pub route_debounce: Option<Duration>,
     /// Most members (origins) remembered; further origins are ignored.
     pub max_members: usize,
-    /// Rumors accepted per origin per gossip period (burst and refill).
+    /// Rumors an origin may sign per gossip period (at least 2). A direct peer that signs
+    /// more of its own within one period of its signed clock is blamed; this node paces
+    /// its own signing one under it.
     pub max_rumors_per_period: u32,
+    /// How far ahead of this node's clock a rumor's signed issue time may be; rumors
+    /// further ahead are ignored. Lifetimes run from the signed issue time, so a clock
+    /// behind by `s` shortens its rumors' lives by `s`. Default: one gossip period.
+    pub max_clock_skew: Option<Duration>,
     /// Plumtree (default) or flooding.
     pub dissemination: Dissemination,
     /// Announcements to lazy links are gathered this long. Default: a tenth of the gossip
@@ -170,6 +189,7 @@ impl Config {
             route_debounce: None,
             max_members: 10_000,
             max_rumors_per_period: 8,
+            max_clock_skew: None,
             dissemination: Dissemination::Plumtree,
             lazy_interval: None,
             graft_timeout: None,
@@ -188,6 +208,11 @@ impl Config {
     pub fn heartbeat(&self) -> Duration {
         self.heartbeat_interval
             .unwrap_or_else(|| self.gossip_period.min(Duration::from_secs(5)))
+    }
+
+    /// The clock-skew bound in effect.
+    pub fn clock_skew(&self) -> Duration {
+        self.max_clock_skew.unwrap_or(self.gossip_period)
     }
 
     /// The advertisement age limit in effect.
@@ -275,8 +300,14 @@ impl Config {
         if self.max_members == 0 {
             return Err(ConfigError::Zero("max_members"));
         }
-        if self.max_rumors_per_period == 0 {
-            return Err(ConfigError::Zero("max_rumors_per_period"));
+        if self.max_rumors_per_period < 2 {
+            return Err(ConfigError::RumorRateTooLow(self.max_rumors_per_period));
+        }
+        if self.clock_skew() >= self.advert_max_age() {
+            return Err(ConfigError::SkewTooLarge {
+                skew: self.clock_skew(),
+                age: self.advert_max_age(),
+            });
         }
         if self.links.len() > crate::wire::MAX_ADVERT_LINKS {
             return Err(ConfigError::TooManyLinks(self.links.len()));
@@ -334,6 +365,14 @@ mod tests {
             (Box::new(|c| c.min_peers = 11), "min_peers"),
             (Box::new(|c| c.reject_threshold = 0), "reject_threshold"),
             (Box::new(|c| c.ban_quorum = 0), "ban_quorum"),
+            (
+                Box::new(|c| c.max_rumors_per_period = 1),
+                "max_rumors_per_period",
+            ),
+            (
+                Box::new(|c| c.max_clock_skew = Some(Duration::from_secs(40))),
+                "max_clock_skew",
+            ),
             (Box::new(|c| c.max_frame_bytes = 100), "max_frame_bytes"),
             (
                 Box::new(|c| c.max_advert_age = Some(Duration::from_secs(1))),

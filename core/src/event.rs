@@ -290,6 +290,17 @@ pub enum RejectReason {
     /// The remote end is this node itself.
     #[error("connection to self")]
     SelfConnection,
+    /// A message or rumor kind this version does not know (a newer version's): ignored.
+    #[error("unknown to this version: {0}")]
+    Unknown(String),
+    /// A peer's requests past this round's budget: not answered, not blamed (a starved
+    /// node reads several of the peer's rounds at once).
+    #[error("requests past this round's budget")]
+    Busy,
+    /// A rumor whose signed issue time is past its lifetime, or ahead of this node's
+    /// clock by more than the skew bound: ignored.
+    #[error("issued outside its lifetime")]
+    Untimely,
 }
 
 impl RejectReason {
@@ -327,6 +338,9 @@ impl RejectReason {
             RejectReason::Refused(_) => "refused",
             RejectReason::Excluded => "excluded",
             RejectReason::SelfConnection => "self_connection",
+            RejectReason::Unknown(_) => "unknown",
+            RejectReason::Busy => "busy",
+            RejectReason::Untimely => "untimely",
         }
     }
 }
@@ -337,6 +351,7 @@ impl From<WireError> for RejectReason {
             WireError::FrameTooLarge { .. } => RejectReason::FrameTooLarge,
             WireError::Malformed(m) => RejectReason::Malformed(m),
             WireError::Violation(m) => RejectReason::Violation(m),
+            WireError::Unknown(m) => RejectReason::Unknown(m),
         }
     }
 }

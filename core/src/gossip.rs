@@ -1,8 +1,9 @@
 //! Gossip owns the rumors: the store of the newest signed rumor per key (advertisements,
-//! leaves, accusations) with hop-by-hop ages and expiry, the acceptance pipeline (replay,
-//! duplicate, rate and identity checks before any RSA work, then verification), what each
-//! link recently delivered, this node's own sequence numbers and signed rumors, and the
-//! store's digests. Who gets which rumor when is `broadcast`'s business.
+//! leaves, accusations) with lifetimes from their signed issue times, the acceptance
+//! pipeline (replay, duplicate, rate and identity checks before any RSA work, then
+//! verification and the signed-time checks), what each link recently delivered, this
+//! node's own sequence numbers, signed rumors and signing pace, and the store's digests.
+//! Who gets which rumor when is `broadcast`'s business.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -12,11 +13,12 @@ use rand_core::CryptoRng;
 use serde_json::value::RawValue;
 
 use crate::event::{Metrics, RejectReason};
+use crate::pace::{RateLimit, SignedRate};
 use crate::scheduler::Time;
 use crate::sentry::{AdmittedRumor, Fingerprint, Identity, SentryError, VerifyCache};
 use crate::wire::{
-    ConnId, Digest, MAX_IDS, NodeId, RumorBody, RumorContent, RumorId, RumorKey, SignedRumor,
-    from_json, to_json,
+    ConnId, Digest, MAX_IDS, NodeId, RUMOR_KINDS, RumorBody, RumorContent, RumorId, RumorKey,
+    SignedRumor, from_json_versioned, to_json,
 };
 
 /// Limits and ages the gossip component works with.
@@ -28,6 +30,8 @@ pub struct GossipPolicy {
     pub advert_max_age: Duration,
     /// Age at which accusations expire.
     pub accusation_max_age: Duration,
+    /// How far ahead of this node's clock a signed issue time may be.
+    pub max_clock_skew: Duration,
     /// Rumors accepted per origin per period.
     pub rumors_per_period: u32,
     /// Most origins remembered (store keys are capped at twice this).
@@ -120,13 +124,17 @@ pub enum Outcome {
 /// Entries per generation of a link's recent-delivery record.
 pub const RECENT_WINDOW: usize = 256;
 
-/// What one link delivered recently: the highest sequence number per key, in two
-/// generations of at most [`RECENT_WINDOW`] keys (the older one is dropped when the newer
-/// fills up). Honest peers send each key's sequence numbers rising; a lower one is a replay.
+/// What one link delivered recently: the last sequence number per key, in two generations
+/// of at most [`RECENT_WINDOW`] keys (the older one is dropped when the newer fills up),
+/// and the issue times of the peer's own rumors. A peer's own sequence numbers only rise
+/// on one link (one process, one connection), so a lower one of its own is a replay; a
+/// lower one it forwards is not (the origin restarted, or the peer's copy expired and it
+/// learned an older one since): it is checked against the store like any other.
 #[derive(Debug, Default, Clone)]
 struct RecentWindow {
     current: HashMap<RumorKey, u64>,
     previous: HashMap<RumorKey, u64>,
+    own: SignedRate,
 }
 
 impl RecentWindow {
@@ -188,7 +196,8 @@ pub fn sign<R: CryptoRng + ?Sized>(
 
 /// Parses a rumor's body and checks its limits (the cache's admission, before RSA).
 fn parse(rumor: &SignedRumor) -> Result<AdmittedRumor, RejectReason> {
-    let body: RumorBody = from_json(rumor.body.get().as_bytes())?;
+    let body: RumorBody =
+        from_json_versioned(rumor.body.get().as_bytes(), Some("content"), &RUMOR_KINDS)?;
     body.content.check_limits()?;
     Ok(AdmittedRumor::new(
         body,
@@ -235,6 +244,8 @@ pub struct Gossip {
     buckets: HashMap<NodeId, Bucket>,
     cache: VerifyCache,
     seq: u64,
+    /// Issue times of this node's own recent rumors (its signing pace).
+    signed: SignedRate,
 }
 
 /// What the acceptance pipeline needs to know about identities.
@@ -257,6 +268,16 @@ impl Gossip {
             buckets: HashMap::new(),
             cache,
             seq: 0,
+            signed: SignedRate::default(),
+        }
+    }
+
+    /// The signing rate every origin is held to (and this node paces itself by).
+    fn rate_limit(&self) -> RateLimit {
+        RateLimit {
+            cap: self.policy.rumors_per_period,
+            period: self.policy.period,
+            horizon: self.policy.advert_max_age + self.policy.max_clock_skew,
         }
     }
 
@@ -282,70 +303,119 @@ impl Gossip {
         metrics.rumors_in += 1;
         let key = rumor.key();
         let seq = rumor.seq;
+        let own = key.origin == sender;
         let window = self.delivered.entry(conn).or_default();
         match window.get(&key) {
-            Some(prev) if seq < prev => return Outcome::Rejected(RejectReason::Replay),
             Some(prev) if seq == prev => {
                 metrics.rumors_duplicate += 1;
                 return Outcome::Duplicate;
             }
+            Some(prev) if seq < prev && own => return Outcome::Rejected(RejectReason::Replay),
             _ => window.insert(key, seq),
         }
         if self.knows(&key, seq) {
             metrics.rumors_duplicate += 1;
             return Outcome::Duplicate;
         }
-        if !self.has_token(now, key.origin, false) {
-            let reason = RejectReason::RateLimited;
-            return if key.origin == sender {
-                Outcome::Rejected(reason)
-            } else {
-                Outcome::Ignored(reason)
-            };
+        // A relay's excess is dropped before any RSA work and blamed on nobody. A peer's
+        // own rumors are judged on their signed issue times below; those issued too long
+        // ago to be judged take the arrival-time limit too (checked before RSA).
+        let limit = self.rate_limit();
+        let token = self.has_token(now, key.origin, false);
+        if !own && !token {
+            return Outcome::Ignored(RejectReason::RateLimited);
         }
-        let admitted = match self.cache.admitted(&rumor) {
-            Some(known) => {
-                if let Err(outcome) = check_envelope(&rumor, &known, admission) {
-                    return outcome;
-                }
-                known
-            }
-            None => {
-                let parsed = match parse(&rumor) {
-                    Ok(p) => p,
-                    Err(reason) => return Outcome::Rejected(reason),
-                };
-                if let Err(outcome) = check_envelope(&rumor, &parsed, admission) {
-                    return outcome;
-                }
-                match self.cache.admit(parsed) {
-                    Ok(a) => {
-                        metrics.signatures_verified += 1;
-                        a
-                    }
-                    Err(SentryError::BadSignature) => {
-                        return Outcome::Rejected(RejectReason::BadSignature);
-                    }
-                    Err(e) => return Outcome::Rejected(RejectReason::BadKey(e.to_string())),
-                }
-            }
+        let unjudged = |body: &RumorBody| {
+            !token && !SignedRate::judges(now.as_millis(), body.issued_at, &limit)
+        };
+        let admitted = match self.verified(&rumor, admission, &unjudged, metrics) {
+            Ok(admitted) => admitted,
+            Err(outcome) => return outcome,
         };
         if admitted.body.origin == self.me {
             return Outcome::OwnEcho(admitted.body.seq);
         }
+        let Some(expires_at) = self.lifetime(now, &admitted) else {
+            return Outcome::Ignored(RejectReason::Untimely);
+        };
+        let issued_at = admitted.body.issued_at;
+        let judged = own && SignedRate::judges(now.as_millis(), issued_at, &limit);
+        if judged {
+            let window = self.delivered.entry(conn).or_default();
+            if window.own.record(now.as_millis(), issued_at, &limit) {
+                return Outcome::Rejected(RejectReason::RateLimited);
+            }
+        }
         if !self.store.contains_key(&key) && self.store.len() >= self.policy.max_members * 2 {
             return Outcome::Ignored(RejectReason::Violation("rumor store full".into()));
         }
-        self.has_token(now, key.origin, true);
+        if !judged {
+            self.has_token(now, key.origin, true);
+        }
         self.insert(
             now,
             key,
             Arc::clone(&admitted),
             (rumor.age_ms, rumor.hops),
-            Some(conn),
+            (Some(conn), expires_at),
         );
         metrics.rumors_accepted += 1;
         Outcome::Accepted(Box::new(Accepted { key, admitted }))
+    }
+
+    /// The rumor parsed, checked against its envelope and this node's identities, and
+    /// verified (once per process, through the cache); dropped before RSA when its body
+    /// is `over_rate`.
+    fn verified(
+        &mut self,
+        rumor: &SignedRumor,
+        admission: &Admission<'_>,
+        over_rate: &dyn Fn(&RumorBody) -> bool,
+        metrics: &mut Metrics,
+    ) -> Result<Arc<AdmittedRumor>, Outcome> {
+        let rate = |body: &RumorBody| {
+            if over_rate(body) {
+                Err(Outcome::Ignored(RejectReason::RateLimited))
+            } else {
+                Ok(())
+            }
+        };
+        match self.cache.admitted(rumor) {
+            Some(known) => {
+                check_envelope(rumor, &known, admission)?;
+                rate(&known.body)?;
+                Ok(known)
+            }
+            None => {
+                let parsed = parse(rumor).map_err(|reason| match reason {
+                    RejectReason::Unknown(_) => Outcome::Ignored(reason),
+                    reason => Outcome::Rejected(reason),
+                })?;
+                check_envelope(rumor, &parsed, admission)?;
+                rate(&parsed.body)?;
+                match self.cache.admit(parsed) {
+                    Ok(a) => {
+                        metrics.signatures_verified += 1;
+                        Ok(a)
+                    }
+                    Err(SentryError::BadSignature) => {
+                        Err(Outcome::Rejected(RejectReason::BadSignature))
+                    }
+                    Err(e) => Err(Outcome::Rejected(RejectReason::BadKey(e.to_string()))),
+                }
+            }
+        }
+    }
+
+    /// When a verified rumor expires: its signed issue time plus the limit of its kind.
+    /// `None` when it is already expired, or issued further ahead of this node's clock
+    /// than the skew bound (never blamed: the relay did not sign it, and the origin's
+    /// clock may be wrong).
+    fn lifetime(&self, now: Time, admitted: &AdmittedRumor) -> Option<Time> {
+        let issued = Time::from_millis(admitted.body.issued_at);
+        let limit = self.expiry_for(Kind::of(&admitted.body.content));
+        let expires_at = issued + limit;
+        (issued <= now + self.policy.max_clock_skew && expires_at > now).then_some(expires_at)
     }
 
     /// Whether `origin` may send one more rumor now; takes the token when `take`.
@@ -382,17 +452,15 @@ impl Gossip {
     }
 
     /// Stores a rumor received (or signed) at `now` from `from` with the envelope's
-    /// `(age_ms, hops)`, expiring when its age reaches the limit of its kind.
+    /// `(age_ms, hops)` (kept for tracing only), expiring at `expires_at`.
     fn insert(
         &mut self,
         now: Time,
         key: RumorKey,
         admitted: Arc<AdmittedRumor>,
         (age_ms, hops): (u64, u32),
-        from: Option<ConnId>,
+        (from, expires_at): (Option<ConnId>, Time),
     ) {
-        let limit = self.expiry_for(Kind::of(&admitted.body.content));
-        let expires_at = now + limit.saturating_sub(Duration::from_millis(age_ms));
         self.tombstones.remove(&key);
         self.store.insert(
             key,
@@ -408,7 +476,8 @@ impl Gossip {
     }
 
     /// Signs and stores a rumor of this node; returns its key (spread it with
-    /// [`crate::broadcast::Broadcast::spread`]).
+    /// [`crate::broadcast::Broadcast::spread`]). Callers other than a leave check
+    /// [`Gossip::may_sign`] first.
     pub fn originate<R: CryptoRng + ?Sized>(
         &mut self,
         now: Time,
@@ -416,11 +485,25 @@ impl Gossip {
         rng: &mut R,
         content: RumorContent,
     ) -> RumorKey {
-        self.seq += 1;
+        self.seq = self.seq.saturating_add(1);
+        let limit = self.rate_limit();
+        self.signed.record(now.as_millis(), now.as_millis(), &limit);
+        let expires_at = now + self.expiry_for(Kind::of(&content));
         let admitted = sign(self.me, self.seq, now, identity, rng, content);
         let key = admitted.body.id().key();
-        self.insert(now, key, Arc::new(admitted), (0, 0), None);
+        self.insert(now, key, Arc::new(admitted), (0, 0), (None, expires_at));
         key
+    }
+
+    /// Whether this node may sign an ordinary rumor now without coming near the rate it
+    /// holds others to (one slot of it always kept for a leave).
+    pub fn may_sign(&self, now: Time) -> bool {
+        self.signed.may_sign(now.as_millis(), &self.rate_limit())
+    }
+
+    /// When this node may sign again, if it may not now.
+    pub fn next_signing(&self, now: Time) -> Time {
+        Time::from_millis(self.signed.next_slot(now.as_millis(), &self.rate_limit()))
     }
 
     /// This node's last sequence number.

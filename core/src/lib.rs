@@ -100,6 +100,7 @@ pub mod config;
 pub mod event;
 pub mod gossip;
 pub mod node;
+mod pace;
 pub mod routing;
 pub mod scheduler;
 pub mod sentry;

@@ -142,7 +142,16 @@ pub struct Node {
     metrics: Metrics,
     left: bool,
     last_routes: Option<Time>,
+    /// Signing that waits for the pace: a fresh advertisement, accusations.
+    unsigned: Unsigned,
     out: Vec<Action>,
+}
+
+/// Rumors this node means to sign once its signing pace allows.
+#[derive(Clone, Debug, Default)]
+struct Unsigned {
+    advert: bool,
+    accusations: Vec<(NodeId, Fingerprint)>,
 }
 
 impl Node {
@@ -185,6 +194,7 @@ impl Node {
                 period: config.gossip_period,
                 advert_max_age: config.advert_max_age(),
                 accusation_max_age: config.ban_duration,
+                max_clock_skew: config.clock_skew(),
                 rumors_per_period: config.max_rumors_per_period,
                 max_members: config.max_members,
             },
@@ -224,6 +234,7 @@ impl Node {
             metrics: Metrics::default(),
             left: false,
             last_routes: None,
+            unsigned: Unsigned::default(),
             out: Vec::new(),
             config,
         };
@@ -373,6 +384,7 @@ impl Node {
                 self.scheduler
                     .set(Timer::AntiEntropy, self.now + self.config.anti_entropy());
             }
+            Timer::Sign => self.sign_waiting(),
         }
     }
 
@@ -491,8 +503,11 @@ impl Node {
             }
             LinkMessage::Heartbeat | LinkMessage::Bye { .. } => Ok(()),
         };
-        if let Err(reason) = requested {
-            self.rejected(conn, Some(peer), reason);
+        match requested {
+            // Past the round's request budget: not answered, and not blamed either.
+            Err(RejectReason::RateLimited) => self.rejected(conn, Some(peer), RejectReason::Busy),
+            Err(reason) => self.rejected(conn, Some(peer), reason),
+            Ok(()) => {}
         }
     }
 
@@ -655,23 +670,59 @@ impl Node {
                 fingerprint: peer.fingerprint,
                 until,
             });
-            let key = self.gossip.originate(
-                self.now,
-                &self.identity,
-                &mut self.rng,
-                RumorContent::Accuse {
-                    accused: peer.node,
-                    fingerprint: peer.fingerprint.to_hex(),
-                    reason: "invalid messages past reject_threshold".into(),
-                },
-            );
-            self.broadcast.spread(self.now, &self.gossip, &key, None);
+            self.accuse(peer.node, peer.fingerprint);
             self.accusation(self.config.node_id, peer.node, peer.fingerprint);
         }
     }
 
-    /// Signs and floods a fresh advertisement of own links.
+    /// Signs and spreads an accusation of `accused`, or keeps it for the signing pace.
+    fn accuse(&mut self, accused: NodeId, fingerprint: Fingerprint) {
+        if !self.gossip.may_sign(self.now) {
+            if self.unsigned.accusations.len() < self.config.max_members {
+                self.unsigned.accusations.push((accused, fingerprint));
+            }
+            self.wait_to_sign();
+            return;
+        }
+        let key = self.gossip.originate(
+            self.now,
+            &self.identity,
+            &mut self.rng,
+            RumorContent::Accuse {
+                accused,
+                fingerprint: fingerprint.to_hex(),
+                reason: "invalid messages past reject_threshold".into(),
+            },
+        );
+        self.broadcast.spread(self.now, &self.gossip, &key, None);
+    }
+
+    /// Sets the signing timer for when the pace next allows.
+    fn wait_to_sign(&mut self) {
+        let at = self.gossip.next_signing(self.now);
+        self.scheduler.set_earliest(Timer::Sign, at);
+    }
+
+    /// Signs what waited for the pace, advertisement first, as far as the pace allows.
+    fn sign_waiting(&mut self) {
+        if std::mem::take(&mut self.unsigned.advert) {
+            self.advertise();
+        }
+        let waiting = std::mem::take(&mut self.unsigned.accusations);
+        for (accused, fingerprint) in waiting {
+            self.accuse(accused, fingerprint);
+        }
+    }
+
+    /// Signs and floods a fresh advertisement of own links (when the signing pace allows;
+    /// otherwise one advertisement of the links then in effect waits for it).
     fn advertise(&mut self) {
+        if !self.gossip.may_sign(self.now) {
+            self.unsigned.advert = true;
+            self.wait_to_sign();
+            return;
+        }
+        self.unsigned.advert = false;
         let links: Arc<[AsLink]> = self.config.links.as_slice().into();
         let content = RumorContent::Advert {
             asn: self.config.asn,

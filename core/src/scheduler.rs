@@ -138,6 +138,8 @@ pub enum Timer {
     Graft,
     /// Exchange digests with one random peer.
     AntiEntropy,
+    /// Sign what waited for the signing pace (an advertisement, accusations).
+    Sign,
 }
 
 /// The timer table: at most one deadline per [`Timer`], ordered by time.

@@ -17,9 +17,9 @@ use crate::sentry::{
     Transcript, derive_link_ciphers, handshake_signing_input,
 };
 use crate::wire::{
-    Addr, Asn, ConnId, Finish, FrameDecoder, Handshake, Hello, HelloIdentity, LinkMessage,
-    MAX_HELLO_PEERS, NodeId, PROTOCOL_VERSION, Refuse, Welcome, check_addr, check_peer_list,
-    encode_frame, from_json, to_json,
+    Addr, Asn, ConnId, Finish, FrameDecoder, Handshake, Hello, HelloIdentity, LINK_MESSAGE_KINDS,
+    LinkMessage, MAX_HELLO_PEERS, NodeId, PROTOCOL_VERSION, Refuse, Welcome, check_addr,
+    check_peer_list, encode_frame, from_json, from_json_versioned, to_json,
 };
 
 /// Largest handshake frame accepted before a peer is authenticated.
@@ -514,11 +514,9 @@ impl Swarm {
             };
             *hop_failures = 0;
             c.last_rx = now;
-            match from_json::<LinkMessage>(&plain) {
+            match from_json_versioned::<LinkMessage>(&plain, None, &LINK_MESSAGE_KINDS) {
                 Ok(LinkMessage::Bye { reason }) => {
-                    let mut reason = reason;
-                    reason.truncate(crate::wire::MAX_REASON_LEN);
-                    return Some(CloseReason::Bye(reason));
+                    return Some(CloseReason::Bye(crate::wire::clipped(&reason)));
                 }
                 Ok(msg) => events.push(SwarmEvent::Message {
                     conn,
@@ -555,9 +553,8 @@ impl Swarm {
                     })
                     .map_err(RejectReason::from)
             }
-            (_, Handshake::Refuse(Refuse { mut reason, .. })) => {
-                reason.truncate(crate::wire::MAX_REASON_LEN);
-                Err(RejectReason::Refused(reason))
+            (_, Handshake::Refuse(Refuse { reason, .. })) => {
+                Err(RejectReason::Refused(crate::wire::clipped(&reason)))
             }
             (Phase::AwaitHello, Handshake::Hello(hello)) if direction == Direction::Inbound => {
                 on_hello(

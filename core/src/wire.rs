@@ -121,6 +121,10 @@ pub enum WireError {
     /// The message is valid JSON but breaks a limit or a rule of the protocol.
     #[error("protocol violation: {0}")]
     Violation(String),
+    /// Well-formed, but of a kind this version does not know (a newer version's link
+    /// message or rumor kind): ignored, never blamed.
+    #[error("unknown kind: {0}")]
+    Unknown(String),
 }
 
 /// Buffer capacity a [`FrameDecoder`] keeps once it has handed out the frames it held
@@ -224,6 +228,62 @@ pub fn to_json<T: Serialize>(msg: &T) -> Vec<u8> {
 /// Parses a JSON message.
 pub fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
     serde_json::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+/// `text` cut to at most [`MAX_REASON_LEN`] bytes, at a character boundary (peer-supplied
+/// text is never cut inside a character).
+pub fn clipped(text: &str) -> String {
+    let mut end = text.len().min(MAX_REASON_LEN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default().to_string()
+}
+
+/// The tags of [`LinkMessage`]'s variants.
+pub const LINK_MESSAGE_KINDS: [&str; 9] = [
+    "rumors",
+    "answer",
+    "ihave",
+    "graft",
+    "pull",
+    "prune",
+    "digest",
+    "heartbeat",
+    "bye",
+];
+
+/// The tags of [`RumorContent`]'s variants.
+pub const RUMOR_KINDS: [&str; 3] = ["advert", "leave", "accuse"];
+
+/// Parses a JSON value of an externally tagged enum type `T` (at the top, or at `field` of
+/// the top object). When that fails on well-formed JSON whose tag names no variant in
+/// `known`, the error is [`WireError::Unknown`]: a newer version's kind, to be ignored.
+pub fn from_json_versioned<T: DeserializeOwned>(
+    bytes: &[u8],
+    field: Option<&str>,
+    known: &[&str],
+) -> Result<T, WireError> {
+    from_json(bytes).map_err(|e| {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+            return e;
+        };
+        let tagged = match field {
+            Some(f) => value.get(f),
+            None => Some(&value),
+        };
+        let tag = match tagged {
+            Some(serde_json::Value::String(tag)) => Some(tag.as_str()),
+            Some(serde_json::Value::Object(map)) if map.len() == 1 => {
+                map.keys().next().map(String::as_str)
+            }
+            _ => None,
+        };
+        match tag {
+            Some(tag) if !known.contains(&tag) => WireError::Unknown(clipped(tag)),
+            _ => e,
+        }
+    })
 }
 
 /// Base64 (standard, padded) for byte fields in JSON.

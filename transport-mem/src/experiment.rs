@@ -121,9 +121,15 @@ impl Experiment {
         }
     }
 
-    /// Slots the experiment needs keys for (the byzantine scenario adds an outsider).
+    /// Keys the experiment needs: one per node, plus the byzantine scenario's outsider
+    /// and the fresh keys of the churn scenario's re-keyed restarts.
     pub fn slots(&self) -> usize {
-        self.nodes + usize::from(self.scenario == Scenario::Byzantine)
+        let extra = match self.scenario {
+            Scenario::Byzantine => 1,
+            Scenario::Churn => Churn::of(self.nodes).rekeyed,
+            _ => 0,
+        };
+        self.nodes + extra
     }
 
     /// Sets the field a command-line flag names (`--nodes`, `--seed`, `--loss`,
@@ -246,6 +252,10 @@ pub struct Report {
     pub route_convergence_rounds: Option<f64>,
     /// Whether every live table equals the reference at the end.
     pub routes_match_reference: bool,
+    /// Offenses counted against nodes that never misbehaved, over the whole run (goal 0).
+    pub honest_offenses: u64,
+    /// Evictions of nodes that never misbehaved, over the whole run (goal 0).
+    pub honest_evictions: u64,
     /// The first difference, when they do not.
     pub mismatch: Option<String>,
     /// Figures of the scenario itself.
@@ -389,7 +399,7 @@ pub fn run_with_progress(
     }
     let figures = match exp.scenario {
         Scenario::Broadcast => json!({}),
-        Scenario::Churn => churn(&mut sim, &mut honest, &mut rng, period),
+        Scenario::Churn => churn(&mut sim, &mut honest, &mut rng, (period, keys)),
         Scenario::Crash => {
             let mut pool = honest.clone();
             let crashed = pick(&mut pool, (n / 10).max(1), &mut rng);
@@ -411,6 +421,7 @@ pub fn run_with_progress(
     run_rounds(&mut sim, "settle_round", exp.settle_rounds);
     let m = measure_change(&mut sim, &honest, &mut rng, period);
     let n1 = honest.len().saturating_sub(1).max(1) as f64;
+    let (honest_offenses, honest_evictions) = sim.honest_blame();
     let grown = rss("VmRSS:")
         .zip(rss_before)
         .map(|(a, b)| a.saturating_sub(b));
@@ -452,6 +463,8 @@ pub fn run_with_progress(
             .convergence
             .map(|d| d.as_secs_f64() / period.as_secs_f64()),
         routes_match_reference: m.mismatch.is_none(),
+        honest_offenses,
+        honest_evictions,
         mismatch: m.mismatch,
         scenario_figures: figures,
         net: serde_json::to_value(sim.stats()).unwrap_or(Value::Null),
@@ -505,16 +518,39 @@ fn converge(sim: &mut Sim, slots: &[SlotId], since: Time, deadline: Time) -> Opt
     .map(|t| t.since(since))
 }
 
+/// How many nodes of `n` the churn scenario crashes, restarts (of those, with a fresh
+/// key) and takes out by a leave.
+struct Churn {
+    crashed: usize,
+    restarted: usize,
+    rekeyed: usize,
+    left: usize,
+}
+
+impl Churn {
+    fn of(n: usize) -> Churn {
+        let crashed = (n / 20).max(1);
+        let restarted = crashed / 2;
+        Churn {
+            crashed,
+            restarted,
+            rekeyed: restarted / 2,
+            left: (n / 50).max(1),
+        }
+    }
+}
+
 fn churn(
     sim: &mut Sim,
     honest: &mut Vec<SlotId>,
     rng: &mut ChaCha20Rng,
-    period: Duration,
+    (period, keys): (Duration, &KeyPool),
 ) -> Value {
     let n = honest.len();
+    let counts = Churn::of(n);
     let mut pool = honest.clone();
-    let crashed = pick(&mut pool, (n / 20).max(1), rng);
-    let left = pick(&mut pool, (n / 50).max(1), rng);
+    let crashed = pick(&mut pool, counts.crashed, rng);
+    let left = pick(&mut pool, counts.left, rng);
     let start = sim.now();
     for &s in &crashed {
         sim.crash(s);
@@ -523,7 +559,11 @@ fn churn(
         sim.leave(s);
     }
     sim.run_for(period);
-    let restarted: Vec<SlotId> = crashed[..crashed.len() / 2].to_vec();
+    let restarted: Vec<SlotId> = crashed[..counts.restarted].to_vec();
+    // The first of them come back with fresh keys (keys after the nodes' own).
+    for (k, &s) in restarted.iter().take(counts.rekeyed).enumerate() {
+        sim.rekey(s, keys.get(n + k));
+    }
     for &s in &restarted {
         let _ = sim.restart(s);
     }
@@ -555,6 +595,7 @@ fn churn(
     json!({
         "crashed": crashed.len(),
         "restarted": restarted.len(),
+        "restarted_with_a_fresh_key": counts.rekeyed,
         "left": left.len(),
         "nodes_that_stayed": stayed,
         "member_left_notifications_per_leaver": leave_seen,

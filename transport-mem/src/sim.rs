@@ -283,6 +283,12 @@ struct Slot {
     conns: BTreeMap<ConnId, u64>,
     wake_at: Option<Time>,
     misbehavior: Option<Misbehavior>,
+    /// Whether it ever misbehaved (offenses against it are then not an honest node's).
+    dishonest: bool,
+    /// A stalled process reads nothing and runs no timer until then.
+    stalled_until: Option<Time>,
+    /// What arrived while stalled, handed over at once when the stall ends.
+    held: Vec<Event>,
     old_advert: Option<SignedRumor>,
     attacks: u64,
     last_route_change: Option<Time>,
@@ -308,6 +314,7 @@ enum Due {
     Arrive(u64, Side),
     Reset(u64, Side),
     Misbehave(SlotId, u32),
+    Thaw(SlotId, u32),
 }
 
 /// A seeded, deterministic simulation of many nodes.
@@ -331,6 +338,8 @@ pub struct Sim {
     log: Vec<Logged>,
     watches: BTreeMap<(NodeId, u64), Vec<Delivery>>,
     members: BTreeMap<(NodeId, MemberEvent), Tally>,
+    /// Offenses counted against each node id by its direct peers.
+    offenses: BTreeMap<NodeId, u64>,
     forged: BTreeSet<(NodeId, u64)>,
     /// Slots handed events by the last step.
     handled: Vec<SlotId>,
@@ -363,6 +372,7 @@ impl Sim {
             log: Vec::new(),
             watches: BTreeMap::new(),
             members: BTreeMap::new(),
+            offenses: BTreeMap::new(),
             forged: BTreeSet::new(),
             handled: Vec::new(),
             inbox: None,
@@ -400,6 +410,9 @@ impl Sim {
             conns: BTreeMap::new(),
             wake_at: None,
             misbehavior: None,
+            dishonest: false,
+            stalled_until: None,
+            held: Vec::new(),
             old_advert: None,
             attacks: 0,
             last_route_change: None,
@@ -595,6 +608,9 @@ impl Sim {
                 if self.slots[slot].wake_at == Some(at) {
                     self.slots[slot].wake_at = None;
                 }
+                if self.slots[slot].stalled_until.is_some() {
+                    return;
+                }
                 if let Some(inbox) = self.inbox.as_mut() {
                     inbox.push((slot, at, Input::Wake));
                 }
@@ -622,6 +638,11 @@ impl Sim {
                     self.push(next, Due::Misbehave(slot, incarnation));
                 }
             }
+            Due::Thaw(slot, incarnation) => {
+                if self.slots[slot].incarnation == incarnation {
+                    self.thaw(slot);
+                }
+            }
         }
     }
 
@@ -640,6 +661,10 @@ impl Sim {
     /// Hands `event` to the node in `slot`: in the window's share of the node when a window
     /// is being taken from the queue, at once otherwise.
     fn hand(&mut self, slot: SlotId, event: Event) {
+        if self.slots[slot].stalled_until.is_some() {
+            self.slots[slot].held.push(event);
+            return;
+        }
         match self.inbox.as_mut() {
             Some(inbox) => inbox.push((slot, self.now, Input::Event(event))),
             None => self.deliver(slot, event),
@@ -1000,9 +1025,47 @@ impl Sim {
             return;
         }
         self.trace.fault(self.now, slot, "crash");
-        self.slots[slot].state = SlotState::Crashed;
-        self.slots[slot].node = None;
+        let s = &mut self.slots[slot];
+        s.state = SlotState::Crashed;
+        s.node = None;
+        s.stalled_until = None;
+        s.held.clear();
         self.exit(slot);
+    }
+
+    /// Gives a crashed node a fresh key: its next [`Sim::restart`] comes back under the
+    /// same node id with a new identity (an operator who re-keyed it).
+    pub fn rekey(&mut self, slot: SlotId, identity: Identity) {
+        if self.slots[slot].state == SlotState::Crashed {
+            self.trace.fault(self.now, slot, "rekey");
+            self.slots[slot].identity = identity;
+        }
+    }
+
+    /// Stalls a running node for `d`, as a CPU-starved process: it reads nothing and runs
+    /// no timer meanwhile, then reads everything that arrived at once, late.
+    pub fn stall(&mut self, slot: SlotId, d: Duration) {
+        let s = &mut self.slots[slot];
+        if s.running().is_none() || s.stalled_until.is_some() {
+            return;
+        }
+        let until = self.now + d;
+        s.stalled_until = Some(until);
+        let incarnation = s.incarnation;
+        self.trace
+            .fault(self.now, slot, &format!("stall {}", d.as_millis()));
+        self.push(until, Due::Thaw(slot, incarnation));
+    }
+
+    /// Ends a stall: what was held is handed to the node now, then its timers run.
+    fn thaw(&mut self, slot: SlotId) {
+        let s = &mut self.slots[slot];
+        s.stalled_until = None;
+        s.wake_at = None;
+        for event in std::mem::take(&mut s.held) {
+            self.hand(slot, event);
+        }
+        self.schedule_wake(slot);
     }
 
     /// Restarts a crashed node with the same configuration and identity (fresh state and
@@ -1109,6 +1172,7 @@ impl Sim {
         self.trace
             .fault(self.now, slot, &format!("misbehave {how:?}"));
         let was = std::mem::replace(&mut self.slots[slot].misbehavior, how);
+        self.slots[slot].dishonest |= how.is_some();
         if was.is_none() && how.is_some() {
             let incarnation = self.slots[slot].incarnation;
             self.push(self.now, Due::Misbehave(slot, incarnation));
@@ -1202,6 +1266,11 @@ impl Sim {
             Notification::MemberLeft { node } => tally(*node, MemberEvent::Left),
             Notification::MemberExpired { node } => tally(*node, MemberEvent::Expired),
             Notification::MemberEvicted { node, .. } => tally(*node, MemberEvent::Evicted),
+            Notification::Rejected {
+                node: Some(node),
+                reason,
+                ..
+            } if reason.blames_peer() => *self.offenses.entry(*node).or_default() += 1,
             _ => {}
         }
         if self.params.record {
@@ -1304,6 +1373,30 @@ impl Sim {
     /// Membership notifications about `node` of one kind, over all nodes.
     pub fn member_events(&self, node: NodeId, kind: MemberEvent) -> Option<Tally> {
         self.members.get(&(node, kind)).copied()
+    }
+
+    /// Offenses counted against `node` by its direct peers (rejections that blame it).
+    pub fn offenses_against(&self, node: NodeId) -> u64 {
+        self.offenses.get(&node).copied().unwrap_or(0)
+    }
+
+    /// Offenses counted against, and evictions of, the node ids of slots that never
+    /// misbehaved: `(honest_offenses, honest_evictions)`, both 0 when no honest node was
+    /// ever blamed.
+    pub fn honest_blame(&self) -> (u64, u64) {
+        let honest: BTreeSet<NodeId> = self
+            .slots
+            .iter()
+            .filter(|s| !s.dishonest)
+            .map(|s| s.config.node_id)
+            .collect();
+        let offenses = honest.iter().map(|&n| self.offenses_against(n)).sum();
+        let evictions = honest
+            .iter()
+            .filter_map(|&n| self.member_events(n, MemberEvent::Evicted))
+            .map(|t| t.count)
+            .sum();
+        (offenses, evictions)
     }
 
     /// `(origin, seq)` pairs that misbehaving members sent without the origin's signature.

@@ -109,6 +109,10 @@ pub struct FileConfig {
     /// A controller silent this long is considered failed, `<n><unit>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advert_max_age: Option<String>,
+    /// How far ahead of this host's clock a rumor's signed issue time may be, `<n><unit>`
+    /// (default: one gossip period). Rumors live from their signed issue time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_clock_skew: Option<String>,
 }
 
 fn default_protocol() -> u16 {
@@ -154,6 +158,7 @@ impl FileConfig {
             ban_quorum: None,
             max_frame_bytes: None,
             advert_max_age: None,
+            max_clock_skew: None,
         }
     }
 
@@ -609,6 +614,9 @@ impl Settings {
         if let Some(text) = &file.advert_max_age {
             core.max_advert_age = Some(duration(text).map_err(|m| err("advert_max_age", m))?);
         }
+        if let Some(text) = &file.max_clock_skew {
+            core.max_clock_skew = Some(duration(text).map_err(|m| err("max_clock_skew", m))?);
+        }
         // Validate everything but the key when none is required yet.
         let mut probe = core.clone();
         if probe.cluster_keys.is_empty() {
@@ -725,6 +733,8 @@ fn core_error(file: &FileConfig, source: &Source, e: &ConfigError) -> ConfigFile
         ConfigError::TooManyLinks(_) => "connected_autonomous_systems".into(),
         ConfigError::Cron(_) | ConfigError::PeriodTooShort(_) => "cron".into(),
         ConfigError::AdvertAgeTooShort { .. } => "advert_max_age".into(),
+        ConfigError::SkewTooLarge { .. } => "max_clock_skew".into(),
+        ConfigError::RumorRateTooLow(_) => "max_rumors_per_period".into(),
         ConfigError::BadAddr { field, .. } if *field == "listen_addr" => "self.ip".into(),
         ConfigError::BadAddr { .. } => "connected_route_controllers".into(),
         ConfigError::MaxPeersZero | ConfigError::TooManyPeers(_) => "max_peers".into(),

@@ -239,7 +239,7 @@ impl Cluster {
         self.configs.iter().position(|c| &c.listen_addr == a)
     }
 
-    fn execute(&mut self, from: usize, actions: Vec<Action>) {
+    pub fn execute(&mut self, from: usize, actions: Vec<Action>) {
         for action in actions {
             match action {
                 Action::Connect { addr } => {

@@ -3,10 +3,10 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use overlay_core::{Asn, ClusterKey, Config, MemberState, NodeId};
+use overlay_core::{Asn, ClusterKey, Config, Identity, MemberState, NodeId};
 use overlay_transport_mem::experiment::addr;
 use overlay_transport_mem::{KeyPool, Sim, SimParams, SlotId, Topology};
 use quickcheck::TestResult;
@@ -14,11 +14,26 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 pub const PERIOD: Duration = Duration::from_secs(1);
-pub const KEYS: usize = 26;
+pub const KEYS: usize = 40;
 
 pub fn keys() -> &'static KeyPool {
     static POOL: OnceLock<KeyPool> = OnceLock::new();
     POOL.get_or_init(|| KeyPool::cached(&KeyPool::default_dir(), KEYS).expect("key cache"))
+}
+
+/// Key `i` of the pool, loading more keys from the cache when `i` is past the first
+/// [`KEYS`] (large ignored runs).
+pub fn identity(i: usize) -> Identity {
+    static MORE: Mutex<Option<KeyPool>> = Mutex::new(None);
+    if i < KEYS {
+        return keys().get(i);
+    }
+    let mut more = MORE.lock().unwrap_or_else(|e| e.into_inner());
+    if more.as_ref().is_none_or(|p| p.len() <= i) {
+        let n = (i + 1).max(more.as_ref().map_or(KEYS, KeyPool::len) + 64);
+        *more = Some(KeyPool::cached(&KeyPool::default_dir(), n).expect("key cache"));
+    }
+    more.as_ref().map(|p| p.get(i)).expect("loaded above")
 }
 
 pub fn env(name: &str, default: u64) -> u64 {
@@ -65,7 +80,7 @@ pub fn cluster(
                 true
             }
         });
-        sim.add(c, keys().get(i)).expect("valid config");
+        sim.add(c, identity(i)).expect("valid config");
     }
     sim
 }

@@ -1,0 +1,271 @@
+//! Honest nodes are never blamed: each test here drives a path on which an honest peer
+//! used to collect offenses (a restarted origin's lower sequence numbers relayed on a link
+//! that delivered higher ones, a starved receiver reading a backlog, an operator changing
+//! links in quick succession, a newer version's messages, requests read late) and checks
+//! that nothing is blamed, while the dishonest twin of the same path still is.
+
+mod harness;
+
+use std::sync::Arc;
+
+use harness::*;
+use overlay_core::wire::{LinkMessage, RumorContent, RumorId, SignedRumor};
+use overlay_core::{Command, Event, Node, NodeId, Notification, RejectReason, Time};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use serde_json::value::RawValue;
+
+/// Offenses node `i` counted against its peers.
+fn blamed(c: &Cluster, i: usize) -> Vec<RejectReason> {
+    c.notes(i)
+        .filter_map(|n| match n {
+            Notification::Rejected { reason, .. } if reason.blames_peer() => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn banned(c: &Cluster) -> bool {
+    c.notifications
+        .iter()
+        .any(|(_, n)| matches!(n, Notification::PeerBanned { .. }))
+}
+
+fn accepted(c: &Cluster, i: usize, origin: u32, seq: u64) -> bool {
+    c.notes(i).any(|n| {
+        matches!(n, Notification::RumorAccepted { origin: o, seq: s, .. }
+            if o.0 == origin && *s == seq)
+    })
+}
+
+/// Two linked controllers, 0 and 1, and a third (slot 2, not in the cluster) whose
+/// rumors node 1 relays to node 0.
+fn relay_setup() -> (Cluster, Node) {
+    let mut c = Cluster::new(vec![
+        config(0, 100, vec![], &[]),
+        config(1, 200, vec![], &[0]),
+    ]);
+    c.advance(100);
+    let origin = Node::new(config(2, 300, vec![], &[]), identity(2), [2; 32], c.now).unwrap();
+    (c, origin)
+}
+
+fn advert(node: &mut Node, now: Time, seq: u64) -> SignedRumor {
+    node.handle(now, Event::Tick);
+    let asn = node.config().asn;
+    let addr = node.config().listen_addr.clone();
+    node.sign_rumor(
+        seq,
+        RumorContent::Advert {
+            asn,
+            addr,
+            links: Vec::new().into(),
+        },
+    )
+}
+
+/// An advertisement of cluster node `i` with sequence number `seq`, signed now.
+fn own_advert(c: &mut Cluster, i: usize, seq: u64) -> SignedRumor {
+    let node = c.node_mut(i);
+    let content = RumorContent::Advert {
+        asn: node.config().asn,
+        addr: node.config().listen_addr.clone(),
+        links: Vec::new().into(),
+    };
+    node.sign_rumor(seq, content)
+}
+
+fn push(rumors: Vec<SignedRumor>) -> LinkMessage {
+    LinkMessage::Rumors { rumors }
+}
+
+#[test]
+fn a_relay_forwarding_a_restarted_origins_lower_sequence_is_not_blamed() {
+    let (mut c, mut origin) = relay_setup();
+    let old = advert(&mut origin, c.now, 500);
+    c.inject(1, 0, &push(vec![old]));
+    assert!(accepted(&c, 0, 3, 500));
+    // The origin restarts and counts from 1 again; its old advertisement expires at node
+    // 1 first, which then relays the new incarnation on the link that delivered 500.
+    c.advance(1_000);
+    let new = advert(&mut origin, c.now, 3);
+    c.inject(1, 0, &push(vec![new.clone()]));
+    assert_eq!(
+        blamed(&c, 0),
+        vec![],
+        "a lower relayed sequence number blames nobody"
+    );
+    // Once node 0's own copy and tombstone have lapsed, the new incarnation is accepted
+    // from that same link.
+    c.advance(9_000);
+    let newer = advert(&mut origin, c.now, 4);
+    c.inject(1, 0, &push(vec![newer]));
+    assert!(accepted(&c, 0, 3, 4), "the new incarnation is learned");
+    assert_eq!(blamed(&c, 0), vec![]);
+    assert!(!banned(&c));
+}
+
+#[test]
+fn a_peer_replaying_its_own_older_rumor_is_still_blamed() {
+    let (mut c, _) = relay_setup();
+    let seq = c.node(1).status().seq;
+    let newer = own_advert(&mut c, 1, seq + 10);
+    let older = own_advert(&mut c, 1, seq + 5);
+    c.inject(1, 0, &push(vec![newer]));
+    c.inject(1, 0, &push(vec![older]));
+    assert_eq!(blamed(&c, 0), vec![RejectReason::Replay]);
+}
+
+#[test]
+fn a_starved_receiver_reading_a_backlog_blames_nobody_but_a_flood_is_blamed() {
+    let (mut c, _) = relay_setup();
+    let base = c.node(1).status().seq + 100;
+    // Fifteen of node 1's own adverts signed 200 ms apart (5 per period besides its own
+    // advertisement, under the limit of 8), read by node 0 all at once: twice the burst
+    // an arrival-time bucket allows.
+    let mut backlog = Vec::new();
+    for k in 0..15 {
+        backlog.push(own_advert(&mut c, 1, base + k));
+        c.advance(200);
+    }
+    c.inject(1, 0, &push(backlog));
+    assert_eq!(
+        blamed(&c, 0),
+        vec![],
+        "a backlog signed at the allowed rate"
+    );
+    assert!(accepted(&c, 0, 2, base + 14), "and the newest is stored");
+    // The same number signed at one instant is signed evidence of a flood.
+    let flood: Vec<SignedRumor> = (0..15)
+        .map(|k| own_advert(&mut c, 1, base + 100 + k))
+        .collect();
+    c.inject(1, 0, &push(flood));
+    assert!(blamed(&c, 0).contains(&RejectReason::RateLimited));
+    assert!(banned(&c), "the flooder is banned");
+}
+
+#[test]
+fn links_changed_many_times_within_a_period_are_paced_and_blame_nobody() {
+    let (mut c, _) = relay_setup();
+    let before = c.node(1).status().seq;
+    for cost in 1..=20 {
+        let now = c.now;
+        let actions = c.node_mut(1).handle(
+            now,
+            Event::Command(Command::SetLinks(vec![link(100, 10, cost)])),
+        );
+        c.execute(1, actions);
+        c.run();
+    }
+    let signed = c.node(1).status().seq - before;
+    assert!(
+        signed <= 7,
+        "{signed} rumors signed within one period (limit 8)"
+    );
+    c.advance(3_000);
+    assert_eq!(blamed(&c, 0), vec![]);
+    let member = c
+        .node(0)
+        .members()
+        .into_iter()
+        .find(|m| m.node == NodeId(2))
+        .unwrap();
+    assert_eq!(member.links[0].cost, 20, "the last change is advertised");
+}
+
+#[test]
+fn a_newer_versions_messages_are_ignored_but_malformed_known_ones_are_blamed() {
+    let (mut c, _) = relay_setup();
+    let conn = c.conn_between(1, 0).unwrap();
+    let seal = |c: &mut Cluster, text: &str| {
+        let now = c.now;
+        let actions = c.node_mut(1).inject_sealed(now, conn, text.as_bytes());
+        c.execute(1, actions);
+        c.run();
+    };
+    for _ in 0..10 {
+        seal(&mut c, r#"{"shiny_new":{"x":[1,2,3]}}"#);
+        seal(&mut c, r#""shiny_flag""#);
+        seal(&mut c, r#"{"prune":{"origins":[],"added_later":true}}"#);
+    }
+    // A rumor of a kind this version does not know, validly signed by its origin.
+    let body = r#"{"origin":2,"seq":900,"issued_at":1000,"pubkey":"","content":{"shiny_kind":{}}}"#;
+    let sig = identity(1).sign(&mut ChaCha20Rng::seed_from_u64(1), body.as_bytes());
+    let rumor = SignedRumor {
+        origin: NodeId(2),
+        seq: 900,
+        subject: None,
+        body: Arc::from(RawValue::from_string(body.into()).unwrap()),
+        sig: sig.into(),
+        age_ms: 0,
+        hops: 0,
+    };
+    for _ in 0..10 {
+        c.inject(1, 0, &push(vec![rumor.clone()]));
+    }
+    assert_eq!(
+        blamed(&c, 0),
+        vec![],
+        "nothing of a newer version is blamed"
+    );
+    assert!(c.linked(0, 1));
+    assert_eq!(
+        c.node(0).metrics().rejects.get("unknown"),
+        Some(&21),
+        "20 link messages and one rumor (the rest are duplicates)"
+    );
+    seal(&mut c, r#"{"prune":{"origins":"not a list"}}"#);
+    assert_eq!(
+        blamed(&c, 0).len(),
+        1,
+        "a known kind that does not parse is blamed"
+    );
+}
+
+#[test]
+fn requests_past_the_round_budget_are_refused_without_blame() {
+    let mut configs = vec![config(0, 100, vec![], &[]), config(1, 200, vec![], &[0])];
+    configs[0].max_members = 4; // 16 requested ids per round
+    let mut c = Cluster::new(configs);
+    c.advance(100);
+    let ids = vec![RumorId(NodeId(1), None, 1); 16];
+    for _ in 0..5 {
+        c.inject(1, 0, &LinkMessage::Pull { ids: ids.clone() });
+    }
+    assert_eq!(blamed(&c, 0), vec![]);
+    assert!(c.notes(0).any(|n| matches!(
+        n,
+        Notification::Rejected {
+            reason: RejectReason::Busy,
+            ..
+        }
+    )));
+    assert!(c.linked(0, 1));
+}
+
+#[test]
+fn lifetimes_run_from_the_signed_issue_time_not_the_unsigned_age() {
+    let (mut c, mut origin) = relay_setup();
+    let mut aged = advert(&mut origin, c.now, 10);
+    let mut stale = advert(&mut origin, c.now, 11);
+    // A relay claims the advertisement is ancient: it still lives its full signed life.
+    aged.age_ms = u64::MAX;
+    c.inject(1, 0, &push(vec![aged]));
+    assert!(accepted(&c, 0, 3, 10));
+    c.advance(2_500);
+    assert!(
+        c.node(0).advert_of(NodeId(3)).is_some(),
+        "not expired by a claimed age"
+    );
+    // An advertisement signed 5.5 s ago, relayed as brand new, is not brought back.
+    c.advance(3_000);
+    assert!(
+        c.node(0).advert_of(NodeId(3)).is_none(),
+        "expired at issue + 4 s"
+    );
+    stale.age_ms = 0;
+    c.inject(1, 0, &push(vec![stale]));
+    assert!(!accepted(&c, 0, 3, 11));
+    assert_eq!(c.node(0).metrics().rejects.get("untimely"), Some(&1));
+    assert_eq!(blamed(&c, 0), vec![]);
+}
