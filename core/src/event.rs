@@ -297,6 +297,10 @@ pub enum RejectReason {
     /// node reads several of the peer's rounds at once).
     #[error("requests past this round's budget")]
     Busy,
+    /// An accusation signed by an id that is not a live member bound to the signing key:
+    /// ignored (an honest accuser's advertisement may simply not have arrived yet).
+    #[error("accuser {0} is not a live member under that key")]
+    NotMember(NodeId),
     /// A rumor whose signed issue time is past its lifetime, or ahead of this node's
     /// clock by more than the skew bound: ignored.
     #[error("issued outside its lifetime")]
@@ -341,6 +345,7 @@ impl RejectReason {
             RejectReason::Unknown(_) => "unknown",
             RejectReason::Busy => "busy",
             RejectReason::Untimely => "untimely",
+            RejectReason::NotMember(_) => "not_member",
         }
     }
 }

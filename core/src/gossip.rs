@@ -335,6 +335,13 @@ impl Gossip {
         if admitted.body.origin == self.me {
             return Outcome::OwnEcho(admitted.body.seq);
         }
+        // Only a live member bound to the signing key may accuse: unbound ids would let
+        // one key holder sign a whole quorum (and fill the store with accusations).
+        if matches!(admitted.body.content, RumorContent::Accuse { .. })
+            && (admission.bound)(key.origin) != Some(admitted.fingerprint)
+        {
+            return Outcome::Ignored(RejectReason::NotMember(key.origin));
+        }
         let Some(expires_at) = self.lifetime(now, &admitted) else {
             return Outcome::Ignored(RejectReason::Untimely);
         };

@@ -624,8 +624,12 @@ impl Node {
     fn accusation(&mut self, accuser: NodeId, accused: NodeId, fp: Fingerprint) {
         if let Some(eviction) = self.reputation.accusation(self.now, accuser, accused, fp) {
             self.metrics.evictions += 1;
-            self.routing.withdraw(accused, MemberState::Evicted, None);
-            self.gossip.drop_origin(self.now, accused);
+            // The key is out either way; the id only when that key is the one it is bound
+            // to (an accusation naming some other key must not withdraw the real owner).
+            if bound_key(&self.routing, accused) == Some(fp) {
+                self.routing.withdraw(accused, MemberState::Evicted, None);
+                self.gossip.drop_origin(self.now, accused);
+            }
             self.reputation.discard_accuser(accused);
             if let Some(conn) = self.swarm.link_to(&fp) {
                 let events = self

@@ -2,7 +2,9 @@
 //! used to collect offenses (a restarted origin's lower sequence numbers relayed on a link
 //! that delivered higher ones, a starved receiver reading a backlog, an operator changing
 //! links in quick succession, a newer version's messages, requests read late) and checks
-//! that nothing is blamed, while the dishonest twin of the same path still is.
+//! that nothing is blamed, while the dishonest twin of the same path still is; and that one
+//! dishonest member cannot evict anyone (accusations under unbound ids, or naming a key the
+//! accused id is not bound to).
 
 mod harness;
 
@@ -268,4 +270,89 @@ fn lifetimes_run_from_the_signed_issue_time_not_the_unsigned_age() {
     assert!(!accepted(&c, 0, 3, 11));
     assert_eq!(c.node(0).metrics().rejects.get("untimely"), Some(&1));
     assert_eq!(blamed(&c, 0), vec![]);
+}
+
+/// An accusation of `accused` (naming key `fingerprint`) signed by `signer`'s key under the
+/// id `as_id`.
+fn accusation(
+    c: &Cluster,
+    signer: usize,
+    as_id: u32,
+    accused: u32,
+    fingerprint: &str,
+) -> SignedRumor {
+    overlay_core::gossip::sign(
+        NodeId(as_id),
+        1_000 + u64::from(as_id),
+        c.now,
+        &identity(signer),
+        &mut ChaCha20Rng::seed_from_u64(u64::from(as_id)),
+        RumorContent::Accuse {
+            accused: NodeId(accused),
+            fingerprint: fingerprint.into(),
+            reason: "made up".into(),
+        },
+    )
+    .envelope(0, 0)
+}
+
+fn star(n: usize) -> Cluster {
+    let mut configs = vec![config(0, 100, vec![], &[])];
+    configs.extend((1..n).map(|i| config(i, 100 + 100 * i as u32, vec![], &[0])));
+    let mut c = Cluster::new(configs);
+    c.advance(500);
+    c
+}
+
+fn evicted(c: &Cluster, i: usize) -> bool {
+    c.notes(i)
+        .any(|n| matches!(n, Notification::MemberEvicted { .. }))
+}
+
+#[test]
+fn one_member_signing_accusations_under_unbound_ids_evicts_nobody() {
+    let mut c = star(3);
+    let victim = c.node(2).fingerprint().to_hex();
+    // Node 1 signs a quorum of 2 accusations of node 2 (id 3) as ids 50 and 51.
+    let sybils = vec![
+        accusation(&c, 1, 50, 3, &victim),
+        accusation(&c, 1, 51, 3, &victim),
+    ];
+    c.inject(1, 0, &push(sybils));
+    assert!(!evicted(&c, 0), "unbound accusers are no quorum");
+    assert_eq!(c.node(0).metrics().rejects.get("not_member"), Some(&2));
+    assert!(
+        c.node(0)
+            .stored_rumor(&overlay_core::wire::RumorKey {
+                origin: NodeId(50),
+                subject: Some(NodeId(3)),
+            })
+            .is_none(),
+        "nor do they fill the store"
+    );
+    assert!(c.linked(0, 2));
+}
+
+#[test]
+fn an_accusation_naming_another_key_does_not_withdraw_the_id() {
+    let mut c = star(4);
+    // Two live members accuse id 4 (node 3), but name a key that is not bound to it.
+    let other = identity(7).fingerprint().to_hex();
+    let a = accusation(&c, 1, 2, 4, &other);
+    let b = accusation(&c, 2, 3, 4, &other);
+    c.inject(1, 0, &push(vec![a]));
+    c.inject(2, 0, &push(vec![b]));
+    assert!(evicted(&c, 0), "the named key is evicted");
+    let member = c
+        .node(0)
+        .members()
+        .into_iter()
+        .find(|m| m.node == NodeId(4))
+        .unwrap();
+    assert_eq!(
+        member.state,
+        overlay_core::MemberState::Alive,
+        "the id is not"
+    );
+    assert!(c.linked(0, 3));
 }
