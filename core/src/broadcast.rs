@@ -267,7 +267,17 @@ impl Broadcast {
 
     /// The peer announced rumors: wait for the missing ones, graft them if they are late;
     /// for ones already here, swap links if the announcer's path is much shorter.
-    pub fn announced(&mut self, now: Time, conn: ConnId, anns: &[Announcement], store: &Gossip) {
+    /// Announcements count against the link's request budget (each may cost a graft).
+    pub fn announced(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        anns: &[Announcement],
+        store: &Gossip,
+    ) -> Result<(), RejectReason> {
+        if !self.allow_requests(conn, anns.len()) {
+            return Err(RejectReason::RateLimited);
+        }
         for ann in anns {
             let id = ann.id();
             if store.knows(&id.key(), id.seq()) {
@@ -285,6 +295,7 @@ impl Broadcast {
                 m.announcers.push(conn);
             }
         }
+        Ok(())
     }
 
     /// Plumtree's optimisation, per origin: the lazy link `conn` would have delivered `ann`
@@ -406,7 +417,10 @@ impl Broadcast {
         digest: &Digest,
         store: &Gossip,
     ) -> Result<(), RejectReason> {
-        if !self.allow_requests(conn, digest.ids.len().max(1)) {
+        // A reply is our whole digest: it costs what it lists, not one unit.
+        let reply = digest.reply && digest.after.is_none();
+        let cost = digest.ids.len().max(1) + if reply { store.len() } else { 0 };
+        if !self.allow_requests(conn, cost) {
             return Err(RejectReason::RateLimited);
         }
         let until = now + self.policy.pull_timeout;
@@ -435,7 +449,7 @@ impl Broadcast {
         }
         let out = self.out(conn);
         out.pull.extend(wanted);
-        if digest.reply && digest.after.is_none() {
+        if reply {
             out.digests.extend(store.digests(false));
         }
         Ok(())
@@ -636,6 +650,8 @@ mod tests {
         let admission = Admission {
             excluded: &|_| false,
             bound: &|_| None,
+            owner: &|_| None,
+            sender_key: crate::sentry::Fingerprint([0; 32]),
         };
         let outcome = store.receive(
             Time::ZERO,
@@ -738,9 +754,9 @@ mod tests {
         assert_eq!(bc.links(), (3, 2));
         let ann = |hops| Announcement(rumor.origin, None, rumor.seq, hops);
         // Two hops shorter: below the threshold of three.
-        bc.announced(Time::ZERO, c, &[ann(4)], &store);
+        bc.announced(Time::ZERO, c, &[ann(4)], &store).unwrap();
         assert!(sent(&mut bc).is_empty());
-        bc.announced(Time::ZERO, b, &[ann(2)], &store);
+        bc.announced(Time::ZERO, b, &[ann(2)], &store).unwrap();
         let out = sent(&mut bc);
         assert!(
             out.contains(&(a, r#"{"prune":{"origins":[9]}}"#.to_string())),
@@ -762,8 +778,8 @@ mod tests {
         bc.duplicate_push(c, &origins(&[7]));
         sent(&mut bc);
         let unknown = Announcement(NodeId(7), None, 3, 1);
-        bc.announced(Time::ZERO, b, &[unknown], &store);
-        bc.announced(Time::ZERO, c, &[unknown], &store);
+        bc.announced(Time::ZERO, b, &[unknown], &store).unwrap();
+        bc.announced(Time::ZERO, c, &[unknown], &store).unwrap();
         assert_eq!(bc.next_graft(), Some(Time::from_millis(200)));
         bc.graft_due(Time::from_millis(200), &store);
         assert_eq!(

@@ -297,6 +297,9 @@ pub enum RejectReason {
     /// node reads several of the peer's rounds at once).
     #[error("requests past this round's budget")]
     Busy,
+    /// The peer signed, with its own key, a rumor claiming another node id.
+    #[error("signed for node id {0}, which is not the signer's")]
+    Impersonation(NodeId),
     /// An accusation signed by an id that is not a live member bound to the signing key:
     /// ignored (an honest accuser's advertisement may simply not have arrived yet).
     #[error("accuser {0} is not a live member under that key")]
@@ -319,6 +322,7 @@ impl RejectReason {
                 | RejectReason::EnvelopeMismatch
                 | RejectReason::Replay
                 | RejectReason::RateLimited
+                | RejectReason::Impersonation(_)
         )
     }
 
@@ -346,6 +350,7 @@ impl RejectReason {
             RejectReason::Busy => "busy",
             RejectReason::Untimely => "untimely",
             RejectReason::NotMember(_) => "not_member",
+            RejectReason::Impersonation(_) => "impersonation",
         }
     }
 }

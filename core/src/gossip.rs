@@ -220,13 +220,24 @@ fn check_envelope(
     {
         return Err(Outcome::Rejected(RejectReason::EnvelopeMismatch));
     }
+    if admitted.fingerprint == admission.sender_key {
+        // The peer's own key: judged after verification (it may sign for its own id only).
+        return Ok(());
+    }
     if (admission.excluded)(&admitted.fingerprint) {
         return Err(Outcome::Ignored(RejectReason::Excluded));
     }
-    if (admission.bound)(body.origin).is_some_and(|b| b != admitted.fingerprint) {
-        return Err(Outcome::Ignored(RejectReason::IdentityConflict(
+    let conflict = || {
+        Err(Outcome::Ignored(RejectReason::IdentityConflict(
             body.origin,
-        )));
+        )))
+    };
+    if (admission.bound)(body.origin).is_some_and(|b| b != admitted.fingerprint) {
+        return conflict();
+    }
+    // A key that speaks for one live member may not speak for another id.
+    if (admission.owner)(&admitted.fingerprint).is_some_and(|id| id != body.origin) {
+        return conflict();
     }
     Ok(())
 }
@@ -254,6 +265,10 @@ pub struct Admission<'a> {
     pub excluded: &'a dyn Fn(&Fingerprint) -> bool,
     /// The key a live node id is bound to, if any.
     pub bound: &'a dyn Fn(NodeId) -> Option<Fingerprint>,
+    /// The live node id a key speaks for, if any.
+    pub owner: &'a dyn Fn(&Fingerprint) -> Option<NodeId>,
+    /// The key of the direct peer the rumor came from.
+    pub sender_key: Fingerprint,
 }
 
 impl Gossip {
@@ -332,6 +347,10 @@ impl Gossip {
             Ok(admitted) => admitted,
             Err(outcome) => return outcome,
         };
+        // The peer signed, with its own key, for an id that is not its own.
+        if admitted.fingerprint == admission.sender_key && admitted.body.origin != sender {
+            return Outcome::Rejected(RejectReason::Impersonation(admitted.body.origin));
+        }
         if admitted.body.origin == self.me {
             return Outcome::OwnEcho(admitted.body.seq);
         }
@@ -511,6 +530,16 @@ impl Gossip {
     /// When this node may sign again, if it may not now.
     pub fn next_signing(&self, now: Time) -> Time {
         Time::from_millis(self.signed.next_slot(now.as_millis(), &self.rate_limit()))
+    }
+
+    /// Rumors stored.
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty()
     }
 
     /// This node's last sequence number.

@@ -95,6 +95,7 @@
     )
 )]
 
+mod bindings;
 pub mod broadcast;
 pub mod config;
 pub mod event;

@@ -483,11 +483,11 @@ impl Node {
                 Ok(())
             }
             LinkMessage::IHave { ids } => {
-                self.broadcast.announced(self.now, conn, &ids, &self.gossip);
+                let announced = self.broadcast.announced(self.now, conn, &ids, &self.gossip);
                 if let Some(at) = self.broadcast.next_graft() {
                     self.scheduler.set_earliest(Timer::Graft, at);
                 }
-                Ok(())
+                announced
             }
             LinkMessage::Graft { ids, origins } => {
                 self.broadcast
@@ -536,9 +536,12 @@ impl Node {
         let routing = &self.routing;
         let excluded = |fp: &Fingerprint| reputation.is_excluded(fp);
         let bound = |node: NodeId| bound_key(routing, node);
+        let owner = |fp: &Fingerprint| routing.owner_of(fp);
         let admission = Admission {
             excluded: &excluded,
             bound: &bound,
+            owner: &owner,
+            sender_key: peer.fingerprint,
         };
         match self.gossip.receive(
             self.now,
@@ -857,6 +860,12 @@ impl Node {
     /// Every member record, by node id (including this node).
     pub fn members(&self) -> Vec<Member> {
         self.routing.members().cloned().collect()
+    }
+
+    /// The member that speaks for each AS (whose links are edges of the routing graph):
+    /// the first live member that claimed it, while it stays alive.
+    pub fn speakers(&self) -> Vec<Member> {
+        self.routing.speakers().cloned().collect()
     }
 
     /// Established direct peers.

@@ -17,6 +17,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use serde::Serialize;
 
+use crate::bindings::{Bindings, Claim};
 use crate::sentry::Fingerprint;
 use crate::wire::{Addr, AsLink, Asn, NodeId};
 
@@ -108,6 +109,8 @@ struct TableEntry {
 pub struct Routing {
     own_asn: Asn,
     members: BTreeMap<NodeId, Member>,
+    /// Which live member each key and each AS speaks for.
+    bindings: Bindings,
     table: BTreeMap<Asn, TableEntry>,
     dirty: bool,
     max_members: usize,
@@ -119,6 +122,7 @@ impl Routing {
         Routing {
             own_asn,
             members: BTreeMap::new(),
+            bindings: Bindings::default(),
             table: BTreeMap::new(),
             dirty: true,
             max_members,
@@ -139,8 +143,17 @@ impl Routing {
         }
         let previous = self.members.get(&node);
         let was_alive = previous.is_some_and(|m| m.state == MemberState::Alive);
-        if !was_alive || previous.is_some_and(|p| p.links != member.links || p.asn != member.asn) {
-            self.dirty = true;
+        let changed = previous.is_some_and(|p| p.links != member.links || p.asn != member.asn);
+        let released = previous
+            .filter(|p| p.state == MemberState::Alive)
+            .map(claim_of)
+            .filter(|p| p.key != member.fingerprint || p.asn != member.asn);
+        self.dirty |= !was_alive || changed;
+        if let Some(old) = released {
+            self.dirty |= self.bindings.release(old, claims(&self.members));
+        }
+        if member.state == MemberState::Alive {
+            self.dirty |= self.bindings.claim(claim_of(&member));
         }
         self.members.insert(node, member);
         Some(if was_alive {
@@ -160,6 +173,10 @@ impl Routing {
         if let Some(seq) = seq {
             member.seq = member.seq.max(seq);
         }
+        let released = claim_of(member);
+        if was_alive {
+            self.bindings.release(released, claims(&self.members));
+        }
         if was_alive {
             self.dirty = true;
         }
@@ -168,9 +185,25 @@ impl Routing {
 
     /// Forgets a member entirely.
     pub fn forget(&mut self, node: NodeId) {
-        if let Some(m) = self.members.remove(&node) {
-            self.dirty |= m.state == MemberState::Alive;
+        if let Some(m) = self.members.remove(&node)
+            && m.state == MemberState::Alive
+        {
+            self.dirty = true;
+            self.bindings.release(claim_of(&m), claims(&self.members));
         }
+    }
+
+    /// The live member that speaks with `key`, if any.
+    pub fn owner_of(&self, key: &Fingerprint) -> Option<NodeId> {
+        self.bindings.owner_of(key)
+    }
+
+    /// The member that speaks for each AS: the first live member that claimed it (while
+    /// it stays alive), by AS.
+    pub fn speakers(&self) -> impl Iterator<Item = &Member> {
+        self.bindings
+            .speakers()
+            .filter_map(|(_, node)| self.members.get(&node))
     }
 
     /// One member's record.
@@ -212,14 +245,8 @@ impl Routing {
     /// Recomputes best paths from the live members; returns what changed.
     pub fn recompute(&mut self) -> Vec<RouteChange> {
         self.dirty = false;
-        // Members are kept by node id, so the first live member of an AS is its speaker.
-        let tree = ShortestPaths::compute(
-            self.own_asn,
-            self.members
-                .values()
-                .filter(|m| m.state == MemberState::Alive)
-                .map(|m| (m.asn, &m.links[..])),
-        );
+        let tree =
+            ShortestPaths::compute(self.own_asn, self.speakers().map(|m| (m.asn, &m.links[..])));
         let table = tree.table();
         // A path changed when its last step or its predecessor's path did: the tree lists
         // every destination after its predecessor, so one pass in that order settles them,
@@ -296,8 +323,26 @@ fn route_in(table: &BTreeMap<Asn, TableEntry>, source: Asn, destination: Asn) ->
     })
 }
 
-/// The member that speaks for each AS: its live controller, the one with the lowest node
-/// id when several claim the AS. Only speakers' links are edges of the routing graph.
+fn claim_of(m: &Member) -> Claim {
+    Claim {
+        node: m.node,
+        key: m.fingerprint,
+        asn: m.asn,
+    }
+}
+
+/// The live members' claims.
+fn claims(members: &BTreeMap<NodeId, Member>) -> impl Iterator<Item = Claim> + '_ {
+    members
+        .values()
+        .filter(|m| m.state == MemberState::Alive)
+        .map(claim_of)
+}
+
+/// The member a node makes speaker of each AS when all its live claimants arrive at once:
+/// the one with the lowest node id. (A node keeps the first live claimant it saw while it
+/// stays alive: [`Routing::speakers`].) Only speakers' links are edges of the routing
+/// graph.
 pub fn speakers<'a>(members: impl IntoIterator<Item = &'a Member>) -> BTreeMap<Asn, &'a Member> {
     let mut speakers: BTreeMap<Asn, &Member> = BTreeMap::new();
     for m in members
@@ -691,11 +736,15 @@ mod tests {
     }
 
     /// The path rule by exhaustion: every simple path from `source` whose inner ASes have a
-    /// speaker, the best by (cost, hops, AS path); a repeated link counts once, the last.
-    fn exhaustive(source: Asn, members: &[Member]) -> BTreeMap<Asn, Route> {
+    /// speaker (one of `speakers` per AS), the best by (cost, hops, AS path); a repeated
+    /// link counts once, the last.
+    fn exhaustive<'a>(
+        source: Asn,
+        speakers: impl IntoIterator<Item = &'a Member>,
+    ) -> BTreeMap<Asn, Route> {
         let mut edges: BTreeMap<Asn, BTreeMap<Asn, (u64, u64)>> = BTreeMap::new();
-        for (asn, m) in speakers(members) {
-            let out = edges.entry(asn).or_default();
+        for m in speakers {
+            let out = edges.entry(m.asn).or_default();
             for l in m.links.iter() {
                 out.insert(l.asn, (l.cost, l.capacity));
             }
@@ -740,7 +789,7 @@ mod tests {
                     .filter(|m| m.state == MemberState::Alive)
                     .map(|m| (m.asn, &m.links[..])),
             );
-            found == exhaustive(source, &members)
+            found == exhaustive(source, speakers(&members).into_values())
         }
         checked(2000).quickcheck(property as fn(Adverts, u8) -> bool);
     }
@@ -760,8 +809,7 @@ mod tests {
                 let changes = r.recompute();
                 let now: BTreeMap<Asn, Route> =
                     r.routes().map(|route| (route.destination, route)).collect();
-                let members: Vec<Member> = r.members().cloned().collect();
-                if now != exhaustive(Asn(1), &members) {
+                if now != exhaustive(Asn(1), r.speakers()) {
                     return false;
                 }
                 let diff: Vec<(Asn, Option<&Route>, Option<&Route>)> = before

@@ -761,6 +761,9 @@ impl Reputation {
         let accusers: Vec<NodeId> = entry.accusers.keys().copied().collect();
         self.accused.remove(&fp);
         let until = now + self.policy.ban_duration;
+        if self.evicted.len() >= self.policy.max_tracked {
+            return None;
+        }
         self.evicted.insert(fp, (accused, until));
         Some(Eviction {
             node: accused,
@@ -1062,5 +1065,18 @@ mod tests {
         }
         let (offenders, bans, accused, evicted) = r.sizes();
         assert!(offenders <= 8 && bans <= 8 && accused <= 8 && evicted <= 8);
+        // A quorum against each of 100 keys: the evictions are capped too.
+        let mut r = Reputation::new(policy());
+        for i in 0..100u8 {
+            for accuser in [1, 2] {
+                r.accusation(
+                    Time::ZERO,
+                    NodeId(accuser),
+                    NodeId(u32::from(i) + 10),
+                    Fingerprint([i; 32]),
+                );
+            }
+        }
+        assert_eq!(r.sizes().3, 8);
     }
 }

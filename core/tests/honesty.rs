@@ -313,23 +313,27 @@ fn evicted(c: &Cluster, i: usize) -> bool {
 fn one_member_signing_accusations_under_unbound_ids_evicts_nobody() {
     let mut c = star(3);
     let victim = c.node(2).fingerprint().to_hex();
-    // Node 1 signs a quorum of 2 accusations of node 2 (id 3) as ids 50 and 51.
+    // A quorum of 2 accusations of node 2 (id 3) as ids 50 and 51, signed with a key no
+    // live member speaks for, relayed by node 1.
     let sybils = vec![
-        accusation(&c, 1, 50, 3, &victim),
-        accusation(&c, 1, 51, 3, &victim),
+        accusation(&c, 6, 50, 3, &victim),
+        accusation(&c, 6, 51, 3, &victim),
     ];
     c.inject(1, 0, &push(sybils));
     assert!(!evicted(&c, 0), "unbound accusers are no quorum");
     assert_eq!(c.node(0).metrics().rejects.get("not_member"), Some(&2));
+    let key = overlay_core::wire::RumorKey {
+        origin: NodeId(50),
+        subject: Some(NodeId(3)),
+    };
     assert!(
-        c.node(0)
-            .stored_rumor(&overlay_core::wire::RumorKey {
-                origin: NodeId(50),
-                subject: Some(NodeId(3)),
-            })
-            .is_none(),
+        c.node(0).stored_rumor(&key).is_none(),
         "nor do they fill the store"
     );
+    // Node 1 signing them with its own key is impersonation, blamed on it.
+    c.inject(1, 0, &push(vec![accusation(&c, 1, 52, 3, &victim)]));
+    assert_eq!(blamed(&c, 0), vec![RejectReason::Impersonation(NodeId(52))]);
+    assert!(!evicted(&c, 0));
     assert!(c.linked(0, 2));
 }
 
@@ -355,4 +359,158 @@ fn an_accusation_naming_another_key_does_not_withdraw_the_id() {
         "the id is not"
     );
     assert!(c.linked(0, 3));
+}
+
+/// An advertisement of AS300 with a link to AS 999, signed by key `signer` as `as_id`.
+fn claim_of_as(c: &Cluster, signer: usize, as_id: u32, seq: u64) -> SignedRumor {
+    overlay_core::gossip::sign(
+        NodeId(as_id),
+        seq,
+        c.now,
+        &identity(signer),
+        &mut ChaCha20Rng::seed_from_u64(9),
+        RumorContent::Advert {
+            asn: overlay_core::Asn(300),
+            addr: addr(7),
+            links: vec![link(999, 1000, 1), link(100, 1000, 1)].into(),
+        },
+    )
+    .envelope(0, 0)
+}
+
+/// Node 0 (AS100) linked to AS200 and AS300, whose controllers are nodes 1 and 2.
+fn routed_star() -> Cluster {
+    let mut c = Cluster::new(vec![
+        config(0, 100, vec![link(200, 10, 1), link(300, 10, 1)], &[]),
+        config(1, 200, vec![link(100, 10, 1)], &[0]),
+        config(2, 300, vec![link(100, 10, 1)], &[0]),
+    ]);
+    c.advance(1_000);
+    c
+}
+
+fn routes_to(c: &Cluster, i: usize, asn: u32) -> bool {
+    c.route_table(i).iter().any(|(d, _, _)| *d == asn)
+}
+
+#[test]
+fn a_member_with_a_fresh_key_cannot_hijack_an_as_by_signing_as_a_lower_id() {
+    let mut c = routed_star();
+    assert!(!routes_to(&c, 0, 999));
+    // Node 1 makes itself a second identity (a key no member speaks for) and claims AS300,
+    // spoken for by node 2 (id 3), as the unbound lower id 0.
+    c.inject(1, 0, &push(vec![claim_of_as(&c, 6, 0, 5_000)]));
+    assert!(
+        accepted(&c, 0, 0, 5_000),
+        "a valid advertisement of a new member"
+    );
+    c.advance(100);
+    assert!(
+        !routes_to(&c, 0, 999),
+        "but AS300 stays node 2's: {:?}",
+        c.route_table(0)
+    );
+    // A live member's key signing as another id, relayed: not believed, nobody blamed.
+    c.inject(2, 0, &push(vec![claim_of_as(&c, 1, 0, 7_000)]));
+    assert!(!accepted(&c, 0, 0, 7_000));
+    assert_eq!(blamed(&c, 0), vec![]);
+    // Once node 2 is gone, the claimant speaks for AS300.
+    c.crash(2);
+    c.advance(6_000);
+    c.inject(1, 0, &push(vec![claim_of_as(&c, 6, 0, 6_000)]));
+    assert!(routes_to(&c, 0, 999), "{:?}", c.route_table(0));
+}
+
+#[test]
+fn a_member_signing_for_another_id_with_its_own_key_is_banned() {
+    let mut c = routed_star();
+    for k in 0..3 {
+        c.inject(1, 0, &push(vec![claim_of_as(&c, 1, 0, 5_000 + k)]));
+    }
+    assert_eq!(
+        blamed(&c, 0),
+        vec![RejectReason::Impersonation(NodeId(0)); 3]
+    );
+    assert!(banned(&c), "banned at the threshold");
+    assert!(!routes_to(&c, 0, 999));
+    // Relayed by an honest peer, the same rumor blames nobody and is not believed.
+    let relayed = claim_of_as(&c, 1, 0, 5_000);
+    c.inject(2, 0, &push(vec![relayed]));
+    assert!(!accepted(&c, 0, 0, 5_000));
+    assert_eq!(blamed(&c, 0).len(), 3);
+}
+
+#[test]
+fn a_member_signing_as_a_live_member_with_its_own_key_is_blamed() {
+    let mut c = routed_star();
+    let victim = c
+        .node(0)
+        .members()
+        .into_iter()
+        .find(|m| m.node == NodeId(3))
+        .unwrap();
+    c.inject(1, 0, &push(vec![claim_of_as(&c, 1, 3, victim.seq + 1)]));
+    assert_eq!(blamed(&c, 0), vec![RejectReason::Impersonation(NodeId(3))]);
+}
+
+/// Two linked nodes; node 0 answers at most 16 requested ids per round.
+fn small_budget() -> Cluster {
+    let mut configs = vec![config(0, 100, vec![], &[]), config(1, 200, vec![], &[0])];
+    configs[0].max_members = 4;
+    let mut c = Cluster::new(configs);
+    c.advance(100);
+    c
+}
+
+fn busy(c: &Cluster, i: usize) -> usize {
+    c.notes(i)
+        .filter(|n| {
+            matches!(
+                n,
+                Notification::Rejected {
+                    reason: RejectReason::Busy,
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+#[test]
+fn an_empty_digest_asking_for_a_reply_costs_what_the_reply_lists() {
+    let mut c = small_budget();
+    let stored = 2; // both nodes' advertisements
+    let empty = overlay_core::wire::Digest {
+        after: None,
+        upto: None,
+        ids: Vec::new(),
+        reply: true,
+    };
+    for _ in 0..10 {
+        c.inject(1, 0, &LinkMessage::Digest(empty.clone()));
+    }
+    // Each costs 1 + 2: at most five fit in the budget of 16 (the link's first digest
+    // exchange used some of it), the others are refused.
+    assert!(
+        busy(&c, 0) >= 10 - 16 / (1 + stored),
+        "{} refused",
+        busy(&c, 0)
+    );
+    assert_eq!(blamed(&c, 0), vec![]);
+}
+
+#[test]
+fn announcements_count_against_the_request_budget() {
+    let mut c = small_budget();
+    let ids: Vec<overlay_core::wire::Announcement> = (0..8)
+        .map(|k| overlay_core::wire::Announcement(NodeId(40 + k), None, 1, 1))
+        .collect();
+    for _ in 0..3 {
+        c.inject(1, 0, &LinkMessage::IHave { ids: ids.clone() });
+    }
+    assert!(
+        busy(&c, 0) >= 1,
+        "24 announced ids are past the budget of 16"
+    );
+    assert_eq!(blamed(&c, 0), vec![]);
 }

@@ -32,7 +32,7 @@ pub enum Mode {
     /// under that member's old signature: an invalid origin signature (`bad_signature`).
     Forge,
     /// Advertisements claiming another live member's id, validly signed with this
-    /// controller's own key (`identity_conflict`: ignored, never blamed).
+    /// controller's own key (`impersonation`: a key may sign for its own id only).
     Impersonate,
     /// Its own first advertisement, re-sent after the newest one (`replay`).
     Replay,
@@ -178,9 +178,11 @@ impl Attacker {
             .iter()
             .map(|l| AsLink { cost: 0, ..*l })
             .collect();
+        // Always newer than anything of the victim's, so that it is never a duplicate.
+        let seq = self.fresh(victim.seq + 1_000_000);
         let body = RumorBody {
             origin: victim.node,
-            seq: victim.seq + 1,
+            seq,
             issued_at: now.as_millis(),
             pubkey: self.identity.public().der().to_vec(),
             content: RumorContent::Advert {
@@ -194,7 +196,7 @@ impl Attacker {
         raw(&text)
             .map(|body| SignedRumor {
                 origin: victim.node,
-                seq: victim.seq + 1,
+                seq,
                 subject: None,
                 body,
                 sig: sig.into(),

@@ -5,7 +5,7 @@
 //! `GET /` draws as SVG) and as Graphviz DOT (`GET /v1/topology.dot`,
 //! `overlay-network topology`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use overlay_core::{Asn, Fingerprint, Member, NodeId, Peer, Route};
@@ -115,7 +115,9 @@ impl Graph {
         let routes = node.routes();
         let mut peers = node.peers();
         peers.sort_by_key(|p| p.node);
-        let (ases, links) = as_graph(config.asn, &members, &routes, &peers);
+        let speakers = node.speakers();
+        let speakers = speakers.iter().map(|m| (m.asn, m)).collect();
+        let (ases, links) = as_graph(config.asn, &speakers, &routes, &peers);
         let node_of = |fingerprint: &Fingerprint| {
             members
                 .iter()
@@ -225,15 +227,15 @@ impl Graph {
 }
 
 /// The ASes and links of the routing graph, by the core's path rule: an edge X→Y exists
-/// iff the live controller of X (the lowest id among X's live controllers) advertises a
-/// link to Y; ASes without a live controller are stubs. The own AS is always present.
+/// iff the controller that speaks for X (`speakers`, the node's choice among X's live
+/// controllers) advertises a link to Y; ASes without a live controller are stubs. The own
+/// AS is always present.
 fn as_graph(
     own: Asn,
-    members: &[Member],
+    speakers: &BTreeMap<Asn, &Member>,
     routes: &[Route],
     peers: &[Peer],
 ) -> (Vec<AsNode>, Vec<Link>) {
-    let speakers = overlay_core::routing::speakers(members);
     let on_paths: BTreeSet<(Asn, Asn)> = routes
         .iter()
         .flat_map(|r| {
@@ -330,6 +332,8 @@ mod tests {
         ]
     }
 
+    use overlay_core::routing::speakers;
+
     fn routes_of(own: u32, members: &[Member], speakers: &[usize]) -> Vec<Route> {
         best_paths(
             Asn(own),
@@ -355,7 +359,7 @@ mod tests {
     fn the_graph_follows_the_path_rule_and_marks_best_paths() {
         let members = example(MemberState::Alive);
         let routes = routes_of(200, &members, &[0, 1, 2]);
-        let (ases, links) = as_graph(Asn(200), &members, &routes, &[peer(1, 100)]);
+        let (ases, links) = as_graph(Asn(200), &speakers(&members), &routes, &[peer(1, 100)]);
         let summary: Vec<(u32, AsKind, Option<u32>, bool, bool)> = ases
             .iter()
             .map(|a| (a.asn.0, a.kind, a.controller.map(|n| n.0), a.own, a.peer))
@@ -405,7 +409,7 @@ mod tests {
         let members = example(MemberState::Expired);
         // RC4 now speaks for AS300: its only link is to AS999.
         let routes = routes_of(100, &members, &[0, 1, 3]);
-        let (ases, links) = as_graph(Asn(100), &members, &routes, &[]);
+        let (ases, links) = as_graph(Asn(100), &speakers(&members), &routes, &[]);
         let as300 = ases.iter().find(|a| a.asn == Asn(300)).unwrap();
         assert_eq!(as300.controller, Some(NodeId(4)));
         assert!(
@@ -421,7 +425,7 @@ mod tests {
         // With only RC1 alive, its neighbours are stubs, still reachable directly.
         let alone = vec![members[0].clone()];
         let routes = routes_of(100, &alone, &[0]);
-        let (ases, links) = as_graph(Asn(100), &alone, &routes, &[]);
+        let (ases, links) = as_graph(Asn(100), &speakers(&alone), &routes, &[]);
         assert_eq!(links.len(), 4);
         assert!(
             ases.iter()
@@ -434,7 +438,7 @@ mod tests {
     fn dot_has_one_statement_per_as_and_link() {
         let members = example(MemberState::Alive);
         let routes = routes_of(100, &members, &[0, 1, 2]);
-        let (ases, links) = as_graph(Asn(100), &members, &routes, &[peer(2, 200)]);
+        let (ases, links) = as_graph(Asn(100), &speakers(&members), &routes, &[peer(2, 200)]);
         let graph = Graph {
             node: NodeId(1),
             asn: Asn(100),
