@@ -17,8 +17,8 @@ use crate::pace::{RateLimit, SignedRate};
 use crate::scheduler::Time;
 use crate::sentry::{AdmittedRumor, Fingerprint, Identity, SentryError, VerifyCache};
 use crate::wire::{
-    ConnId, Digest, MAX_IDS, NodeId, RUMOR_KINDS, RumorBody, RumorContent, RumorId, RumorKey,
-    SignedRumor, from_json_versioned, to_json,
+    BODY_BYTES_PER_MEMBER, ConnId, Digest, MAX_BODY_SLACK, MAX_IDS, NodeId, RUMOR_KINDS, RumorBody,
+    RumorContent, RumorId, RumorKey, SignedRumor, from_json_versioned, to_json,
 };
 
 /// Limits and ages the gossip component works with.
@@ -196,9 +196,16 @@ pub fn sign<R: CryptoRng + ?Sized>(
 
 /// Parses a rumor's body and checks its limits (the cache's admission, before RSA).
 fn parse(rumor: &SignedRumor) -> Result<AdmittedRumor, RejectReason> {
-    let body: RumorBody =
-        from_json_versioned(rumor.body.get().as_bytes(), Some("content"), &RUMOR_KINDS)?;
+    let raw = rumor.body.get();
+    let body: RumorBody = from_json_versioned(raw.as_bytes(), Some("content"), &RUMOR_KINDS)?;
     body.content.check_limits()?;
+    let compact = to_json(&body).len();
+    if raw.len() > compact + MAX_BODY_SLACK {
+        return Err(RejectReason::Violation(format!(
+            "body of {} bytes, {compact} compact",
+            raw.len()
+        )));
+    }
     Ok(AdmittedRumor::new(
         body,
         Arc::clone(&rumor.body),
@@ -257,6 +264,8 @@ pub struct Gossip {
     seq: u64,
     /// Issue times of this node's own recent rumors (its signing pace).
     signed: SignedRate,
+    /// Body bytes stored.
+    bytes: usize,
 }
 
 /// What the acceptance pipeline needs to know about identities.
@@ -284,6 +293,7 @@ impl Gossip {
             cache,
             seq: 0,
             signed: SignedRate::default(),
+            bytes: 0,
         }
     }
 
@@ -372,7 +382,7 @@ impl Gossip {
                 return Outcome::Rejected(RejectReason::RateLimited);
             }
         }
-        if !self.store.contains_key(&key) && self.store.len() >= self.policy.max_members * 2 {
+        if self.full(&key, admitted.raw.get().len()) {
             return Outcome::Ignored(RejectReason::Violation("rumor store full".into()));
         }
         if !judged {
@@ -488,7 +498,7 @@ impl Gossip {
         (from, expires_at): (Option<ConnId>, Time),
     ) {
         self.tombstones.remove(&key);
-        self.store.insert(
+        self.put(
             key,
             Stored {
                 admitted,
@@ -530,6 +540,19 @@ impl Gossip {
     /// When this node may sign again, if it may not now.
     pub fn next_signing(&self, now: Time) -> Time {
         Time::from_millis(self.signed.next_slot(now.as_millis(), &self.rate_limit()))
+    }
+
+    /// Whether storing a body of `bytes` under `key` would pass the store's caps: 2 ×
+    /// `max_members` rumors, and [`BODY_BYTES_PER_MEMBER`] × `max_members` body bytes.
+    fn full(&self, key: &RumorKey, bytes: usize) -> bool {
+        let replaced = self.store.get(key).map(|s| s.admitted.raw.get().len());
+        let bytes_after = (self.bytes + bytes).saturating_sub(replaced.unwrap_or(0));
+        let budget = self
+            .policy
+            .max_members
+            .saturating_mul(BODY_BYTES_PER_MEMBER);
+        (replaced.is_none() && self.store.len() >= self.policy.max_members * 2)
+            || bytes_after > budget
     }
 
     /// Rumors stored.
@@ -625,10 +648,25 @@ impl Gossip {
             .map(|(k, _)| *k)
             .collect();
         for key in keys {
-            if let Some(s) = self.store.remove(&key) {
+            if let Some(s) = self.take(&key) {
                 self.tombstone(now, key, s.seq());
             }
         }
+    }
+
+    /// Stores `stored` under `key`, counting its body bytes.
+    fn put(&mut self, key: RumorKey, stored: Stored) {
+        self.bytes += stored.admitted.raw.get().len();
+        if let Some(old) = self.store.insert(key, stored) {
+            self.bytes = self.bytes.saturating_sub(old.admitted.raw.get().len());
+        }
+    }
+
+    /// Removes what is stored under `key`, counting its body bytes.
+    fn take(&mut self, key: &RumorKey) -> Option<Stored> {
+        let stored = self.store.remove(key)?;
+        self.bytes = self.bytes.saturating_sub(stored.admitted.raw.get().len());
+        Some(stored)
     }
 
     fn tombstone(&mut self, now: Time, key: RumorKey, seq: u64) {
@@ -650,7 +688,7 @@ impl Gossip {
             .map(|(k, s)| (*k, s.kind(), s.seq()))
             .collect();
         for &(key, _, seq) in &expired {
-            self.store.remove(&key);
+            self.take(&key);
             self.tombstone(now, key, seq);
         }
         self.tombstones.retain(|_, (_, until)| *until > now);

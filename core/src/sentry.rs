@@ -525,6 +525,8 @@ pub struct VerifyCache {
 struct CacheInner {
     keys: HashMap<Fingerprint, Arc<PublicIdentity>>,
     admitted: HashMap<RumorId, Arc<AdmittedRumor>>,
+    /// Body bytes of the admitted rumors.
+    bytes: usize,
 }
 
 /// A rumor whose body parsed, kept its limits and carries a valid signature of the key in
@@ -573,8 +575,9 @@ impl fmt::Debug for VerifyCache {
 }
 
 impl VerifyCache {
-    /// A cache holding at most `capacity` keys and admitted rumors each (when full, the
-    /// rumors no store holds any more are dropped, or all of them if that is not enough).
+    /// A cache holding at most `capacity` keys and admitted rumors each, and at most
+    /// 4 × `capacity` KiB of admitted bodies (when full, the rumors no store holds any more are
+    /// dropped, or all of them if that is not enough).
     pub fn new(capacity: usize) -> Self {
         VerifyCache {
             inner: Arc::new(Mutex::new(CacheInner::default())),
@@ -616,15 +619,22 @@ impl VerifyCache {
         };
         key.verify(rumor.raw.get().as_bytes(), &rumor.sig)?;
         let rumor = Arc::new(rumor);
+        let size = rumor.raw.get().len();
+        let budget = self.capacity.saturating_mul(4 * 1024);
         let mut inner = self.lock();
-        if inner.admitted.len() >= self.capacity {
+        if inner.admitted.len() >= self.capacity || inner.bytes + size > budget {
             // Keep what some store still holds (its body is shared beyond this cache).
             inner.admitted.retain(|_, r| Arc::strong_count(&r.raw) > 1);
-            if inner.admitted.len() >= self.capacity / 2 {
+            inner.bytes = inner.admitted.values().map(|r| r.raw.get().len()).sum();
+            if inner.admitted.len() >= self.capacity / 2 || inner.bytes + size > budget / 2 {
                 inner.admitted.clear();
+                inner.bytes = 0;
             }
         }
-        inner.admitted.insert(rumor.body.id(), Arc::clone(&rumor));
+        inner.bytes += size;
+        if let Some(old) = inner.admitted.insert(rumor.body.id(), Arc::clone(&rumor)) {
+            inner.bytes = inner.bytes.saturating_sub(old.raw.get().len());
+        }
         Ok(rumor)
     }
 

@@ -240,6 +240,14 @@ pub fn clipped(text: &str) -> String {
     text.get(..end).unwrap_or_default().to_string()
 }
 
+/// Bytes a signed rumor body may carry beyond its compact serialisation (room for fields
+/// a newer version adds; not for padding).
+pub const MAX_BODY_SLACK: usize = 256;
+
+/// Bytes of stored rumor bodies budgeted per member (the store's and the verification
+/// cache's byte budgets are this times their member counts).
+pub const BODY_BYTES_PER_MEMBER: usize = 16 * 1024;
+
 /// The tags of [`LinkMessage`]'s variants.
 pub const LINK_MESSAGE_KINDS: [&str; 9] = [
     "rumors",

@@ -514,3 +514,53 @@ fn announcements_count_against_the_request_budget() {
     );
     assert_eq!(blamed(&c, 0), vec![]);
 }
+
+/// An advertisement of `as_id` (AS 700 + id) with `links` links, signed by key `signer`.
+fn big_advert(c: &Cluster, signer: usize, as_id: u32, links: u32) -> SignedRumor {
+    overlay_core::gossip::sign(
+        NodeId(as_id),
+        1,
+        c.now,
+        &identity(signer),
+        &mut ChaCha20Rng::seed_from_u64(3),
+        RumorContent::Advert {
+            asn: overlay_core::Asn(700 + as_id),
+            addr: addr(6),
+            links: (0..links).map(|k| link(10_000 + k, 1, 1)).collect(),
+        },
+    )
+    .envelope(0, 0)
+}
+
+#[test]
+fn a_padded_body_is_refused_and_blamed_on_its_signer() {
+    let mut c = relay_setup().0;
+    let seq = c.node(1).status().seq + 10;
+    let compact = own_advert(&mut c, 1, seq);
+    // The same body with 10 KiB of blanks before its closing brace, signed by node 1.
+    let text = compact.body.get();
+    let padded = format!("{}{}}}", &text[..text.len() - 1], " ".repeat(10 * 1024));
+    let sig = identity(1).sign(&mut ChaCha20Rng::seed_from_u64(4), padded.as_bytes());
+    let rumor = SignedRumor {
+        body: Arc::from(RawValue::from_string(padded).unwrap()),
+        sig: sig.into(),
+        ..compact
+    };
+    c.inject(1, 0, &push(vec![rumor]));
+    assert!(!accepted(&c, 0, 2, seq), "not stored");
+    assert!(matches!(blamed(&c, 0)[..], [RejectReason::Violation(_)]));
+}
+
+#[test]
+fn the_store_keeps_a_byte_budget() {
+    let mut configs = vec![config(0, 100, vec![], &[]), config(1, 200, vec![], &[0])];
+    configs[0].max_members = 4; // 64 KiB of bodies
+    let mut c = Cluster::new(configs);
+    c.advance(100);
+    // Two new members (keys no member speaks for) with 1000 links each: about 40 KiB each.
+    c.inject(1, 0, &push(vec![big_advert(&c, 5, 60, 1000)]));
+    c.inject(1, 0, &push(vec![big_advert(&c, 6, 61, 1000)]));
+    assert!(accepted(&c, 0, 60, 1));
+    assert!(!accepted(&c, 0, 61, 1), "past the byte budget");
+    assert_eq!(blamed(&c, 0), vec![]);
+}
