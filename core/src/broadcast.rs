@@ -111,6 +111,12 @@ pub struct Broadcast {
     outbox: BTreeMap<ConnId, Outbox>,
     /// Ids each link asked for (grafts, pulls, digest entries) in the current round.
     requests: BTreeMap<ConnId, usize>,
+    /// Per origin, the link tree optimisation made eager and that has not delivered one of
+    /// its rumors since: if a rumor of that origin has to be grafted from another link
+    /// meanwhile, it broke the promise of its announced hop count.
+    promoted: HashMap<NodeId, ConnId>,
+    /// Per origin, the links (slot bits) that broke such a promise: never promoted again.
+    distrusted: HashMap<NodeId, u128>,
 }
 
 impl Broadcast {
@@ -125,6 +131,8 @@ impl Broadcast {
             pulls: HashMap::new(),
             outbox: BTreeMap::new(),
             requests: BTreeMap::new(),
+            promoted: HashMap::new(),
+            distrusted: HashMap::new(),
         }
     }
 
@@ -182,10 +190,13 @@ impl Broadcast {
     /// A link went down.
     pub fn link_down(&mut self, conn: ConnId) {
         let bit = self.bit(conn);
-        self.lazy.retain(|_, mask| {
-            *mask &= !bit;
-            *mask != 0
-        });
+        for masks in [&mut self.lazy, &mut self.distrusted] {
+            masks.retain(|_, mask| {
+                *mask &= !bit;
+                *mask != 0
+            });
+        }
+        self.promoted.retain(|_, c| *c != conn);
         self.slots.remove(&conn);
         self.outbox.remove(&conn);
         self.requests.remove(&conn);
@@ -203,6 +214,9 @@ impl Broadcast {
         };
         let id = rumor.id();
         self.delivered(id);
+        if from.is_some() && self.promoted.get(&key.origin) == from.as_ref() {
+            self.promoted.remove(&key.origin);
+        }
         let links: Vec<ConnId> = self.slots.keys().copied().collect();
         for conn in links {
             if Some(conn) == from || store.peer_has(conn, key, id.seq()) {
@@ -304,7 +318,11 @@ impl Broadcast {
     fn optimise(&mut self, conn: ConnId, ann: &Announcement, store: &Gossip) {
         let threshold = self.policy.optimize_hops;
         let origin = ann.0;
-        if threshold == 0 || !self.is_lazy(conn, origin) {
+        let distrusted = self
+            .distrusted
+            .get(&origin)
+            .is_some_and(|mask| mask & self.bit(conn) != 0);
+        if threshold == 0 || !self.is_lazy(conn, origin) || distrusted {
             return;
         }
         let Some((seq, hops, Some(parent))) = store.arrival(&ann.id().key()) else {
@@ -321,6 +339,30 @@ impl Broadcast {
         self.out(conn).graft_origins.insert(origin);
         self.set_lazy(parent, origin, true);
         self.out(parent).prune.insert(origin);
+        if self.promoted.len() < self.policy.max_missing {
+            self.promoted.insert(origin, conn);
+        }
+    }
+
+    /// A rumor of `origin` had to be grafted from `conn`: a link that tree optimisation
+    /// promoted for that origin on the strength of its announced (unsigned) hop count, and
+    /// that has not delivered since, goes back to lazy and is never promoted again for it.
+    /// Nobody is blamed: the hop count proves nothing either way.
+    fn broken_promise(&mut self, conn: ConnId, origin: NodeId) {
+        let Some(promoted) = self.promoted.get(&origin).copied() else {
+            return;
+        };
+        self.promoted.remove(&origin);
+        if promoted == conn {
+            return;
+        }
+        self.set_lazy(promoted, origin, true);
+        self.out(promoted).prune.insert(origin);
+        if self.distrusted.len() < self.policy.max_missing || self.distrusted.contains_key(&origin)
+        {
+            let bit = self.bit(promoted);
+            *self.distrusted.entry(origin).or_default() |= bit;
+        }
     }
 
     /// When the next graft is due.
@@ -346,6 +388,7 @@ impl Broadcast {
             });
             match next {
                 Some(conn) if !have => {
+                    self.broken_promise(conn, id.0);
                     self.set_lazy(conn, id.0, false);
                     self.out(conn).graft.push(id);
                 }

@@ -564,3 +564,64 @@ fn the_store_keeps_a_byte_budget() {
     assert!(!accepted(&c, 0, 61, 1), "past the byte budget");
     assert_eq!(blamed(&c, 0), vec![]);
 }
+
+/// Node 3 announces `origin`'s rumor `seq` to node 2 as if it were next to the origin.
+fn announce_hops_zero(c: &mut Cluster, origin: u32, seq: u64) {
+    let ann = overlay_core::wire::Announcement(NodeId(origin), None, seq, 0);
+    c.inject(3, 2, &LinkMessage::IHave { ids: vec![ann] });
+}
+
+/// The origin (node 0) changes its links; returns the new advertisement's seq.
+fn change_links(c: &mut Cluster, cost: u64) -> u64 {
+    let now = c.now;
+    let actions = c.node_mut(0).handle(
+        now,
+        Event::Command(Command::SetLinks(vec![link(200, 10, cost)])),
+    );
+    c.execute(0, actions);
+    c.run();
+    c.node(0).status().seq
+}
+
+#[test]
+fn a_peer_lying_about_its_hop_count_becomes_an_eager_parent_once_at_most() {
+    // A line 0 - 1 - 2, and node 3 linked to node 2 only: it never has node 0's rumors
+    // before node 2 does, but claims to be next to node 0.
+    let mut c = Cluster::new(vec![
+        config(0, 100, vec![], &[]),
+        config(1, 200, vec![], &[0]),
+        config(2, 300, vec![], &[1]),
+        config(3, 400, vec![], &[2]),
+    ]);
+    c.blocked = vec![(0, 2), (0, 3), (1, 3)];
+    c.advance(3_000);
+    let seq = change_links(&mut c, 1);
+    assert!(
+        accepted(&c, 2, 1, seq),
+        "node 2 has it at once, through node 1"
+    );
+    // The lie (node 3 first gets itself made lazy, then announces hop count 0): node 2
+    // makes node 3 its eager parent for node 0 and prunes node 1.
+    let prune = LinkMessage::Prune {
+        origins: vec![NodeId(1)],
+    };
+    c.inject(3, 2, &prune);
+    announce_hops_zero(&mut c, 1, seq);
+    let seq = change_links(&mut c, 2);
+    assert!(
+        !accepted(&c, 2, 1, seq),
+        "withheld: node 1 only announces it now"
+    );
+    c.advance(1_000);
+    let newest = c.node(2).advert_of(NodeId(1)).map(|r| r.seq);
+    assert!(newest >= Some(seq), "grafted from node 1");
+    // The same lie again is not believed: the next change comes through node 1 at once.
+    c.inject(3, 2, &prune);
+    announce_hops_zero(&mut c, 1, newest.unwrap_or(seq));
+    let seq = change_links(&mut c, 3);
+    assert!(
+        accepted(&c, 2, 1, seq),
+        "node 3 was not made eager parent again"
+    );
+    assert_eq!(blamed(&c, 2), vec![]);
+}
