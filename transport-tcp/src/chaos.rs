@@ -5,12 +5,17 @@
 //! `Node::sign_rumor`); everything else about it stays honest, and honest controllers need
 //! no special code to deal with it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use overlay_core::wire::{LinkMessage, RumorBody, RumorContent, SignedRumor, to_json};
-use overlay_core::{Action, AsLink, ConnId, Identity, Member, MemberState, Node, Time};
+use overlay_core::gossip;
+use overlay_core::wire::{
+    Announcement, Digest, LinkMessage, RumorBody, RumorContent, SignedRumor, to_json,
+};
+use overlay_core::{
+    Action, AsLink, Asn, ConnId, Identity, Member, MemberState, Node, NodeId, Time,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::Rng;
 use serde_json::value::RawValue;
@@ -45,7 +50,36 @@ pub enum Mode {
     /// One signed, well-formed accusation of every other member (one accuser never
     /// reaches a quorum of 2).
     Accuse,
+    /// Advertisements of a second identity (a fresh key, the unbound id 0, lower than
+    /// every real id) claiming another member's AS with a zero-cost link to AS 64999
+    /// (accepted as a member, but the AS stays its first live claimant's: no route
+    /// changes, nobody blamed).
+    Hijack,
+    /// Two accusations of every other member under unbound ids, signed with a fresh key
+    /// (`not_member`: ignored, no quorum, nobody blamed).
+    SybilAccuse,
+    /// Every advertisement it holds relayed again with the unsigned age set to the
+    /// maximum, and those of members gone since relayed with age 0 (lifetimes run from
+    /// the signed issue time: `untimely` or duplicates, nobody blamed).
+    Age,
+    /// Asks to be lazy for every origin, then announces every rumor it holds with hop
+    /// count 0 (tree optimisation trusts it once per origin at most; nobody blamed).
+    Hops,
+    /// Its own advertisement padded with 8 KiB of blanks under a valid signature
+    /// (`violation`).
+    Pad,
+    /// Empty digests asking for a reply, and announcements of 1024 made-up rumors (`busy`
+    /// past the request budget of 4 × `max_members` ids per link and round: not answered,
+    /// not blamed).
+    Amplify,
 }
+
+/// The unbound node id a `hijack` claims (lower than every real id).
+const SYBIL_ID: NodeId = NodeId(0);
+/// The made-up AS a hijacked AS is given a zero-cost link to.
+pub const HIJACK_AS: Asn = Asn(64_999);
+/// The first unbound id of `sybil-accuse`'s accusers.
+const SYBIL_ACCUSERS: u32 = 1_000_000_000;
 
 /// Starts attacking through `handle` (with `identity`, the node's own key, for
 /// impersonation); the task ends when the node stops.
@@ -87,6 +121,10 @@ struct Attacker {
     first: Option<SignedRumor>,
     /// Members already accused.
     accused: BTreeSet<overlay_core::NodeId>,
+    /// A second key no member speaks for (`hijack`, `sybil-accuse`).
+    sybil: Option<Identity>,
+    /// The newest advertisement seen of each member (`age`).
+    seen: BTreeMap<NodeId, SignedRumor>,
 }
 
 impl Attacker {
@@ -98,6 +136,8 @@ impl Attacker {
             seq: 0,
             first: None,
             accused: BTreeSet::new(),
+            sybil: None,
+            seen: BTreeMap::new(),
         }
     }
 
@@ -118,12 +158,31 @@ impl Attacker {
             .members()
             .into_iter()
             .find(|m| m.node != me && m.state == MemberState::Alive);
+        let messages = match self.mode {
+            Mode::Hops => self.hops(node),
+            Mode::Amplify => amplify(),
+            _ => Vec::new(),
+        };
+        if !messages.is_empty() {
+            let mut actions = Vec::new();
+            for conn in peers {
+                for m in &messages {
+                    actions.extend(node.inject(now, conn, m));
+                }
+            }
+            return actions;
+        }
         let rumors = match self.mode {
             Mode::Forge => victim.and_then(|v| self.forge(node, &v)),
             Mode::Impersonate => victim.map(|v| self.impersonate(node, now, &v)),
             Mode::Replay => self.replay(node),
             Mode::Flood => Some(self.flood(node)),
             Mode::Accuse => self.accuse(node),
+            Mode::Hijack => victim.map(|v| self.hijack(node, now, &v)),
+            Mode::SybilAccuse => Some(self.sybil_accuse(node, now)),
+            Mode::Age => Some(self.age(node)),
+            Mode::Pad => self.pad(node, now),
+            Mode::Hops | Mode::Amplify => None,
             Mode::Garbage => {
                 return peers
                     .into_iter()
@@ -262,6 +321,134 @@ impl Attacker {
         Some(rumors)
     }
 
+    /// The second key, made on first use.
+    fn sybil(&mut self) -> Identity {
+        if self.sybil.is_none() {
+            self.sybil = Identity::generate(&mut self.rng, 2048).ok();
+        }
+        self.sybil.clone().unwrap_or_else(|| self.identity.clone())
+    }
+
+    /// An advertisement of the unbound id 0, under the second key, claiming `victim`'s AS.
+    fn hijack(&mut self, node: &Node, now: Time, victim: &Member) -> Vec<SignedRumor> {
+        let sybil = self.sybil();
+        let seq = self.fresh(0);
+        let content = RumorContent::Advert {
+            asn: victim.asn,
+            addr: node.config().listen_addr.clone(),
+            links: vec![AsLink {
+                asn: HIJACK_AS,
+                capacity: 1_000_000,
+                cost: 0,
+            }]
+            .into(),
+        };
+        info!(claimed = %victim.asn, "chaos: hijack as an unbound lower id");
+        vec![gossip::sign(SYBIL_ID, seq, now, &sybil, &mut self.rng, content).envelope(0, 0)]
+    }
+
+    /// Two accusations of every other live member, under unbound ids and the second key.
+    fn sybil_accuse(&mut self, node: &Node, now: Time) -> Vec<SignedRumor> {
+        let sybil = self.sybil();
+        let me = node.status().node;
+        let victims: Vec<Member> = node
+            .members()
+            .into_iter()
+            .filter(|m| m.node != me && m.state == MemberState::Alive)
+            .collect();
+        let mut rumors = Vec::new();
+        for m in victims {
+            for accuser in [SYBIL_ACCUSERS, SYBIL_ACCUSERS + 1] {
+                let seq = self.fresh(0);
+                let content = RumorContent::Accuse {
+                    accused: m.node,
+                    fingerprint: m.fingerprint.to_hex(),
+                    reason: "chaos: sybil accusation".into(),
+                };
+                let signed =
+                    gossip::sign(NodeId(accuser), seq, now, &sybil, &mut self.rng, content);
+                rumors.push(signed.envelope(0, 0));
+            }
+        }
+        rumors
+    }
+
+    /// Every advertisement held, aged to the maximum; those of members gone, aged 0.
+    fn age(&mut self, node: &Node) -> Vec<SignedRumor> {
+        let me = node.status().node;
+        let mut alive = BTreeSet::new();
+        for m in node.members().into_iter().filter(|m| m.node != me) {
+            if m.state == MemberState::Alive {
+                alive.insert(m.node);
+            }
+            if let Some(advert) = node.advert_of(m.node) {
+                self.seen.insert(m.node, advert);
+            }
+        }
+        info!(adverts = self.seen.len(), "chaos: ages rewritten");
+        self.seen
+            .iter()
+            .map(|(id, advert)| SignedRumor {
+                age_ms: if alive.contains(id) { u64::MAX } else { 0 },
+                ..advert.clone()
+            })
+            .collect()
+    }
+
+    /// A prune of every origin, then every held advertisement announced at hop count 0.
+    fn hops(&mut self, node: &Node) -> Vec<LinkMessage> {
+        let me = node.status().node;
+        let members: Vec<Member> = node
+            .members()
+            .into_iter()
+            .filter(|m| m.node != me)
+            .collect();
+        let ids: Vec<Announcement> = members
+            .iter()
+            .filter_map(|m| node.advert_of(m.node))
+            .map(|r| Announcement(r.origin, None, r.seq, 0))
+            .collect();
+        info!(announced = ids.len(), "chaos: hop count 0 announced");
+        vec![
+            LinkMessage::Prune {
+                origins: members.iter().map(|m| m.node).collect(),
+            },
+            LinkMessage::IHave { ids },
+        ]
+    }
+
+    /// Its own advertisement, 8 KiB of blanks before the body's closing brace, signed.
+    fn pad(&mut self, node: &Node, now: Time) -> Option<Vec<SignedRumor>> {
+        let config = node.config();
+        let me = node.status().node;
+        let seq = self.fresh(node.status().seq);
+        let body = RumorBody {
+            origin: me,
+            seq,
+            issued_at: now.as_millis(),
+            pubkey: self.identity.public().der().to_vec(),
+            content: RumorContent::Advert {
+                asn: config.asn,
+                addr: config.listen_addr.clone(),
+                links: config.links.as_slice().into(),
+            },
+        };
+        let mut text = to_json(&body);
+        let close = text.pop()?;
+        text.extend(std::iter::repeat_n(b' ', 8 * 1024));
+        text.push(close);
+        let sig = self.identity.sign(&mut self.rng, &text);
+        Some(vec![SignedRumor {
+            origin: me,
+            seq,
+            subject: None,
+            body: raw(&text)?,
+            sig: sig.into(),
+            age_ms: 0,
+            hops: 0,
+        }])
+    }
+
     /// 1 to 256 random bytes.
     fn garbage(&mut self) -> Vec<u8> {
         let len = 1 + (self.rng.next_u32() % 256) as usize;
@@ -269,6 +456,22 @@ impl Attacker {
         self.rng.fill_bytes(&mut bytes);
         bytes
     }
+}
+
+/// Empty digests asking for a reply, and announcements of made-up rumors.
+fn amplify() -> Vec<LinkMessage> {
+    let empty = LinkMessage::Digest(Digest {
+        after: None,
+        upto: None,
+        ids: Vec::new(),
+        reply: true,
+    });
+    let mut messages = vec![empty; BURST];
+    let made_up = (0..1024)
+        .map(|k| Announcement(NodeId(2_000_000_000 + k), None, 1, 1))
+        .collect();
+    messages.push(LinkMessage::IHave { ids: made_up });
+    messages
 }
 
 /// JSON text as a raw rumor body.

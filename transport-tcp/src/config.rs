@@ -109,6 +109,10 @@ pub struct FileConfig {
     /// A controller silent this long is considered failed, `<n><unit>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advert_max_age: Option<String>,
+    /// Most members remembered (default 10 000); it also sets the caps that scale with it
+    /// (stored rumors, caches, the per-link request budget of 4 × this per round).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_members: Option<usize>,
     /// How far ahead of this host's clock a rumor's signed issue time may be, `<n><unit>`
     /// (default: one gossip period). Rumors live from their signed issue time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,6 +163,7 @@ impl FileConfig {
             max_frame_bytes: None,
             advert_max_age: None,
             max_clock_skew: None,
+            max_members: None,
         }
     }
 
@@ -613,6 +618,9 @@ impl Settings {
         }
         if let Some(text) = &file.advert_max_age {
             core.max_advert_age = Some(duration(text).map_err(|m| err("advert_max_age", m))?);
+        }
+        if let Some(v) = file.max_members {
+            core.max_members = v;
         }
         if let Some(text) = &file.max_clock_skew {
             core.max_clock_skew = Some(duration(text).map_err(|m| err("max_clock_skew", m))?);

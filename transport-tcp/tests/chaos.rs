@@ -279,3 +279,98 @@ fn two_colluding_accusers_evict_honest_members_the_documented_limit() {
         }
     }
 }
+
+#[test]
+fn a_padder_is_banned_accused_and_evicted() {
+    misbehaving_member_is_banned_and_evicted(27, "pad", "violation");
+}
+
+/// RC5 misbehaves in `mode` once the honest four have converged; `arrived` shows the
+/// attack reached them. For eight gossip periods after, nobody is banned or evicted, and
+/// every table then equals the path rule over the five controllers' links (nothing the
+/// attack says is believed).
+fn believed_by_nobody(key: u8, mode: &str, arrived: &dyn Fn(&Cluster) -> bool) {
+    believed_by_nobody_in(cluster(key), mode, arrived);
+}
+
+fn believed_by_nobody_in(mut c: Cluster, mode: &str, arrived: &dyn Fn(&Cluster) -> bool) {
+    for i in 0..BAD {
+        c.start(i);
+    }
+    let mut live = [true; NODES];
+    live[BAD] = false;
+    c.converge(&live, CONVERGE).unwrap();
+    c.start_with(BAD, &["--misbehave", mode]);
+    let seen = wait_for(CONVERGE, || arrived(&c).then_some(()));
+    assert!(
+        seen.is_some(),
+        "the {mode} attack never arrived\n{}",
+        report(&c)
+    );
+    let expired = |c: &Cluster| -> f64 {
+        (0..BAD)
+            .map(|i| count(c, i, "overlay_members_expired_total"))
+            .sum()
+    };
+    let before = expired(&c);
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(500));
+        for i in 0..BAD {
+            assert_eq!(count(&c, i, "overlay_bans_total"), 0.0, "RC{}", i + 1);
+            assert_eq!(count(&c, i, "overlay_evictions_total"), 0.0, "RC{}", i + 1);
+        }
+    }
+    assert_eq!(expired(&c), before, "a live controller expired");
+    c.converge(&[true; NODES], CONVERGE).unwrap();
+    assert_honest_alive(&mut c, &(0..NODES).collect::<Vec<_>>());
+}
+
+/// At least `n` rejections of `reason` on the honest controllers together.
+fn rejected_at_least(c: &Cluster, reason: &str, n: f64) -> bool {
+    (0..BAD).map(|i| rejects(c, i, reason)).sum::<f64>() >= n
+}
+
+#[test]
+fn a_hijacker_claiming_an_as_under_a_lower_unbound_id_changes_no_route() {
+    // The claim is accepted as a new member (id 0), but its AS stays RC1's.
+    believed_by_nobody(28, "hijack", &|c| {
+        (0..BAD).all(|i| members(c, i).contains_key(&0))
+    });
+}
+
+#[test]
+fn sybil_accusers_under_unbound_ids_evict_nobody() {
+    believed_by_nobody(29, "sybil-accuse", &|c| {
+        rejected_at_least(c, "not_member", 3.0)
+    });
+}
+
+#[test]
+fn a_liar_about_hop_counts_changes_no_route_and_is_not_blamed() {
+    believed_by_nobody(30, "hops", &|c| {
+        let log = std::fs::read_to_string(c.log(BAD)).unwrap_or_default();
+        log.matches("chaos: hop count 0 announced").count() >= 4
+    });
+}
+
+#[test]
+fn an_amplifier_is_refused_past_the_request_budget_and_not_blamed() {
+    // max_members 50: 200 requested ids per link and round.
+    let mut c = cluster(31);
+    for i in 0..NODES {
+        c.files[i].max_members = Some(50);
+        c.write(i);
+    }
+    believed_by_nobody_in(c, "amplify", &|c| rejected_at_least(c, "busy", 3.0));
+}
+
+#[test]
+fn relayed_ages_expire_no_live_controller() {
+    // Every advertisement relayed again as ancient (age_ms at its maximum) expires nobody:
+    // lifetimes run from the signed issue time. (Bringing a dead controller back with age
+    // 0: core/tests/honesty.rs.)
+    believed_by_nobody(32, "age", &|c| {
+        let log = std::fs::read_to_string(c.log(BAD)).unwrap_or_default();
+        log.matches("chaos: ages rewritten").count() >= 8
+    });
+}
