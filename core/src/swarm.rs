@@ -303,7 +303,7 @@ impl Swarm {
         rng: &mut R,
         out: &mut Vec<Action>,
     ) {
-        let busy = self.conns.len() + self.dialing.len();
+        let busy = self.dial_budget_used();
         let Some(room) = self
             .policy
             .target_peers
@@ -332,7 +332,7 @@ impl Swarm {
 
     /// Asks the embedder to dial `addr` unless that would exceed `max_peers`.
     pub fn dial(&mut self, addr: Addr, out: &mut Vec<Action>) {
-        if self.conns.len() + self.dialing.len() >= self.policy.max_peers
+        if self.dial_budget_used() >= self.policy.max_peers
             || self.own_addrs.contains(&addr)
             || self.dialing.contains(&addr)
         {
@@ -361,7 +361,35 @@ impl Swarm {
 
     /// Whether the node has fewer established or pending peers than `min`.
     pub fn below(&self, min: usize) -> bool {
-        self.conns.len() + self.dialing.len() < min
+        self.dial_budget_used() < min
+    }
+
+    /// Connections that count against dialing: established links, this node's own
+    /// handshakes and dials. Inbound connections still unauthenticated do not, so that
+    /// strangers holding connections open cannot stop this node from dialing out.
+    fn dial_budget_used(&self) -> usize {
+        let pending_inbound = self
+            .conns
+            .values()
+            .filter(|c| c.direction == Direction::Inbound && c.peer().is_none())
+            .count();
+        self.conns.len() - pending_inbound + self.dialing.len()
+    }
+
+    /// Whether another unauthenticated inbound connection from `remote` is refused: at
+    /// most `max_peers + 8` in all, and [`PENDING_PER_HOST`] from one host.
+    fn pending_full(&self, remote: &Addr) -> bool {
+        let host = host_of(remote);
+        let pending = self
+            .conns
+            .values()
+            .filter(|c| c.direction == Direction::Inbound && c.peer().is_none());
+        let (all, same) = pending.fold((0, 0), |(all, same), c| {
+            (all + 1, same + usize::from(host_of(&c.remote) == host))
+        });
+        // Loopback is one host for many controllers in tests and single-host clusters.
+        let loopback = host.starts_with("127.") || host == "[::1]" || host == "localhost";
+        all >= self.policy.max_peers + 8 || (same >= PENDING_PER_HOST && !loopback)
     }
 
     /// A dial failed.
@@ -383,8 +411,9 @@ impl Swarm {
         if self.conns.contains_key(&conn) {
             return false;
         }
-        // Bound connections that have not authenticated yet (slow or idle dialers).
-        if direction == Direction::Inbound && self.conns.len() >= self.policy.max_peers * 2 + 8 {
+        // Bound connections that have not authenticated yet (slow or idle dialers), in all
+        // and per host.
+        if direction == Direction::Inbound && self.pending_full(&remote) {
             out.push(Action::Close {
                 conn,
                 reason: CloseReason::AtCapacity,
@@ -903,11 +932,17 @@ fn check_identity(
     Ok((public, peer))
 }
 
+/// Refuses a hello with one text for every reason but the version (which a dialer of
+/// another version needs to hear): the reason itself (a live id, a ban) stays here.
 fn refuse(conn: ConnId, reason: RejectReason, out: &mut Vec<Action>) -> RejectReason {
+    let text = match reason {
+        RejectReason::Version(_) => reason.to_string(),
+        _ => REFUSED.to_string(),
+    };
     send_plain(
         conn,
         &Handshake::Refuse(Refuse {
-            reason: reason.to_string(),
+            reason: text,
             at_capacity: false,
             peers: Vec::new(),
         }),
@@ -919,6 +954,18 @@ fn refuse(conn: ConnId, reason: RejectReason, out: &mut Vec<Action>) -> RejectRe
 /// The dialer's proof of the cluster key over its hello.
 pub fn hello_proof(key: &ClusterKey, hello: &HelloIdentity) -> [u8; 32] {
     key.prove(Proof::Hello, &Transcript::new().hello(hello).digest())
+}
+
+/// The text of every refused hello but a version mismatch.
+pub const REFUSED: &str = "handshake refused";
+
+/// Unauthenticated inbound connections accepted from one host at a time (loopback
+/// excepted).
+pub const PENDING_PER_HOST: usize = 4;
+
+/// The host part of `ip:port` (`[v6]:port` keeps its brackets), or the whole address.
+fn host_of(addr: &Addr) -> &str {
+    addr.0.rsplit_once(':').map_or(&addr.0, |(host, _)| host)
 }
 
 /// Hello nonces remembered to refuse replayed hellos before any RSA work.
@@ -962,16 +1009,17 @@ fn on_hello<R: CryptoRng + ?Sized>(
         identity: hello,
         proof,
     } = hello;
-    let (public, peer) = check_identity(me, &hello).map_err(|r| match r {
-        RejectReason::SelfConnection => r,
-        other => refuse(conn, other, out),
-    })?;
+    if hello.version != PROTOCOL_VERSION {
+        return Err(refuse(conn, RejectReason::Version(hello.version), out));
+    }
+    // The cluster key first: nothing about this node's members, bans or bindings is looked
+    // at, let alone said, before the dialer has shown it holds the key with a fresh hello;
+    // and only such a dialer gets RSA work.
     let key = me
         .keyring
         .by_id(&hello.key_id)
         .ok_or_else(|| refuse(conn, RejectReason::UnknownClusterKey, out))?
         .clone();
-    // Cheap checks first: only a cluster-key holder with a fresh hello gets RSA work.
     let hello_digest = Transcript::new().hello(&hello).digest();
     if !key.check_proof(Proof::Hello, &hello_digest, &proof) {
         return Err(refuse(conn, RejectReason::BadProof, out));
@@ -980,6 +1028,10 @@ fn on_hello<R: CryptoRng + ?Sized>(
         let reason = RejectReason::Violation("replayed hello".into());
         return Err(refuse(conn, reason, out));
     }
+    let (public, peer) = check_identity(me, &hello).map_err(|r| match r {
+        RejectReason::SelfConnection => r,
+        other => refuse(conn, other, out),
+    })?;
     if !capacity_left {
         send_plain(
             conn,

@@ -646,3 +646,47 @@ fn zz_debug_amplify() {
     }
     eprintln!("busy {:?}", c.node(0).metrics().rejects);
 }
+
+/// Opens an inbound connection to node `i` from `remote` that never says a word.
+fn idle_inbound(c: &mut Cluster, i: usize, conn: u64, remote: &str) {
+    c.deliver(
+        i,
+        Event::Connected {
+            conn: overlay_core::ConnId(conn),
+            direction: overlay_core::Direction::Inbound,
+            remote: overlay_core::Addr::from(remote),
+        },
+    );
+    c.run();
+}
+
+#[test]
+fn idle_strangers_neither_stop_dialing_nor_crowd_in_from_one_host() {
+    // Node 0 listens; node 1 will only be dialed by node 0 (its bootstrap).
+    let mut c = Cluster::new(vec![
+        config(0, 100, vec![], &[1]),
+        config(1, 200, vec![], &[]),
+    ]);
+    c.blocked = vec![(0, 1)];
+    for k in 0..30 {
+        idle_inbound(&mut c, 0, 90_000 + k, &format!("192.0.2.{k}:40000"));
+    }
+    c.blocked.clear();
+    c.advance(2_000);
+    assert!(c.linked(0, 1), "node 0 still dials out");
+    // From one host, four pending handshakes at a time.
+    let before = c.closes.len();
+    for k in 0..6 {
+        idle_inbound(
+            &mut c,
+            1,
+            95_000 + k,
+            &format!("198.51.100.7:{}", 40_000 + k),
+        );
+    }
+    let refused = c.closes[before..]
+        .iter()
+        .filter(|(i, r)| *i == 1 && *r == overlay_core::CloseReason::AtCapacity)
+        .count();
+    assert_eq!(refused, 2);
+}

@@ -5,6 +5,7 @@
 mod harness;
 
 use harness::*;
+use overlay_core::swarm::REFUSED;
 use overlay_core::wire::{LinkMessage, RumorBody, RumorContent, SignedRumor};
 use overlay_core::{CloseReason, Command, MemberState, NodeId, Notification, RejectReason};
 use serde_json::value::RawValue;
@@ -847,10 +848,15 @@ fn hellos_without_the_cluster_key_proof_or_replayed_get_no_rsa_work() {
     );
     let sent = handshake_sends(&answer);
     assert!(sent.iter().all(|f| !f.contains("welcome")), "{sent:?}");
-    assert!(
-        sent.iter().any(|f| f.contains("bad cluster key proof")),
-        "{sent:?}"
-    );
+    // One text for every refusal: the reason stays with the listener.
+    assert!(sent.iter().any(|f| f.contains(REFUSED)), "{sent:?}");
+    assert!(answer.iter().any(|a| matches!(
+        a,
+        overlay_core::Action::Notify(Notification::Rejected {
+            reason: RejectReason::BadProof,
+            ..
+        })
+    )));
     // The genuine hello is answered once; replayed on another connection it is refused.
     listener.handle(t, inbound(ConnId(11)));
     let first = handshake_sends(&listener.handle(
@@ -870,8 +876,43 @@ fn hellos_without_the_cluster_key_proof_or_replayed_get_no_rsa_work() {
         },
     ));
     assert!(replay.iter().all(|f| !f.contains("welcome")), "{replay:?}");
+    assert!(replay.iter().any(|f| f.contains(REFUSED)), "{replay:?}");
+}
+
+#[test]
+fn a_refusal_says_nothing_of_live_ids_or_bans() {
+    use overlay_core::wire::{Handshake, encode_frame, to_json};
+    use overlay_core::{ConnId, Direction, Event, Time};
+    // A dialer claiming node 1's own id (a live id here) is refused with the same text as
+    // any other refusal.
+    let t = Time::from_millis(1);
+    let (_dialer, mut listener, hello_frame) = dialer_and_listener(t);
+    let Handshake::Hello(hello) = serde_json::from_slice(&hello_frame[4..]).unwrap() else {
+        panic!("not a hello")
+    };
+    let mut claim = hello.clone();
+    claim.identity.node = listener.status().node;
+    claim.identity.nonce[0] ^= 1;
+    claim.proof = overlay_core::swarm::hello_proof(&cluster_key(7), &claim.identity);
+    listener.handle(
+        t,
+        Event::Connected {
+            conn: ConnId(20),
+            direction: Direction::Inbound,
+            remote: addr(1),
+        },
+    );
+    let answer = listener.handle(
+        t,
+        Event::Received {
+            conn: ConnId(20),
+            bytes: encode_frame(&to_json(&Handshake::Hello(claim))),
+        },
+    );
+    let sent = handshake_sends(&answer);
+    assert_eq!(sent.len(), 1, "{sent:?}");
     assert!(
-        replay.iter().any(|f| f.contains("replayed hello")),
-        "{replay:?}"
+        sent[0].contains(REFUSED) && !sent[0].contains("conflict"),
+        "{sent:?}"
     );
 }
