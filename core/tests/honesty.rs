@@ -77,6 +77,17 @@ fn own_advert(c: &mut Cluster, i: usize, seq: u64) -> SignedRumor {
     node.sign_rumor(seq, content)
 }
 
+/// Node `i` is told its links are now `to` alone; returns its sequence number after.
+fn set_links(c: &mut Cluster, i: usize, to: overlay_core::AsLink) -> u64 {
+    let now = c.now;
+    let actions = c
+        .node_mut(i)
+        .handle(now, Event::Command(Command::SetLinks(vec![to])));
+    c.execute(i, actions);
+    c.run();
+    c.node(i).status().seq
+}
+
 fn push(rumors: Vec<SignedRumor>) -> LinkMessage {
     LinkMessage::Rumors { rumors }
 }
@@ -151,13 +162,7 @@ fn links_changed_many_times_within_a_period_are_paced_and_blame_nobody() {
     let (mut c, _) = relay_setup();
     let before = c.node(1).status().seq;
     for cost in 1..=20 {
-        let now = c.now;
-        let actions = c.node_mut(1).handle(
-            now,
-            Event::Command(Command::SetLinks(vec![link(100, 10, cost)])),
-        );
-        c.execute(1, actions);
-        c.run();
+        set_links(&mut c, 1, link(100, 10, cost));
     }
     let signed = c.node(1).status().seq - before;
     assert!(
@@ -573,14 +578,7 @@ fn announce_hops_zero(c: &mut Cluster, origin: u32, seq: u64) {
 
 /// The origin (node 0) changes its links; returns the new advertisement's seq.
 fn change_links(c: &mut Cluster, cost: u64) -> u64 {
-    let now = c.now;
-    let actions = c.node_mut(0).handle(
-        now,
-        Event::Command(Command::SetLinks(vec![link(200, 10, cost)])),
-    );
-    c.execute(0, actions);
-    c.run();
-    c.node(0).status().seq
+    set_links(c, 0, link(200, 10, cost))
 }
 
 #[test]

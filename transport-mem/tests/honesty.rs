@@ -76,41 +76,15 @@ impl Arbitrary for Fault {
     }
 }
 
-#[derive(Clone, Debug)]
-struct Schedule {
-    seed: u64,
-    nodes: usize,
-    shape: u8,
-    faults: Vec<Fault>,
-}
+type Schedule = common::Schedule<Fault>;
 
 impl Arbitrary for Schedule {
     fn arbitrary(g: &mut Gen) -> Self {
-        let max = MAX_NODES.with(Cell::get);
-        Schedule {
-            seed: u64::arbitrary(g),
-            nodes: 3 + usize::arbitrary(g) % (max - 2),
-            shape: u8::arbitrary(g),
-            faults: (0..1 + usize::arbitrary(g) % 8)
-                .map(|_| Fault::arbitrary(g))
-                .collect(),
-        }
+        Schedule::generate(g, MAX_NODES.with(Cell::get), 1..9)
     }
 
     fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
-        let me = self.clone();
-        let fewer = (self.nodes > 3).then(|| Schedule {
-            nodes: self.nodes - 1,
-            ..self.clone()
-        });
-        Box::new(
-            fewer
-                .into_iter()
-                .chain(self.faults.shrink().map(move |faults| Schedule {
-                    faults,
-                    ..me.clone()
-                })),
-        )
+        self.shrunk()
     }
 }
 

@@ -81,41 +81,15 @@ impl Arbitrary for Fault {
 }
 
 /// A cluster and a fault schedule, one fault per gossip round.
-#[derive(Clone, Debug)]
-struct Schedule {
-    seed: u64,
-    nodes: usize,
-    shape: u8,
-    faults: Vec<Fault>,
-}
+type Schedule = common::Schedule<Fault>;
 
 impl Arbitrary for Schedule {
     fn arbitrary(g: &mut Gen) -> Self {
-        let max = MAX_NODES.with(Cell::get);
-        Schedule {
-            seed: u64::arbitrary(g),
-            nodes: 3 + usize::arbitrary(g) % (max - 2),
-            shape: u8::arbitrary(g),
-            faults: (0..usize::arbitrary(g) % 5)
-                .map(|_| Fault::arbitrary(g))
-                .collect(),
-        }
+        Schedule::generate(g, MAX_NODES.with(Cell::get), 0..5)
     }
 
     fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
-        let me = self.clone();
-        let fewer_nodes = (self.nodes > 3).then(|| Schedule {
-            nodes: self.nodes - 1,
-            ..self.clone()
-        });
-        Box::new(
-            fewer_nodes
-                .into_iter()
-                .chain(self.faults.shrink().map(move |faults| Schedule {
-                    faults,
-                    ..me.clone()
-                })),
-        )
+        self.shrunk()
     }
 }
 

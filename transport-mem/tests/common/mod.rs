@@ -9,7 +9,7 @@ use std::time::Duration;
 use overlay_core::{Asn, ClusterKey, Config, Identity, MemberState, NodeId};
 use overlay_transport_mem::experiment::addr;
 use overlay_transport_mem::{KeyPool, Sim, SimParams, SlotId, Topology};
-use quickcheck::TestResult;
+use quickcheck::{Arbitrary, Gen, TestResult};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -136,4 +136,45 @@ pub fn member_state(sim: &Sim, slot: SlotId, id: NodeId) -> Option<MemberState> 
 /// replayed even when quickcheck does not print the arguments.
 pub fn fail(input: &dyn std::fmt::Debug, what: impl std::fmt::Display) -> TestResult {
     TestResult::error(format!("{what}\ninput: {input:?}"))
+}
+
+/// A cluster (seed, size, topology shape) and a list of faults, as a quickcheck input.
+#[derive(Clone, Debug)]
+pub struct Schedule<F> {
+    pub seed: u64,
+    pub nodes: usize,
+    pub shape: u8,
+    pub faults: Vec<F>,
+}
+
+impl<F: Arbitrary> Schedule<F> {
+    /// 3 to `max_nodes` nodes and `faults.start` to `faults.end - 1` faults.
+    pub fn generate(g: &mut Gen, max_nodes: usize, faults: std::ops::Range<usize>) -> Self {
+        let span = faults.end.saturating_sub(faults.start).max(1);
+        Schedule {
+            seed: u64::arbitrary(g),
+            nodes: 3 + usize::arbitrary(g) % (max_nodes - 2),
+            shape: u8::arbitrary(g),
+            faults: (0..faults.start + usize::arbitrary(g) % span)
+                .map(|_| F::arbitrary(g))
+                .collect(),
+        }
+    }
+
+    /// One node fewer, or a shorter fault list.
+    pub fn shrunk(&self) -> Box<dyn Iterator<Item = Self>> {
+        let me = self.clone();
+        let fewer_nodes = (self.nodes > 3).then(|| Schedule {
+            nodes: self.nodes - 1,
+            ..self.clone()
+        });
+        Box::new(
+            fewer_nodes
+                .into_iter()
+                .chain(self.faults.shrink().map(move |faults| Schedule {
+                    faults,
+                    ..me.clone()
+                })),
+        )
+    }
 }
