@@ -2,10 +2,13 @@
 //! `GET /v1/status`, `/v1/routes`, `/v1/peers`, `/v1/members`, `/v1/topology` (JSON) and
 //! `/v1/topology.dot` (Graphviz), `/metrics` (Prometheus text) and `POST /v1/leave`; a
 //! bearer token is required when one is configured. The network page's static files
-//! (`GET /`, see [`web`]) hold no data and are served without it.
+//! (`GET /`, see [`web`]) hold no data and are served without it. At most 32 connections
+//! are served at once, and at most [`MAX_PER_CLIENT`] from one client address.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,6 +34,8 @@ use crate::{metrics, web};
 
 /// Control API connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 32;
+/// Connections one client address may hold at a time (a browser opens at most six).
+pub const MAX_PER_CLIENT: usize = 8;
 /// Time a client has to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -38,10 +43,15 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn serve(listener: TcpListener, handle: Handle, token: Option<String>) {
     let token = Arc::new(token);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let clients: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     loop {
         let slot = slots.acquire_arc().await;
         let Ok((stream, peer)) = listener.accept().await else {
             smol::Timer::after(Duration::from_millis(100)).await;
+            continue;
+        };
+        let Some(client) = ClientSlot::take(&clients, peer.ip()) else {
+            debug!(%peer, "control API: too many connections from one client");
             continue;
         };
         let handle = handle.clone();
@@ -60,9 +70,42 @@ pub async fn serve(listener: TcpListener, handle: Handle, token: Option<String>)
             if let Err(e) = served {
                 debug!(%peer, error = %e, "control API connection ended");
             }
-            drop(slot);
+            drop((slot, client));
         })
         .detach();
+    }
+}
+
+/// One of a client address's [`MAX_PER_CLIENT`] connections, given back when dropped.
+struct ClientSlot {
+    clients: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl ClientSlot {
+    fn take(clients: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<ClientSlot> {
+        let mut held = clients.lock().unwrap_or_else(|e| e.into_inner());
+        let count = held.entry(ip).or_default();
+        if *count >= MAX_PER_CLIENT {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            clients: Arc::clone(clients),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut held = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = held.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.ip);
+            }
+        }
     }
 }
 

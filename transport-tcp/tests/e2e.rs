@@ -420,3 +420,32 @@ fn the_demo_runs_and_checks_the_fixture_table() {
         "{stdout}"
     );
 }
+
+#[test]
+fn one_client_cannot_hold_every_control_api_connection() {
+    use std::io::Read;
+    use std::net::TcpStream;
+    let mut c = Cluster::new(topology::generated(1), "@every 500ms", &key(41));
+    c.start(0);
+    assert!(wait_for(CONVERGE, || c.status(0)).is_some());
+    let max = overlay_transport_tcp::api::MAX_PER_CLIENT;
+    let idle: Vec<TcpStream> = (0..max)
+        .map(|_| TcpStream::connect(c.rpc[0]).unwrap())
+        .collect();
+    // One more from the same address is closed at once, without an answer.
+    let mut extra = TcpStream::connect(c.rpc[0]).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let closed = match extra.read(&mut byte) {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(closed, "the extra connection was kept open");
+    drop(idle);
+    assert!(
+        wait_for(CONVERGE, || c.status(0)).is_some(),
+        "the API answers again once the idle connections are gone"
+    );
+}
