@@ -161,6 +161,7 @@ pub fn run(args: &DaemonArgs) -> Result<(), DaemonError> {
             "DEVELOPMENT MODE: anyone can join this cluster and read its gossip. Never run it like this in production."
         );
     }
+    raise_open_files(&settings);
     let (identity, created) = keys::load_or_create_identity(&settings.key_file)?;
     #[cfg(feature = "chaos")]
     let attacker = identity.clone();
@@ -203,4 +204,21 @@ pub fn run(args: &DaemonArgs) -> Result<(), DaemonError> {
         info!("stopped");
         Ok(())
     })
+}
+
+/// Raises the soft limit on open files to the hard one (a connection is a file; a low
+/// default such as 1024 would cap the peers, handshakes, API clients and closing sockets
+/// together), and warns when even the hard limit is below what the configuration can use.
+fn raise_open_files(settings: &Settings) {
+    let needed = (4 * settings.core.max_peers + 64) as u64;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < needed => {
+            warn!(
+                limit,
+                needed, "the open-file limit is below what max_peers can use; raise it"
+            )
+        }
+        Ok(limit) => info!(limit, "open-file limit"),
+        Err(e) => warn!(error = %e, "could not read or raise the open-file limit"),
+    }
 }

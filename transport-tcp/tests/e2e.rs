@@ -449,3 +449,27 @@ fn one_client_cannot_hold_every_control_api_connection() {
         "the API answers again once the idle connections are gone"
     );
 }
+
+#[test]
+fn the_daemon_raises_its_open_file_limit_to_the_hard_limit() {
+    // Started with a soft limit of 256 (a shell lowers it, then becomes the daemon).
+    let mut c = Cluster::new(topology::generated(1), "@every 500ms", &key(42));
+    c.wrappers[0] = ["sh", "-c", "ulimit -Sn 256 && exec \"$0\" \"$@\""]
+        .map(String::from)
+        .to_vec();
+    c.start(0);
+    assert!(wait_for(CONVERGE, || c.status(0)).is_some());
+    let pid = c.daemon(0).pid();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers.len(), 2, "{line}");
+    assert_eq!(
+        numbers[0], numbers[1],
+        "soft limit raised to the hard one: {line}"
+    );
+    assert_ne!(numbers[0], "256", "{line}");
+}
