@@ -624,27 +624,6 @@ fn a_peer_lying_about_its_hop_count_becomes_an_eager_parent_once_at_most() {
     assert_eq!(blamed(&c, 2), vec![]);
 }
 
-#[test]
-fn zz_debug_amplify() {
-    let (mut c, _) = relay_setup();
-    for _ in 0..4 {
-        for batch in 0..3u32 {
-            let ids: Vec<overlay_core::wire::Announcement> = (0..4096)
-                .map(|k| {
-                    overlay_core::wire::Announcement(
-                        NodeId(2_000_000_000 + batch * 4096 + k),
-                        None,
-                        1,
-                        1,
-                    )
-                })
-                .collect();
-            c.inject(1, 0, &LinkMessage::IHave { ids });
-        }
-    }
-    eprintln!("busy {:?}", c.node(0).metrics().rejects);
-}
-
 /// Opens an inbound connection to node `i` from `remote` that never says a word.
 fn idle_inbound(c: &mut Cluster, i: usize, conn: u64, remote: &str) {
     c.deliver(
