@@ -289,9 +289,7 @@ impl Broadcast {
         anns: &[Announcement],
         store: &Gossip,
     ) -> Result<(), RejectReason> {
-        if !self.allow_requests(conn, anns.len()) {
-            return Err(RejectReason::RateLimited);
-        }
+        self.allow_requests(conn, anns.len())?;
         for ann in anns {
             let id = ann.id();
             if store.knows(&id.key(), id.seq()) {
@@ -399,11 +397,16 @@ impl Broadcast {
         }
     }
 
-    /// Counts ids a peer asks for; false past the per-round limit.
-    fn allow_requests(&mut self, conn: ConnId, n: usize) -> bool {
+    /// Counts ids a peer asks for; `busy` past the per-round limit (not answered, and not
+    /// blamed: a node starved of CPU reads several of a peer's rounds at once).
+    fn allow_requests(&mut self, conn: ConnId, n: usize) -> Result<(), RejectReason> {
         let used = self.requests.entry(conn).or_default();
         *used = used.saturating_add(n);
-        *used <= self.policy.max_requests_per_round
+        if *used <= self.policy.max_requests_per_round {
+            Ok(())
+        } else {
+            Err(RejectReason::Busy)
+        }
     }
 
     /// The peer grafted: push its origins' rumors to it eagerly again, and answer what it
@@ -416,9 +419,7 @@ impl Broadcast {
         origins: &[NodeId],
         store: &Gossip,
     ) -> Result<(), RejectReason> {
-        if !self.allow_requests(conn, ids.len() + origins.len()) {
-            return Err(RejectReason::RateLimited);
-        }
+        self.allow_requests(conn, ids.len() + origins.len())?;
         for &origin in origins.iter().chain(ids.iter().map(|id| &id.0)) {
             self.set_lazy(conn, origin, false);
         }
@@ -434,9 +435,7 @@ impl Broadcast {
         ids: &[RumorId],
         store: &Gossip,
     ) -> Result<(), RejectReason> {
-        if !self.allow_requests(conn, ids.len()) {
-            return Err(RejectReason::RateLimited);
-        }
+        self.allow_requests(conn, ids.len())?;
         self.answer(now, conn, ids, store);
         Ok(())
     }
@@ -463,9 +462,7 @@ impl Broadcast {
         // A reply is our whole digest: it costs what it lists, not one unit.
         let reply = digest.reply && digest.after.is_none();
         let cost = digest.ids.len().max(1) + if reply { store.len() } else { 0 };
-        if !self.allow_requests(conn, cost) {
-            return Err(RejectReason::RateLimited);
-        }
+        self.allow_requests(conn, cost)?;
         let until = now + self.policy.pull_timeout;
         let mut wanted = Vec::new();
         for id in &digest.ids {
@@ -898,7 +895,7 @@ mod tests {
         assert!(bc.grafted(Time::ZERO, a, &ids, &[], &store).is_ok());
         assert_eq!(
             bc.grafted(Time::ZERO, a, &ids[..1], &[], &store),
-            Err(RejectReason::RateLimited)
+            Err(RejectReason::Busy)
         );
         bc.new_round(Time::ZERO);
         assert!(bc.grafted(Time::ZERO, a, &ids[..1], &[], &store).is_ok());

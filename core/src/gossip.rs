@@ -357,19 +357,8 @@ impl Gossip {
             Ok(admitted) => admitted,
             Err(outcome) => return outcome,
         };
-        // The peer signed, with its own key, for an id that is not its own.
-        if admitted.fingerprint == admission.sender_key && admitted.body.origin != sender {
-            return Outcome::Rejected(RejectReason::Impersonation(admitted.body.origin));
-        }
-        if admitted.body.origin == self.me {
-            return Outcome::OwnEcho(admitted.body.seq);
-        }
-        // Only a live member bound to the signing key may accuse: unbound ids would let
-        // one key holder sign a whole quorum (and fill the store with accusations).
-        if matches!(admitted.body.content, RumorContent::Accuse { .. })
-            && (admission.bound)(key.origin) != Some(admitted.fingerprint)
-        {
-            return Outcome::Ignored(RejectReason::NotMember(key.origin));
+        if let Err(outcome) = self.check_signer(&admitted, sender, admission) {
+            return outcome;
         }
         let Some(expires_at) = self.lifetime(now, &admitted) else {
             return Outcome::Ignored(RejectReason::Untimely);
@@ -397,6 +386,31 @@ impl Gossip {
         );
         metrics.rumors_accepted += 1;
         Outcome::Accepted(Box::new(Accepted { key, admitted }))
+    }
+
+    /// What a verified rumor's signer may say: a peer's own key signs for the peer's id
+    /// only; this node's own id is an echo of an earlier incarnation; only a live member
+    /// bound to the signing key may accuse (unbound ids would let one key holder sign a
+    /// whole quorum, and fill the store with accusations).
+    fn check_signer(
+        &self,
+        admitted: &AdmittedRumor,
+        sender: NodeId,
+        admission: &Admission<'_>,
+    ) -> Result<(), Outcome> {
+        let origin = admitted.body.origin;
+        if admitted.fingerprint == admission.sender_key && origin != sender {
+            return Err(Outcome::Rejected(RejectReason::Impersonation(origin)));
+        }
+        if origin == self.me {
+            return Err(Outcome::OwnEcho(admitted.body.seq));
+        }
+        if matches!(admitted.body.content, RumorContent::Accuse { .. })
+            && (admission.bound)(origin) != Some(admitted.fingerprint)
+        {
+            return Err(Outcome::Ignored(RejectReason::NotMember(origin)));
+        }
+        Ok(())
     }
 
     /// The rumor parsed, checked against its envelope and this node's identities, and

@@ -503,11 +503,8 @@ impl Node {
             }
             LinkMessage::Heartbeat | LinkMessage::Bye { .. } => Ok(()),
         };
-        match requested {
-            // Past the round's request budget: not answered, and not blamed either.
-            Err(RejectReason::RateLimited) => self.rejected(conn, Some(peer), RejectReason::Busy),
-            Err(reason) => self.rejected(conn, Some(peer), reason),
-            Ok(()) => {}
+        if let Err(reason) = requested {
+            self.rejected(conn, Some(peer), reason);
         }
     }
 
