@@ -65,6 +65,7 @@ fn rumor_pool() -> Vec<SignedRumor> {
                     cost: seq,
                 }]
                 .into(),
+                cert: None,
             };
             pool.push(
                 sign(

@@ -683,6 +683,7 @@ mod tests {
             asn: Asn(9),
             addr: Addr::from("x"),
             links: std::sync::Arc::from([]),
+            cert: None,
         };
         let mut rumor = sign(NodeId(9), 1, Time::ZERO, &id, &mut rng, content).envelope(0, 0);
         rumor.hops = hops;
@@ -692,6 +693,7 @@ mod tests {
             bound: &|_| None,
             owner: &|_| None,
             sender_key: crate::sentry::Fingerprint([0; 32]),
+            trust: None,
         };
         let outcome = store.receive(
             Time::ZERO,

@@ -8,8 +8,8 @@ use thiserror::Error;
 
 use crate::broadcast::Dissemination;
 use crate::scheduler::{CronError, parse_cron};
-use crate::sentry::ClusterKey;
-use crate::wire::{Addr, AsLink, Asn, NodeId, check_addr};
+use crate::sentry::{ClusterKey, PublicIdentity};
+use crate::wire::{Addr, AsLink, Asn, Certificate, NodeId, check_addr};
 
 /// Smallest `max_frame_bytes` accepted: a full advertisement must fit in one frame.
 pub const MIN_FRAME_BYTES: usize = 16 * 1024;
@@ -90,6 +90,9 @@ pub enum ConfigError {
     /// A limit that must be positive is zero.
     #[error("{0}: must be greater than zero")]
     Zero(&'static str),
+    /// With `trusted_cas`, no certificate, or one that does not certify this node.
+    #[error("cert_file: {0}")]
+    Certificate(String),
 }
 
 /// Everything a node needs besides its identity, clock and randomness.
@@ -158,6 +161,11 @@ pub struct Config {
     pub anti_entropy_period: Option<Duration>,
     /// Plumtree tree optimisation threshold in hops (0 disables; default 1).
     pub optimize_hops: u32,
+    /// Public keys of the certificate authorities this node trusts (several, so that they
+    /// can rotate). Empty: open membership, where any holder of the cluster key may join.
+    pub trusted_cas: Vec<PublicIdentity>,
+    /// This node's certificate from one of `trusted_cas` (required with them).
+    pub certificate: Option<Certificate>,
 }
 
 impl Config {
@@ -195,6 +203,8 @@ impl Config {
             graft_timeout: None,
             anti_entropy_period: None,
             optimize_hops: 1,
+            trusted_cas: Vec::new(),
+            certificate: None,
         }
     }
 

@@ -11,7 +11,7 @@ use crate::config::ConfigError;
 use crate::routing::RouteChange;
 use crate::scheduler::Time;
 use crate::sentry::Fingerprint;
-use crate::wire::{Addr, AsLink, Asn, ConnId, NodeId, WireError};
+use crate::wire::{Addr, AsLink, Asn, Certificate, ConnId, NodeId, WireError};
 
 /// Which side opened a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -68,6 +68,9 @@ pub enum Command {
     SetLinks(Vec<AsLink>),
     /// Dial this address now.
     Connect(Addr),
+    /// Use this renewed certificate from now on, and advertise it at once (refused with
+    /// [`Notification::CommandFailed`] unless it certifies this node's id, AS and key).
+    SetCertificate(Box<Certificate>),
 }
 
 /// Something the node asks the embedder to do or wants it to know.
@@ -233,6 +236,9 @@ pub enum CloseReason {
     /// This node dialed itself.
     #[error("connection to self")]
     SelfConnection,
+    /// The peer's certificate expired and no renewed one arrived.
+    #[error("peer's certificate expired")]
+    CertificateExpired,
 }
 
 /// Why a frame or a message was rejected.
@@ -308,6 +314,12 @@ pub enum RejectReason {
     /// clock by more than the skew bound: ignored.
     #[error("issued outside its lifetime")]
     Untimely,
+    /// Where the cluster has an authority: a hello or advertisement without a valid
+    /// certificate for its id, AS and key, or another rumor from an id that is not a live
+    /// certified member. Ignored (a relay cannot fix what the origin signed, and validity
+    /// depends on clocks).
+    #[error("not certified: {0}")]
+    Uncertified(String),
 }
 
 impl RejectReason {
@@ -351,6 +363,7 @@ impl RejectReason {
             RejectReason::Untimely => "untimely",
             RejectReason::NotMember(_) => "not_member",
             RejectReason::Impersonation(_) => "impersonation",
+            RejectReason::Uncertified(_) => "uncertified",
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use rand_core::CryptoRng;
 use serde_json::value::RawValue;
 
+use crate::cert::{CertError, Trust};
 use crate::event::{Metrics, RejectReason};
 use crate::pace::{RateLimit, SignedRate};
 use crate::scheduler::Time;
@@ -119,6 +120,17 @@ pub enum Outcome {
     Ignored(RejectReason),
     /// Invalid: the sender is to blame.
     Rejected(RejectReason),
+    /// Proof, by its own valid signature, that the key `key` (which speaks for `node`)
+    /// signed for an identity that is not its own: the signer is to blame, whoever
+    /// relayed it.
+    Convicted {
+        /// The identity the key speaks for.
+        node: NodeId,
+        /// The signing key.
+        key: Fingerprint,
+        /// What it did.
+        reason: RejectReason,
+    },
 }
 
 /// Entries per generation of a link's recent-delivery record.
@@ -234,17 +246,12 @@ fn check_envelope(
     if (admission.excluded)(&admitted.fingerprint) {
         return Err(Outcome::Ignored(RejectReason::Excluded));
     }
-    let conflict = || {
-        Err(Outcome::Ignored(RejectReason::IdentityConflict(
-            body.origin,
-        )))
-    };
     if (admission.bound)(body.origin).is_some_and(|b| b != admitted.fingerprint) {
-        return conflict();
-    }
-    // A key that speaks for one live member may not speak for another id.
-    if (admission.owner)(&admitted.fingerprint).is_some_and(|id| id != body.origin) {
-        return conflict();
+        // Another key speaks for this id (an honest re-key waits for the old binding to
+        // lapse).
+        return Err(Outcome::Ignored(RejectReason::IdentityConflict(
+            body.origin,
+        )));
     }
     Ok(())
 }
@@ -278,6 +285,8 @@ pub struct Admission<'a> {
     pub owner: &'a dyn Fn(&Fingerprint) -> Option<NodeId>,
     /// The key of the direct peer the rumor came from.
     pub sender_key: Fingerprint,
+    /// The cluster's authorities, if it has any.
+    pub trust: Option<&'a Trust>,
 }
 
 impl Gossip {
@@ -357,10 +366,11 @@ impl Gossip {
             Ok(admitted) => admitted,
             Err(outcome) => return outcome,
         };
-        if let Err(outcome) = self.check_signer(&admitted, sender, admission) {
-            return outcome;
-        }
-        let Some(expires_at) = self.lifetime(now, &admitted) else {
+        let certified_until = match self.check_signer(now, &admitted, sender, admission) {
+            Ok(until) => until,
+            Err(outcome) => return outcome,
+        };
+        let Some(expires_at) = self.lifetime(now, &admitted, certified_until) else {
             return Outcome::Ignored(RejectReason::Untimely);
         };
         let issued_at = admitted.body.issued_at;
@@ -388,29 +398,52 @@ impl Gossip {
         Outcome::Accepted(Box::new(Accepted { key, admitted }))
     }
 
-    /// What a verified rumor's signer may say: a peer's own key signs for the peer's id
-    /// only; this node's own id is an echo of an earlier incarnation; only a live member
-    /// bound to the signing key may accuse (unbound ids would let one key holder sign a
-    /// whole quorum, and fill the store with accusations).
+    /// What a verified rumor's signer may say, and until when its certificate lets it be
+    /// believed. A key signs for its own id only: a direct peer's key for the peer, a key
+    /// that speaks for a live member for that member, a certified key for what its
+    /// certificate names; anything else is proven misbehaviour. This node's own id is an
+    /// echo of an earlier incarnation. Only a live member bound to the signing key may
+    /// accuse (unbound ids would let one key holder sign a whole quorum, and fill the
+    /// store with accusations); with an authority, every rumor but a certified
+    /// advertisement needs such a member too.
     fn check_signer(
         &self,
+        now: Time,
         admitted: &AdmittedRumor,
         sender: NodeId,
         admission: &Admission<'_>,
-    ) -> Result<(), Outcome> {
-        let origin = admitted.body.origin;
-        if admitted.fingerprint == admission.sender_key && origin != sender {
-            return Err(Outcome::Rejected(RejectReason::Impersonation(origin)));
+    ) -> Result<Option<Time>, Outcome> {
+        let body = &admitted.body;
+        let (origin, key) = (body.origin, admitted.fingerprint);
+        let convicted = |node| Outcome::Convicted {
+            node,
+            key,
+            reason: RejectReason::Impersonation(origin),
+        };
+        if key == admission.sender_key && origin != sender {
+            return Err(convicted(sender));
+        }
+        if let Some(owner) = (admission.owner)(&key).filter(|&owner| owner != origin) {
+            return Err(convicted(owner));
         }
         if origin == self.me {
-            return Err(Outcome::OwnEcho(admitted.body.seq));
+            return Err(Outcome::OwnEcho(body.seq));
         }
-        if matches!(admitted.body.content, RumorContent::Accuse { .. })
-            && (admission.bound)(origin) != Some(admitted.fingerprint)
-        {
-            return Err(Outcome::Ignored(RejectReason::NotMember(origin)));
+        let member = (admission.bound)(origin) == Some(key);
+        match (&body.content, admission.trust) {
+            (RumorContent::Advert { asn, cert, .. }, Some(trust)) => {
+                match trust.certifies(now, cert.as_ref(), origin, *asn, &key) {
+                    Ok(until) => Ok(Some(until)),
+                    Err(CertError::Misnamed { node, .. }) => Err(convicted(node)),
+                    Err(e) => Err(Outcome::Ignored(RejectReason::Uncertified(e.to_string()))),
+                }
+            }
+            (RumorContent::Advert { .. }, None) => Ok(None),
+            (_, Some(_)) | (RumorContent::Accuse { .. }, None) if !member => {
+                Err(Outcome::Ignored(RejectReason::NotMember(origin)))
+            }
+            _ => Ok(None),
         }
-        Ok(())
     }
 
     /// The rumor parsed, checked against its envelope and this node's identities, and
@@ -457,14 +490,14 @@ impl Gossip {
         }
     }
 
-    /// When a verified rumor expires: its signed issue time plus the limit of its kind.
-    /// `None` when it is already expired, or issued further ahead of this node's clock
-    /// than the skew bound (never blamed: the relay did not sign it, and the origin's
-    /// clock may be wrong).
-    fn lifetime(&self, now: Time, admitted: &AdmittedRumor) -> Option<Time> {
+    /// When a verified rumor expires: its signed issue time plus the limit of its kind, or
+    /// the end of its certificate's validity if that comes first. `None` when it is
+    /// already expired, or issued further ahead of this node's clock than the skew bound
+    /// (never blamed: the relay did not sign it, and the origin's clock may be wrong).
+    fn lifetime(&self, now: Time, admitted: &AdmittedRumor, cap: Option<Time>) -> Option<Time> {
         let issued = Time::from_millis(admitted.body.issued_at);
         let limit = self.expiry_for(Kind::of(&admitted.body.content));
-        let expires_at = issued + limit;
+        let expires_at = cap.map_or(issued + limit, |cap| cap.min(issued + limit));
         (issued <= now + self.policy.max_clock_skew && expires_at > now).then_some(expires_at)
     }
 

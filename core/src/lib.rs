@@ -97,6 +97,7 @@
 
 mod bindings;
 pub mod broadcast;
+mod cert;
 pub mod config;
 pub mod event;
 pub mod gossip;
@@ -109,6 +110,7 @@ pub mod swarm;
 pub mod wire;
 
 pub use broadcast::Dissemination;
+pub use cert::{CertError, Trust, issue_certificate};
 pub use config::{Config, ConfigError};
 pub use event::{
     Action, CloseReason, Command, Direction, Event, Metrics, Notification, RejectReason,

@@ -11,6 +11,7 @@ use rand_core::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::broadcast::{Broadcast, BroadcastPolicy};
+use crate::cert::Trust;
 use crate::config::{Config, ConfigError};
 use crate::event::{Action, CloseReason, Command, Event, Metrics, Notification, RejectReason};
 use crate::gossip::{Accepted, Admission, Gossip, GossipPolicy, Kind, Outcome};
@@ -36,6 +37,8 @@ macro_rules! me {
             listen: &$node.config.listen_addr,
             excluded: &|fp: &Fingerprint| $node.reputation.is_excluded(fp),
             bound: &|node: NodeId| bound_key(&$node.routing, node),
+            trust: $node.trust.as_ref(),
+            cert: $node.config.certificate.as_ref(),
         }
     };
 }
@@ -139,6 +142,8 @@ pub struct Node {
     broadcast: Broadcast,
     routing: Routing,
     reputation: Reputation,
+    /// The cluster's authorities, if it has any.
+    trust: Option<Trust>,
     metrics: Metrics,
     left: bool,
     last_routes: Option<Time>,
@@ -177,6 +182,7 @@ impl Node {
         cache: VerifyCache,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        let trust = certified(&config, &identity, now)?;
         let keyring = Keyring::new(config.cluster_keys.clone()).ok_or(ConfigError::NoClusterKey)?;
         let swarm = Swarm::new(
             SwarmPolicy {
@@ -184,6 +190,7 @@ impl Node {
                 target_peers: config.target(),
                 max_frame_bytes: config.max_frame_bytes,
                 heartbeat: config.heartbeat(),
+                hello_window: config.clock_skew(),
             },
             &config.listen_addr,
             &config.bootstrap,
@@ -231,6 +238,7 @@ impl Node {
             gossip,
             broadcast,
             reputation,
+            trust,
             metrics: Metrics::default(),
             left: false,
             last_routes: None,
@@ -319,6 +327,17 @@ impl Node {
             Command::Connect(addr) => {
                 self.swarm.learn(&addr, self.now, &mut self.rng);
                 self.swarm.dial(addr, &mut self.out);
+            }
+            Command::SetCertificate(cert) => {
+                let mut candidate = self.config.clone();
+                candidate.certificate = Some(*cert);
+                match certified(&candidate, &self.identity, self.now) {
+                    Ok(_) => {
+                        self.config = candidate;
+                        self.advertise();
+                    }
+                    Err(e) => self.notify(Notification::CommandFailed(e)),
+                }
             }
         }
     }
@@ -539,6 +558,7 @@ impl Node {
             bound: &bound,
             owner: &owner,
             sender_key: peer.fingerprint,
+            trust: self.trust.as_ref(),
         };
         match self.gossip.receive(
             self.now,
@@ -568,6 +588,7 @@ impl Node {
                 *self.metrics.rejects.entry(reason.label()).or_default() += 1;
             }
             Outcome::Rejected(reason) => self.rejected(conn, Some(peer), reason),
+            Outcome::Convicted { node, key, reason } => self.convicted(node, key, reason),
         }
         false
     }
@@ -578,8 +599,18 @@ impl Node {
         let body = &admitted.body;
         let origin = body.origin;
         match &body.content {
-            RumorContent::Advert { asn, addr, links } => {
+            RumorContent::Advert {
+                asn,
+                addr,
+                links,
+                cert,
+            } => {
                 self.swarm.learn(addr, self.now, &mut self.rng);
+                if let (Some(trust), Some(cert)) = (&self.trust, cert)
+                    && let Ok(until) = trust.check(self.now, cert)
+                {
+                    self.swarm.renew(&admitted.fingerprint, until);
+                }
                 let member = Member {
                     node: origin,
                     asn: *asn,
@@ -658,25 +689,44 @@ impl Node {
         let Some(peer) = peer.filter(|_| blamed) else {
             return;
         };
-        if let Verdict::Banned(until) = self.reputation.offense(self.now, peer.fingerprint) {
-            if self.swarm.link_to(&peer.fingerprint).is_none() {
-                return;
-            }
-            self.metrics.bans += 1;
+        if let Verdict::Banned(until) = self.reputation.offense(self.now, peer.fingerprint)
+            && self.swarm.link_to(&peer.fingerprint).is_some()
+        {
+            self.cut_off(peer.node, peer.fingerprint, until);
+        }
+    }
+
+    /// A rumor proves, by its signer's own signature, that the key `fp` (speaking for
+    /// `node`) signed for an identity not its own: the key is banned at once, its link (if
+    /// it is a direct peer) closed, and it is accused; the relay is not blamed.
+    fn convicted(&mut self, node: NodeId, fp: Fingerprint, reason: RejectReason) {
+        *self.metrics.rejects.entry(reason.label()).or_default() += 1;
+        if self.reputation.is_banned(&fp) {
+            return;
+        }
+        let until = self.reputation.convict(self.now, fp);
+        self.cut_off(node, fp, until);
+    }
+
+    /// The consequences of banning `fp` (speaking for `node`) until `until`: its link is
+    /// closed, the ban reported, and the network told.
+    fn cut_off(&mut self, node: NodeId, fp: Fingerprint, until: Time) {
+        self.metrics.bans += 1;
+        if let Some(conn) = self.swarm.link_to(&fp) {
             let events = self
                 .swarm
                 .close(conn, CloseReason::Banned, &mut self.out)
                 .into_iter()
                 .collect();
             self.on_swarm(events);
-            self.notify(Notification::PeerBanned {
-                node: peer.node,
-                fingerprint: peer.fingerprint,
-                until,
-            });
-            self.accuse(peer.node, peer.fingerprint);
-            self.accusation(self.config.node_id, peer.node, peer.fingerprint);
         }
+        self.notify(Notification::PeerBanned {
+            node,
+            fingerprint: fp,
+            until,
+        });
+        self.accuse(node, fp);
+        self.accusation(self.config.node_id, node, fp);
     }
 
     /// Signs and spreads an accusation of `accused`, or keeps it for the signing pace.
@@ -732,6 +782,7 @@ impl Node {
             asn: self.config.asn,
             addr: self.config.listen_addr.clone(),
             links: Arc::clone(&links),
+            cert: self.config.certificate.clone(),
         };
         let key = self
             .gossip
@@ -963,6 +1014,29 @@ impl Node {
 }
 
 /// The key a live node id is bound to.
+/// The trust anchors of `config`, if it has any, after checking that its certificate
+/// certifies this node's id, AS and `identity` at `now`.
+fn certified(
+    config: &Config,
+    identity: &Identity,
+    now: Time,
+) -> Result<Option<Trust>, ConfigError> {
+    if config.trusted_cas.is_empty() {
+        return Ok(None);
+    }
+    let trust = Trust::new(config.trusted_cas.clone(), config.clock_skew());
+    trust
+        .certifies(
+            now,
+            config.certificate.as_ref(),
+            config.node_id,
+            config.asn,
+            &identity.fingerprint(),
+        )
+        .map_err(|e| ConfigError::Certificate(e.to_string()))?;
+    Ok(Some(trust))
+}
+
 fn bound_key(routing: &Routing, node: NodeId) -> Option<Fingerprint> {
     routing
         .member(node)

@@ -397,6 +397,11 @@ impl Transcript {
             .field(&h.ephemeral)
             .field(h.listen.0.as_bytes())
             .field(h.key_id.as_bytes())
+            .field(&h.issued_at.to_be_bytes());
+        if let Some(cert) = &h.cert {
+            self.field(&cert.signed).field(&cert.sig);
+        }
+        self
     }
 
     /// Adds a list of addresses.
@@ -730,15 +735,25 @@ impl Reputation {
         times.push_back(now);
         let count = u32::try_from(times.len()).unwrap_or(u32::MAX);
         if count >= self.policy.reject_threshold {
-            self.offenses.remove(&fp);
-            let until = now + self.policy.ban_duration;
-            if self.bans.len() < self.policy.max_tracked {
-                self.bans.insert(fp, until);
-            }
-            Verdict::Banned(until)
+            Verdict::Banned(self.convict(now, fp))
         } else {
             Verdict::Counted(count)
         }
+    }
+
+    /// Bans the key `fp` at once (its misbehaviour is proven by its own signature, or it
+    /// reached the offense threshold); returns when the ban ends. A key already banned
+    /// keeps its ban.
+    pub fn convict(&mut self, now: Time, fp: Fingerprint) -> Time {
+        if let Some(&until) = self.bans.get(&fp) {
+            return until;
+        }
+        self.offenses.remove(&fp);
+        let until = now + self.policy.ban_duration;
+        if self.bans.len() < self.policy.max_tracked {
+            self.bans.insert(fp, until);
+        }
+        until
     }
 
     /// Records that `accuser` accuses the node `accused` with key `fp`. Returns the eviction

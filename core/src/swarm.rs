@@ -10,6 +10,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::CryptoRng;
 use x25519_dalek::{PublicKey as DhPublic, StaticSecret};
 
+use crate::cert::Trust;
 use crate::event::{Action, CloseReason, Direction, Metrics, RejectReason};
 use crate::scheduler::Time;
 use crate::sentry::{
@@ -17,9 +18,9 @@ use crate::sentry::{
     Transcript, derive_link_ciphers, handshake_signing_input,
 };
 use crate::wire::{
-    Addr, Asn, ConnId, Finish, FrameDecoder, Handshake, Hello, HelloIdentity, LINK_MESSAGE_KINDS,
-    LinkMessage, MAX_HELLO_PEERS, NodeId, PROTOCOL_VERSION, Refuse, Welcome, check_addr,
-    check_peer_list, encode_frame, from_json, from_json_versioned, to_json,
+    Addr, Asn, Certificate, ConnId, Finish, FrameDecoder, Handshake, Hello, HelloIdentity,
+    LINK_MESSAGE_KINDS, LinkMessage, MAX_HELLO_PEERS, NodeId, PROTOCOL_VERSION, Refuse, Welcome,
+    check_addr, check_peer_list, encode_frame, from_json, from_json_versioned, to_json,
 };
 
 /// Largest handshake frame accepted before a peer is authenticated.
@@ -45,6 +46,8 @@ pub struct SwarmPolicy {
     pub max_frame_bytes: usize,
     /// Heartbeat interval.
     pub heartbeat: Duration,
+    /// How far a hello's issue time may be from this node's clock.
+    pub hello_window: Duration,
 }
 
 /// An authenticated direct peer.
@@ -58,6 +61,9 @@ pub struct PeerInfo {
     pub fingerprint: Fingerprint,
     /// Where it listens.
     pub listen: Addr,
+    /// Where the cluster has an authority: until when its certificate is valid (with the
+    /// clock-skew bound; later certificates from its advertisements extend it).
+    pub certified_until: Option<Time>,
 }
 
 /// This node as the handshake needs it.
@@ -76,6 +82,10 @@ pub struct Me<'a> {
     pub excluded: &'a dyn Fn(&Fingerprint) -> bool,
     /// The key a live node id is bound to, if any.
     pub bound: &'a dyn Fn(NodeId) -> Option<Fingerprint>,
+    /// The cluster's authorities, if it has any.
+    pub trust: Option<&'a Trust>,
+    /// Own certificate (sent in hellos).
+    pub cert: Option<&'a Certificate>,
 }
 
 /// The mutable things a swarm call works with: time, randomness, counters, actions out.
@@ -197,6 +207,7 @@ pub struct Swarm {
 impl Swarm {
     /// A swarm that listens on `listen` and starts from the `bootstrap` addresses.
     pub fn new(policy: SwarmPolicy, listen: &Addr, bootstrap: &[Addr]) -> Self {
+        let hello_window = policy.hello_window;
         let candidates = bootstrap
             .iter()
             .filter(|a| *a != listen && check_addr(a).is_ok())
@@ -217,7 +228,7 @@ impl Swarm {
             dialing: BTreeSet::new(),
             own_addrs: BTreeSet::from([listen.clone()]),
             learned: 0,
-            seen_hellos: SeenHellos::default(),
+            seen_hellos: SeenHellos::new(hello_window),
         }
     }
 
@@ -425,7 +436,7 @@ impl Swarm {
             Direction::Outbound => {
                 self.dialing.remove(&remote);
                 let secret = StaticSecret::random_from_rng(io.rng);
-                let hello = hello_identity(me, &secret, me.keyring.primary(), io.rng);
+                let hello = hello_identity(me, now, &secret, me.keyring.primary(), io.rng);
                 let proof = hello_proof(me.keyring.primary(), &hello);
                 send_plain(
                     conn,
@@ -589,12 +600,10 @@ impl Swarm {
                 on_hello(
                     me,
                     hello,
-                    peers_for_hello,
-                    capacity_left,
+                    (peers_for_hello, capacity_left),
                     &mut self.seen_hellos,
-                    io.rng,
                     conn,
-                    io.out,
+                    io,
                 )
             }
             (Phase::AwaitWelcome { secret, hello }, Handshake::Welcome(welcome)) => {
@@ -811,20 +820,36 @@ impl Swarm {
     ) -> Vec<SwarmEvent> {
         let hb = self.policy.heartbeat;
         let mut events = Vec::new();
-        let links: Vec<(ConnId, Time, Time)> = self
+        let links: Vec<(ConnId, Time, Time, bool)> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.peer().is_some())
-            .map(|(&id, c)| (id, c.last_rx, c.last_tx))
+            .filter_map(|(&id, c)| {
+                let expired = c.peer()?.certified_until.is_some_and(|until| until < now);
+                Some((id, c.last_rx, c.last_tx, expired))
+            })
             .collect();
-        for (conn, last_rx, last_tx) in links {
-            if now.since(last_rx) >= hb * 3 {
+        for (conn, last_rx, last_tx, expired) in links {
+            if expired {
+                events.extend(self.close(conn, CloseReason::CertificateExpired, out));
+            } else if now.since(last_rx) >= hb * 3 {
                 events.extend(self.close(conn, CloseReason::HeartbeatTimeout, out));
             } else if now.since(last_tx) >= hb {
                 self.send(now, conn, &LinkMessage::Heartbeat, metrics, out);
             }
         }
         events
+    }
+
+    /// Extends the certificate validity of the link to `fp` to `until` (a renewed
+    /// certificate arrived in its advertisement).
+    pub fn renew(&mut self, fp: &Fingerprint, until: Time) {
+        for c in self.conns.values_mut() {
+            if let Phase::Established { peer, .. } = &mut c.phase
+                && peer.fingerprint == *fp
+            {
+                peer.certified_until = peer.certified_until.map(|old| old.max(until));
+            }
+        }
     }
 
     /// Established links, by connection.
@@ -884,6 +909,7 @@ fn send_plain(conn: ConnId, msg: &Handshake, out: &mut Vec<Action>) {
 
 fn hello_identity<R: CryptoRng + ?Sized>(
     me: &Me<'_>,
+    now: Time,
     secret: &StaticSecret,
     key: &ClusterKey,
     rng: &mut R,
@@ -899,12 +925,16 @@ fn hello_identity<R: CryptoRng + ?Sized>(
         ephemeral: DhPublic::from(secret).to_bytes(),
         listen: me.listen.clone(),
         key_id: key.id(),
+        issued_at: now.as_millis(),
+        cert: me.cert.cloned(),
     }
 }
 
-/// Checks the other side's hello identity; returns its key and peer record.
+/// Checks the other side's hello identity (and, with an authority, its certificate);
+/// returns its key and peer record.
 fn check_identity(
     me: &Me<'_>,
+    now: Time,
     h: &HelloIdentity,
 ) -> Result<(PublicIdentity, PeerInfo), RejectReason> {
     if h.version != PROTOCOL_VERSION {
@@ -923,11 +953,17 @@ fn check_identity(
     if (me.bound)(h.node).is_some_and(|b| b != fp) || h.node == me.node {
         return Err(RejectReason::IdentityConflict(h.node));
     }
+    let certified_until = me
+        .trust
+        .map(|trust| trust.certifies(now, h.cert.as_ref(), h.node, h.asn, &fp))
+        .transpose()
+        .map_err(|e| RejectReason::Uncertified(e.to_string()))?;
     let peer = PeerInfo {
         node: h.node,
         asn: h.asn,
         fingerprint: fp,
         listen: h.listen.clone(),
+        certified_until,
     };
     Ok((public, peer))
 }
@@ -968,43 +1004,64 @@ fn host_of(addr: &Addr) -> &str {
     addr.0.rsplit_once(':').map_or(&addr.0, |(host, _)| host)
 }
 
-/// Hello nonces remembered to refuse replayed hellos before any RSA work.
-pub const HELLO_NONCES: usize = 1024;
+/// Most hello nonces remembered: past it, hellos are refused as busy until the oldest
+/// nonces age out.
+pub const HELLO_NONCES: usize = 4096;
 
-/// Recently seen hello nonces (bounded, oldest forgotten first).
-#[derive(Clone, Default)]
+/// The nonces of the hellos accepted recently, so that a recorded hello cannot be replayed
+/// to make this node sign. A hello is accepted only within `window` of this node's clock,
+/// so a nonce is remembered for twice that after it arrived, and then it is forgotten: a
+/// replay after that is refused as stale.
+#[derive(Clone)]
 struct SeenHellos {
-    order: VecDeque<[u8; 32]>,
+    window: Duration,
+    order: VecDeque<([u8; 32], Time)>,
     set: HashSet<[u8; 32]>,
 }
 
 impl SeenHellos {
-    /// Records `nonce`; false if it was seen before.
-    fn first_time(&mut self, nonce: [u8; 32]) -> bool {
-        if !self.set.insert(nonce) {
-            return false;
+    fn new(window: Duration) -> Self {
+        SeenHellos {
+            window,
+            order: VecDeque::new(),
+            set: HashSet::new(),
         }
-        self.order.push_back(nonce);
-        if self.order.len() > HELLO_NONCES
-            && let Some(old) = self.order.pop_front()
-        {
+    }
+
+    /// Accepts a hello issued at `issued_at` (Unix ms) with `nonce`, arriving at `now`.
+    fn admit(&mut self, now: Time, issued_at: u64, nonce: [u8; 32]) -> Result<(), RejectReason> {
+        let window = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
+        if issued_at.abs_diff(now.as_millis()) > window {
+            return Err(RejectReason::Untimely);
+        }
+        while let Some(&(old, at)) = self.order.front() {
+            if now.since(at) <= self.window * 2 {
+                break;
+            }
+            self.order.pop_front();
             self.set.remove(&old);
         }
-        true
+        if self.set.contains(&nonce) {
+            return Err(RejectReason::Violation("replayed hello".into()));
+        }
+        if self.order.len() >= HELLO_NONCES {
+            return Err(RejectReason::Busy);
+        }
+        self.set.insert(nonce);
+        self.order.push_back((nonce, now));
+        Ok(())
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn on_hello<R: CryptoRng + ?Sized>(
+fn on_hello(
     me: &Me<'_>,
     hello: Hello,
-    peers: Vec<Addr>,
-    capacity_left: bool,
+    (peers, capacity_left): (Vec<Addr>, bool),
     seen: &mut SeenHellos,
-    rng: &mut R,
     conn: ConnId,
-    out: &mut Vec<Action>,
+    io: &mut Io<'_>,
 ) -> Result<Step, RejectReason> {
+    let (now, out) = (io.now, &mut *io.out);
     let Hello {
         identity: hello,
         proof,
@@ -1024,11 +1081,9 @@ fn on_hello<R: CryptoRng + ?Sized>(
     if !key.check_proof(Proof::Hello, &hello_digest, &proof) {
         return Err(refuse(conn, RejectReason::BadProof, out));
     }
-    if !seen.first_time(hello.nonce) {
-        let reason = RejectReason::Violation("replayed hello".into());
-        return Err(refuse(conn, reason, out));
-    }
-    let (public, peer) = check_identity(me, &hello).map_err(|r| match r {
+    seen.admit(now, hello.issued_at, hello.nonce)
+        .map_err(|reason| refuse(conn, reason, out))?;
+    let (public, peer) = check_identity(me, now, &hello).map_err(|r| match r {
         RejectReason::SelfConnection => r,
         other => refuse(conn, other, out),
     })?;
@@ -1044,8 +1099,8 @@ fn on_hello<R: CryptoRng + ?Sized>(
         );
         return Ok(Step::Refused { peers: Vec::new() });
     }
-    let secret = StaticSecret::random_from_rng(rng);
-    let ours = hello_identity(me, &secret, &key, rng);
+    let secret = StaticSecret::random_from_rng(io.rng);
+    let ours = hello_identity(me, now, &secret, &key, io.rng);
     let mut transcript = Transcript::new();
     transcript.hello(&hello).hello(&ours).addrs(&peers);
     let t1 = transcript.digest();
@@ -1055,9 +1110,9 @@ fn on_hello<R: CryptoRng + ?Sized>(
         proof: key.prove(Proof::Welcome, &t1),
         sig: me
             .identity
-            .sign(rng, &handshake_signing_input(Role::Listener, &t1)),
+            .sign(io.rng, &handshake_signing_input(Role::Listener, &t1)),
     };
-    send_plain(conn, &Handshake::Welcome(welcome), out);
+    send_plain(conn, &Handshake::Welcome(welcome), io.out);
     let shared = secret
         .diffie_hellman(&DhPublic::from(hello.ephemeral))
         .to_bytes();
@@ -1079,7 +1134,7 @@ fn on_welcome(
     conn: ConnId,
     io: &mut Io<'_>,
 ) -> Result<Step, RejectReason> {
-    let (public, peer) = check_identity(me, &welcome.identity)?;
+    let (public, peer) = check_identity(me, io.now, &welcome.identity)?;
     if welcome.identity.key_id != ours.key_id {
         return Err(RejectReason::UnknownClusterKey);
     }

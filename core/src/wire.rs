@@ -355,6 +355,86 @@ pub mod b64 {
     }
 }
 
+/// Largest certificate body accepted, in bytes.
+pub const MAX_CERT_BODY: usize = 1024;
+/// Largest certificate signature accepted, in bytes (a 4096-bit RSA signature is 512).
+pub const MAX_CERT_SIG: usize = 512;
+
+/// What an authority certifies: key `key` speaks for controller `node` of AS `asn` from
+/// `not_before` to `not_after` (Unix ms).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertBody {
+    /// The authority's number for this certificate.
+    pub serial: u64,
+    /// The certified controller id.
+    pub node: NodeId,
+    /// The AS it may speak for.
+    pub asn: Asn,
+    /// Hex SHA-256 of the certified RSA key (SubjectPublicKeyInfo DER).
+    pub key: String,
+    /// Hex SHA-256 of the authority's public key.
+    pub issuer: String,
+    /// Start of validity, Unix ms.
+    pub not_before: u64,
+    /// End of validity, Unix ms.
+    pub not_after: u64,
+}
+
+/// An authority-signed [`CertBody`]. On the wire and in files:
+/// `{"body": base64(body JSON), "sig": base64(RSA signature)}`; the body travels as the
+/// bytes that were signed, so it is never re-serialised.
+#[derive(Debug, Clone)]
+pub struct Certificate {
+    /// The parsed body.
+    pub body: CertBody,
+    /// The signed body bytes.
+    pub signed: Arc<[u8]>,
+    /// The authority's signature of `signed` (see `cert::signing_input`).
+    pub sig: Arc<[u8]>,
+}
+
+impl PartialEq for Certificate {
+    fn eq(&self, other: &Self) -> bool {
+        self.signed == other.signed && self.sig == other.sig
+    }
+}
+
+impl Eq for Certificate {}
+
+#[derive(Serialize, Deserialize)]
+struct CertWire {
+    #[serde(with = "b64::shared")]
+    body: Arc<[u8]>,
+    #[serde(with = "b64::shared")]
+    sig: Arc<[u8]>,
+}
+
+impl Serialize for Certificate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        CertWire {
+            body: Arc::clone(&self.signed),
+            sig: Arc::clone(&self.sig),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Certificate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let wire = CertWire::deserialize(d)?;
+        if wire.body.len() > MAX_CERT_BODY || wire.sig.len() > MAX_CERT_SIG {
+            return Err(D::Error::custom("oversized certificate"));
+        }
+        let body = serde_json::from_slice(&wire.body).map_err(D::Error::custom)?;
+        Ok(Certificate {
+            body,
+            signed: wire.body,
+            sig: wire.sig,
+        })
+    }
+}
+
 /// The first message of each side, and the dialer's closing message, in plaintext.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -394,6 +474,13 @@ pub struct HelloIdentity {
     pub listen: Addr,
     /// Id of the cluster key in use (see `sentry::ClusterKey::id`).
     pub key_id: String,
+    /// The sender's clock (Unix ms) when it wrote the hello: a listener refuses hellos
+    /// further than its clock-skew bound from its own clock, and remembers the nonces of
+    /// that window, so a recorded hello cannot be replayed to make it sign.
+    pub issued_at: u64,
+    /// The sender's certificate, where the cluster has an authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<Certificate>,
 }
 
 /// Dialer's hello.
@@ -684,6 +771,9 @@ pub enum RumorContent {
         addr: Addr,
         /// The origin's AS links (shared by every member record made from this rumor).
         links: Arc<[AsLink]>,
+        /// The origin's certificate, where the cluster has an authority.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cert: Option<Certificate>,
     },
     /// The origin leaves the network on purpose.
     Leave {

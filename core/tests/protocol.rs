@@ -397,6 +397,7 @@ fn a_peer_resending_older_rumors_on_its_link_is_blamed_for_replay() {
             asn: overlay_core::Asn(200),
             addr: addr(1),
             links: Vec::new().into(),
+            cert: None,
         },
     );
     c.inject(

@@ -57,6 +57,7 @@ fn fixture() -> &'static Fixture {
                         asn: Asn(origin.0 * 100),
                         addr: Addr::from(format!("10.0.0.{}:1450", origin.0)),
                         links: [AsLink { asn: Asn(100), capacity: seq, cost: seq }].into(),
+                        cert: None,
                     },
                 };
                 // Sequence numbers far above what B's own rounds reach in a run.
@@ -492,6 +493,9 @@ fn hello_of(h: &FuzzHello) -> Handshake {
         ephemeral: [h.node; 32],
         listen: Addr::from(h.listen.clone()),
         key_id,
+        // Fresh, or (odd keys) from long ago.
+        issued_at: if h.key % 2 == 0 { 1_000 } else { 0 },
+        cert: None,
     };
     // A real member's proof, or a stranger's guess.
     let proof = if h.right_cluster_key {

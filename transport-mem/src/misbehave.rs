@@ -103,6 +103,7 @@ fn own_advert(node: &Node) -> RumorContent {
         asn: c.asn,
         addr: c.listen_addr.clone(),
         links: c.links.as_slice().into(),
+        cert: None,
     }
 }
 

@@ -248,6 +248,7 @@ impl Attacker {
                 asn: victim.asn,
                 addr: config.listen_addr.clone(),
                 links,
+                cert: None,
             },
         };
         let text = to_json(&body);
@@ -285,6 +286,7 @@ impl Attacker {
             asn: config.asn,
             addr: config.listen_addr.clone(),
             links: config.links.as_slice().into(),
+            cert: None,
         };
         let count = 2 * config.max_rumors_per_period;
         (0..count)
@@ -342,6 +344,7 @@ impl Attacker {
                 cost: 0,
             }]
             .into(),
+            cert: None,
         };
         info!(claimed = %victim.asn, "chaos: hijack as an unbound lower id");
         vec![gossip::sign(SYBIL_ID, seq, now, &sybil, &mut self.rng, content).envelope(0, 0)]
@@ -431,6 +434,7 @@ impl Attacker {
                 asn: config.asn,
                 addr: config.listen_addr.clone(),
                 links: config.links.as_slice().into(),
+                cert: None,
             },
         };
         let mut text = to_json(&body);

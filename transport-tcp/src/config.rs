@@ -752,6 +752,7 @@ fn core_error(file: &FileConfig, source: &Source, e: &ConfigError) -> ConfigFile
         ConfigError::FrameTooSmall(_) => "max_frame_bytes".into(),
         ConfigError::NoClusterKey => "cluster_keys".into(),
         ConfigError::Zero(field) => (*field).into(),
+        ConfigError::Certificate(_) => "cert_file".into(),
     };
     source.error(field, message)
 }
