@@ -881,6 +881,41 @@ fn hellos_without_the_cluster_key_proof_or_replayed_get_no_rsa_work() {
 }
 
 #[test]
+fn a_recorded_hello_replayed_after_the_skew_window_or_a_restart_gets_no_rsa_work() {
+    use overlay_core::{ConnId, Direction, Event, Time};
+    let t = Time::from_millis(1);
+    let (_dialer, listener, hello_frame) = dialer_and_listener(t);
+    // The listener restarts (its nonce memory is gone) and the recording is played to it
+    // once the hello is older than its clock-skew bound (1 s here), as to any other node.
+    let mut restarted = listener.clone();
+    let later = Time::from_millis(1_100);
+    restarted.handle(
+        later,
+        Event::Connected {
+            conn: ConnId(20),
+            direction: Direction::Inbound,
+            remote: addr(1),
+        },
+    );
+    let answer = restarted.handle(
+        later,
+        Event::Received {
+            conn: ConnId(20),
+            bytes: hello_frame,
+        },
+    );
+    let sent = handshake_sends(&answer);
+    assert!(sent.iter().all(|f| !f.contains("welcome")), "{sent:?}");
+    assert!(answer.iter().any(|a| matches!(
+        a,
+        overlay_core::Action::Notify(Notification::Rejected {
+            reason: RejectReason::Untimely,
+            ..
+        })
+    )));
+}
+
+#[test]
 fn a_refusal_says_nothing_of_live_ids_or_bans() {
     use overlay_core::wire::{Handshake, encode_frame, to_json};
     use overlay_core::{ConnId, Direction, Event, Time};
