@@ -118,5 +118,5 @@ pub use event::{
 pub use node::{Node, Peer, StateSizes, Status};
 pub use routing::{Member, MemberState, Route, RouteChange};
 pub use scheduler::{Time, parse_cron};
-pub use sentry::{ClusterKey, Fingerprint, Identity};
-pub use wire::{Addr, AsLink, Asn, ConnId, NodeId};
+pub use sentry::{ClusterKey, Fingerprint, Identity, PublicIdentity};
+pub use wire::{Addr, AsLink, Asn, CertBody, Certificate, ConnId, NodeId};

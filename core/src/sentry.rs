@@ -137,6 +137,23 @@ impl PublicIdentity {
         })
     }
 
+    /// Parses a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) RSA key of an accepted size.
+    pub fn from_public_pem(pem: &str) -> Result<Self, SentryError> {
+        let key =
+            PublicKey::from_public_key_pem(pem).map_err(|e| SentryError::BadKey(e.to_string()))?;
+        let der = key
+            .to_public_key_der()
+            .map_err(|e| SentryError::BadKey(e.to_string()))?;
+        Self::from_der(der.as_bytes())
+    }
+
+    /// The PEM `PUBLIC KEY` form.
+    pub fn to_public_pem(&self) -> Result<String, SentryError> {
+        self.key
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| SentryError::BadKey(e.to_string()))
+    }
+
     /// Checks a PKCS#1 v1.5 SHA-256 signature of `msg`.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<(), SentryError> {
         self.key

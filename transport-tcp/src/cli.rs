@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::authority;
 use crate::client::{Client, ClientError};
 use crate::config::{self, ConfigFileError, Overrides, Settings};
 use crate::daemon::{self, DaemonArgs, DaemonError};
@@ -60,6 +61,12 @@ pub enum Cmd {
         #[arg(long)]
         cluster_key: bool,
     },
+    /// Manage a certificate authority.
+    #[command(subcommand)]
+    Ca(CaCmd),
+    /// Issue or show controller certificates.
+    #[command(subcommand)]
+    Cert(CertCmd),
     /// Print the JSON form of configuration files; with several, also check them as one
     /// cluster (no identity or address claimed twice).
     ParseConfig {
@@ -135,6 +142,57 @@ pub enum GraphFormat {
     Json,
 }
 
+/// `overlay-network ca ...`.
+#[derive(Debug, Subcommand)]
+pub enum CaCmd {
+    /// Create an authority: its private key at --out (mode 0600, never overwritten) and its
+    /// public key beside it (`<stem>.pub.pem`), which controllers list in `trusted_cas`.
+    Init {
+        /// Where to write the authority's private key.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// RSA key size: 2048 or 4096.
+        #[arg(long, default_value_t = 4096, value_parser = parse_bits)]
+        bits: usize,
+    },
+}
+
+/// `overlay-network cert ...`.
+#[derive(Debug, Subcommand)]
+pub enum CertCmd {
+    /// Certify that a node key speaks for controller ID of AS ASN, for N days; the file at
+    /// --out is replaced atomically (renewal), and a running daemon picks it up.
+    Issue {
+        /// The authority's private key.
+        #[arg(long, value_name = "FILE")]
+        ca: PathBuf,
+        /// The controller id.
+        #[arg(long, value_name = "ID")]
+        node: u32,
+        /// The controller's AS.
+        #[arg(long, value_name = "ASN")]
+        asn: u32,
+        /// The node's key: its PKCS#8 private key, or its public key PEM.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Days of validity (fractions allowed; keep it short and renew, see PROTOCOL.md).
+        #[arg(long, value_name = "N")]
+        days: f64,
+        /// Serial number (default: random).
+        #[arg(long)]
+        serial: Option<u64>,
+        /// Where to write the certificate.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Print what a certificate file certifies.
+    Show {
+        /// The certificate.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
 /// Where the control API is.
 #[derive(Debug, Args)]
 pub struct RpcArgs {
@@ -201,6 +259,36 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 GraphFormat::Json => "/v1/topology",
             };
             print!("{}", String::from_utf8_lossy(&client(&rpc).get(path)?));
+        }
+        Cmd::Ca(CaCmd::Init { out, bits }) => {
+            let (public, ca) = authority::init(&out, bits)?;
+            println!(
+                "authority key written to {} (mode 0600); list {} in trusted_cas\n{}",
+                out.display(),
+                public.display(),
+                ca.fingerprint()
+            );
+        }
+        Cmd::Cert(CertCmd::Issue {
+            ca,
+            node,
+            asn,
+            key,
+            days,
+            serial,
+            out,
+        }) => {
+            let request = authority::Request {
+                node,
+                asn,
+                days,
+                serial,
+            };
+            let cert = authority::issue(&ca, &key, &request, &out)?;
+            println!("{}: {}", out.display(), authority::describe(&cert));
+        }
+        Cmd::Cert(CertCmd::Show { file }) => {
+            println!("{}", authority::describe(&authority::load_certificate(&file)?));
         }
         Cmd::Leave { rpc } => {
             let answer: Value = serde_json::from_slice(&client(&rpc).post("/v1/leave")?)?;

@@ -117,6 +117,14 @@ pub struct FileConfig {
     /// (default: one gossip period). Rumors live from their signed issue time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_clock_skew: Option<String>,
+    /// Public keys (PEM files, relative paths beside the config) of the certificate
+    /// authorities trusted; several, so that they can rotate. Empty: open membership.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_cas: Vec<PathBuf>,
+    /// This controller's certificate (from `overlay-network cert issue`); required with
+    /// `trusted_cas`. Re-read while running, so a renewal needs no restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
 }
 
 fn default_protocol() -> u16 {
@@ -164,6 +172,8 @@ impl FileConfig {
             advert_max_age: None,
             max_clock_skew: None,
             max_members: None,
+            trusted_cas: Vec::new(),
+            cert_file: None,
         }
     }
 
@@ -457,6 +467,8 @@ pub struct Settings {
     pub log_level: LevelFilter,
     /// Where the cluster keys came from.
     pub key_source: KeySource,
+    /// The certificate file, re-read while running.
+    pub cert_file: Option<PathBuf>,
     /// Things worth a warning at start-up.
     pub warnings: Vec<String>,
 }
@@ -625,6 +637,14 @@ impl Settings {
         if let Some(text) = &file.max_clock_skew {
             core.max_clock_skew = Some(duration(text).map_err(|m| err("max_clock_skew", m))?);
         }
+        let cert_file = certificates(file, source, &mut core)?;
+        if core.trusted_cas.is_empty() {
+            warnings.push(
+                "membership is open: any holder of the cluster key may join and speak for \
+                 an unclaimed AS (set trusted_cas and cert_file to certify controllers)"
+                    .into(),
+            );
+        }
         // Validate everything but the key when none is required yet.
         let mut probe = core.clone();
         if probe.cluster_keys.is_empty() {
@@ -645,9 +665,40 @@ impl Settings {
             key_file,
             log_level,
             key_source,
+            cert_file,
             warnings,
         })
     }
+}
+
+/// Loads `trusted_cas` and `cert_file` into `core`; returns the certificate's path.
+fn certificates(
+    file: &FileConfig,
+    source: &Source,
+    core: &mut Config,
+) -> Result<Option<PathBuf>, ConfigFileError> {
+    let located = |field: String, e: crate::keys::KeyError| {
+        let mut error = source.error(field, &e);
+        if let crate::keys::KeyError::Io { path, .. } | crate::keys::KeyError::Key { path, .. } = &e {
+            error.message = e.to_string().replacen(&format!("{}: ", path.display()), "", 1);
+            error.location = path.display().to_string();
+        }
+        error
+    };
+    for (i, path) in file.trusted_cas.iter().enumerate() {
+        let key = crate::authority::load_trusted(&beside(source.path(), path))
+            .map_err(|e| located(format!("trusted_cas[{i}]"), e))?;
+        core.trusted_cas.push(key);
+    }
+    let cert_file = file.cert_file.as_ref().map(|p| beside(source.path(), p));
+    if let Some(path) = &cert_file {
+        core.certificate = Some(
+            crate::authority::load_certificate(path).map_err(|e| located("cert_file".into(), e))?,
+        );
+    } else if !core.trusted_cas.is_empty() {
+        return Err(source.error("cert_file", "required with trusted_cas"));
+    }
+    Ok(cert_file)
 }
 
 /// A path from the config, relative to the config's folder.

@@ -94,6 +94,7 @@ pub struct Running {
     pub fingerprint: Fingerprint,
     driver: Driver,
     api: Task<()>,
+    _renewal: Option<Task<()>>,
 }
 
 /// Starts a controller on bound listeners: the advertised address is the gossip
@@ -110,8 +111,27 @@ pub fn launch(
     config.listen_addr = overlay_core::Addr::from(listen.to_string());
     let limits = Limits::for_config(&config);
     let fingerprint = identity.fingerprint();
-    let (driver, handle) = Driver::new(config, identity, keys::os_seed()?, gossip, limits)?;
+    let every = settings.core.gossip_period.min(Duration::from_secs(30));
+    let certificate = config.certificate.clone();
+    let (driver, handle) = Driver::new(config, identity, keys::os_seed()?, gossip, limits)
+        .map_err(|e| match (e, &settings.cert_file) {
+            (ConfigError::Certificate(message), Some(path)) => ConfigFileError {
+                location: path.display().to_string(),
+                field: "cert_file".into(),
+                message,
+            }
+            .into(),
+            (e, _) => DaemonError::Node(e),
+        })?;
     let api = smol::spawn(api::serve(rpc, handle.clone(), settings.rpc_token.clone()));
+    let renewal = settings.cert_file.clone().map(|path| {
+        smol::spawn(crate::authority::watch(
+            path,
+            certificate,
+            every,
+            handle.clone(),
+        ))
+    });
     Ok(Running {
         handle,
         listen,
@@ -119,6 +139,7 @@ pub fn launch(
         fingerprint,
         driver,
         api,
+        _renewal: renewal,
     })
 }
 

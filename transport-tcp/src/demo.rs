@@ -16,6 +16,7 @@ use thiserror::Error;
 use tracing::level_filters::LevelFilter;
 
 use crate::api;
+use crate::authority::certify;
 use crate::config::{FileConfig, Overrides, Settings, Source};
 use crate::daemon::{self, DaemonError};
 use crate::driver::{Handle, Stopped};
@@ -108,13 +109,30 @@ async fn demo(options: &DemoOptions) -> Result<(), DemoError> {
         file.rpc_addr = Some(rpc.local_addr()?.to_string());
     }
 
-    println!("generating {} RSA-2048 node keys ...", files.len());
-    let identities = generate_identities(files.len()).map_err(DaemonError::from)?;
+    println!(
+        "generating {} RSA-2048 node keys and an authority that certifies each controller's \
+         id, AS and key for a day ...",
+        files.len()
+    );
+    let mut identities = generate_identities(files.len() + 1).map_err(DaemonError::from)?;
+    let authority = identities
+        .pop()
+        .ok_or_else(|| DaemonError::from(KeyError::Random("no authority key".into())))?;
+    let mut rng = keys::os_rng().map_err(DaemonError::from)?;
     let mut nodes = Vec::new();
     for ((file, identity), (gossip, rpc)) in files.iter().zip(identities).zip(listeners) {
         let source = Source::unnamed(format!("RC{}", file.me.id));
-        let settings = Settings::resolve(file, &source, &Overrides::default(), true)
+        let mut settings = Settings::resolve(file, &source, &Overrides::default(), true)
             .map_err(DaemonError::from)?;
+        settings.core.trusted_cas = vec![authority.public().clone()];
+        let claim = (
+            settings.core.node_id,
+            settings.core.asn,
+            &identity.fingerprint(),
+        );
+        let serial = u64::from(file.me.id);
+        let day = Duration::from_secs(86_400);
+        settings.core.certificate = Some(certify(&authority, claim, serial, day, &mut rng));
         let running = daemon::launch(&settings, identity, gossip, rpc)?;
         println!(
             "  RC{} (AS{}) listens on {}, control API on {}",

@@ -106,10 +106,22 @@ pub fn is_exposed(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
 }
 
-/// Writes a secret to a new file atomically: a 0600 temporary file beside it, fsync, then a
-/// hard link to the final name (which fails rather than replace an existing file), then the
-/// folder is synced. A crash leaves either no file or the whole file.
+/// Writes a secret to a new file atomically (see [`write_atomically`]), mode 0600; fails if
+/// the file exists.
 pub fn write_new_secret(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    write_atomically(path, bytes, 0o600, false)
+}
+
+/// Writes a file atomically: a temporary file of mode `mode` beside it, fsync, then into
+/// place, then the folder is synced. A crash leaves the old file or the whole new one,
+/// never a part. Without `replace`, the file is placed with a hard link, which fails
+/// rather than replace an existing file; with it, by a rename.
+pub fn write_atomically(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    replace: bool,
+) -> Result<(), KeyError> {
     let io = |action: &'static str| {
         move |source| KeyError::Io {
             path: path.to_path_buf(),
@@ -117,7 +129,7 @@ pub fn write_new_secret(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
             source,
         }
     };
-    if path.exists() {
+    if !replace && path.exists() {
         return Err(KeyError::Exists(path.to_path_buf()));
     }
     let dir = match path.parent() {
@@ -132,12 +144,17 @@ pub fn write_new_secret(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(mode)
             .open(&tmp)
             .map_err(io("cannot create a temporary file"))?;
         file.write_all(bytes).map_err(io("cannot write"))?;
         file.sync_all().map_err(io("cannot sync"))?;
-        fs::hard_link(&tmp, path).map_err(|e| match e.kind() {
+        let placed = if replace {
+            fs::rename(&tmp, path)
+        } else {
+            fs::hard_link(&tmp, path)
+        };
+        placed.map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => KeyError::Exists(path.to_path_buf()),
             _ => io("cannot move the file into place")(e),
         })?;
@@ -145,7 +162,7 @@ pub fn write_new_secret(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
             .and_then(|d| d.sync_all())
             .map_err(io("cannot sync the folder"))
     })();
-    // The temporary name is ours alone; it goes whether the link was made or not.
+    // The temporary name is ours alone; it goes whether it was placed or not.
     let _ = fs::remove_file(&tmp);
     result
 }
