@@ -89,6 +89,8 @@ pub struct Status {
     pub routes: usize,
     /// Whether the node has left.
     pub left: bool,
+    /// End of own certificate's validity (Unix ms); `None` in open membership.
+    pub certified_until: Option<u64>,
 }
 
 /// Sizes of every bounded structure, to check caps.
@@ -959,6 +961,11 @@ impl Node {
             members: self.routing.alive(),
             routes: self.routing.destinations(),
             left: self.left,
+            certified_until: self
+                .trust
+                .as_ref()
+                .and(self.config.certificate.as_ref())
+                .map(|c| c.body.not_after),
         }
     }
 

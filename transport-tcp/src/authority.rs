@@ -62,7 +62,12 @@ pub struct Request {
 /// Issues a certificate with the authority key at `ca` for the node key at `key` (a
 /// private PKCS#8 key or a public key PEM), and writes it to `out` atomically (a renewal
 /// replaces the old file).
-pub fn issue(ca: &Path, key: &Path, request: &Request, out: &Path) -> Result<Certificate, KeyError> {
+pub fn issue(
+    ca: &Path,
+    key: &Path,
+    request: &Request,
+    out: &Path,
+) -> Result<Certificate, KeyError> {
     let authority = load_private(ca)?;
     let node_key = load_public(key)?;
     if !(request.days.is_finite() && request.days > 0.0) {
@@ -75,7 +80,13 @@ pub fn issue(ca: &Path, key: &Path, request: &Request, out: &Path) -> Result<Cer
     let mut rng = keys::os_rng()?;
     let serial = request.serial.unwrap_or_else(|| rng.next_u64() >> 1);
     let (node, asn) = (NodeId(request.node), Asn(request.asn));
-    let cert = certify(&authority, (node, asn, &node_key.fingerprint()), serial, lifetime, &mut rng);
+    let cert = certify(
+        &authority,
+        (node, asn, &node_key.fingerprint()),
+        serial,
+        lifetime,
+        &mut rng,
+    );
     let text = serde_json::to_string_pretty(&cert).unwrap_or_default() + "\n";
     keys::write_atomically(out, text.as_bytes(), 0o644, true)?;
     Ok(cert)
@@ -177,7 +188,12 @@ fn key_error(path: &Path, e: impl std::fmt::Display) -> KeyError {
 /// to the node (which refuses, and logs, one that does not certify it). Warns once per
 /// distinct read error, and once when the certificate in use has expired. Returns when the
 /// node has stopped.
-pub async fn watch(path: PathBuf, mut current: Option<Certificate>, every: Duration, handle: Handle) {
+pub async fn watch(
+    path: PathBuf,
+    mut current: Option<Certificate>,
+    every: Duration,
+    handle: Handle,
+) {
     let mut last_error = None;
     let mut warned_expiry = false;
     loop {
@@ -257,7 +273,10 @@ mod tests {
         );
         let e = load_trusted(&ca).unwrap_err().to_string();
         assert!(e.contains("private key"), "{e}");
-        let bad = Request { days: 0.0, ..request };
+        let bad = Request {
+            days: 0.0,
+            ..request
+        };
         assert!(issue(&ca, &rc, &bad, &out).is_err());
     }
 }

@@ -288,7 +288,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             println!("{}: {}", out.display(), authority::describe(&cert));
         }
         Cmd::Cert(CertCmd::Show { file }) => {
-            println!("{}", authority::describe(&authority::load_certificate(&file)?));
+            println!(
+                "{}",
+                authority::describe(&authority::load_certificate(&file)?)
+            );
         }
         Cmd::Leave { rpc } => {
             let answer: Value = serde_json::from_slice(&client(&rpc).post("/v1/leave")?)?;

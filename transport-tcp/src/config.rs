@@ -679,8 +679,11 @@ fn certificates(
 ) -> Result<Option<PathBuf>, ConfigFileError> {
     let located = |field: String, e: crate::keys::KeyError| {
         let mut error = source.error(field, &e);
-        if let crate::keys::KeyError::Io { path, .. } | crate::keys::KeyError::Key { path, .. } = &e {
-            error.message = e.to_string().replacen(&format!("{}: ", path.display()), "", 1);
+        if let crate::keys::KeyError::Io { path, .. } | crate::keys::KeyError::Key { path, .. } = &e
+        {
+            error.message = e
+                .to_string()
+                .replacen(&format!("{}: ", path.display()), "", 1);
             error.location = path.display().to_string();
         }
         error
