@@ -1,9 +1,10 @@
 //! The control API server: HTTP/1.1 (hyper on smol) over a [`Handle`] to the driver.
 //! `GET /v1/status`, `/v1/routes`, `/v1/peers`, `/v1/members`, `/v1/topology` (JSON) and
-//! `/v1/topology.dot` (Graphviz), `/metrics` (Prometheus text) and `POST /v1/leave`; a
-//! bearer token is required when one is configured. The network page's static files
-//! (`GET /`, see [`web`]) hold no data and are served without it. At most 32 connections
-//! are served at once, and at most [`MAX_PER_CLIENT`] from one client address.
+//! `/v1/topology.dot` (Graphviz), `/metrics` (Prometheus text) and `POST /v1/leave`. A
+//! request that changes state always needs a bearer token (see [`Access`]); one that only
+//! reads needs it when a token is configured. The network page's static files (`GET /`,
+//! see [`web`]) hold no data and are served without it. At most 32 connections are served
+//! at once, and at most [`MAX_PER_CLIENT`] from one client address.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -28,8 +29,10 @@ use smol::net::TcpListener;
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 use tracing::{debug, info};
 
+use crate::config::Settings;
 use crate::driver::{Handle, View};
 use crate::graph::Graph;
+use crate::keys::{self, KeyError};
 use crate::{metrics, web};
 
 /// Control API connections served at once; more wait to be accepted.
@@ -39,9 +42,48 @@ pub const MAX_PER_CLIENT: usize = 8;
 /// Time a client has to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Who may use the control API: the bearer token every request needs (`rpc_token`, when
+/// configured), and the one a state-changing request needs (that token, or else one the
+/// daemon made at start and wrote to a file only its user can read, as a cookie).
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// Required by every request but the page's static files; `None` trusts the loopback.
+    pub read: Option<String>,
+    /// Required by requests that change state (`POST`).
+    pub write: String,
+    /// Where a client finds `write` when it is not configured (named in refusals).
+    pub write_file: Option<String>,
+}
+
+impl Access {
+    /// The access of a daemon with `settings`: its `rpc_token` for everything, or else a
+    /// fresh random token for state-changing requests, written (mode 0600, atomically,
+    /// replacing the last start's) to [`Settings::rpc_token_file`].
+    pub fn create(settings: &Settings) -> Result<Access, KeyError> {
+        if let Some(token) = &settings.rpc_token {
+            return Ok(Access {
+                read: Some(token.clone()),
+                write: token.clone(),
+                write_file: None,
+            });
+        }
+        let write: String = keys::os_seed()?
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let path = settings.rpc_token_file();
+        keys::write_atomically(&path, format!("{write}\n").as_bytes(), 0o600, true)?;
+        Ok(Access {
+            read: None,
+            write,
+            write_file: Some(path.display().to_string()),
+        })
+    }
+}
+
 /// Serves the control API on `listener` until the driver stops.
-pub async fn serve(listener: TcpListener, handle: Handle, token: Option<String>) {
-    let token = Arc::new(token);
+pub async fn serve(listener: TcpListener, handle: Handle, access: Access) {
+    let token = Arc::new(access);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let clients: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     loop {
@@ -60,7 +102,7 @@ pub async fn serve(listener: TcpListener, handle: Handle, token: Option<String>)
             let service = service_fn(move |req| {
                 let handle = handle.clone();
                 let token = token.clone();
-                async move { Ok::<_, Infallible>(respond(req, &handle, token.as_deref()).await) }
+                async move { Ok::<_, Infallible>(respond(req, &handle, &token).await) }
             });
             let served = http1::Builder::new()
                 .timer(SmolTimer::new())
@@ -153,26 +195,44 @@ fn same_site(req: &Request<Incoming>) -> bool {
     host_ok && origin_ok
 }
 
+/// The refusal of a request without the token it needs.
+fn unauthorized(access: &Access, changes_state: bool) -> Response<Full<Bytes>> {
+    let message = match (&access.write_file, changes_state) {
+        (Some(file), true) => format!(
+            "this request changes state: it needs the bearer token in {file} \
+             (the CLI's --token-file)"
+        ),
+        _ => "a valid bearer token is required".to_string(),
+    };
+    let mut response = error(StatusCode::UNAUTHORIZED, &message);
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
 async fn respond(
     req: Request<Incoming>,
     handle: &Handle,
-    token: Option<&str>,
+    access: &Access,
 ) -> Response<Full<Bytes>> {
     if let (&Method::GET, Some(asset)) = (req.method(), web::asset(req.uri().path())) {
         return page(asset);
     }
-    if token.is_none() && !same_site(&req) {
+    if access.read.is_none() && !same_site(&req) {
         return error(
             StatusCode::FORBIDDEN,
             "requests must name a loopback host and come from no other site",
         );
     }
-    if !authorized(&req, token) {
-        let mut response = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-        response
-            .headers_mut()
-            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
+    let changes_state = req.method() == Method::POST;
+    let needed = if changes_state {
+        Some(access.write.as_str())
+    } else {
+        access.read.as_deref()
+    };
+    if !authorized(&req, needed) {
+        return unauthorized(access, changes_state);
     }
     let method = req.method().clone();
     let answer = match (&method, req.uri().path()) {

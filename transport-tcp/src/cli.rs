@@ -202,6 +202,15 @@ pub struct RpcArgs {
     /// Bearer token, when the daemon has `rpc_token`.
     #[arg(long, env = "OVERLAY_RPC_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// File holding the bearer token: without `rpc_token`, the daemon writes the token that
+    /// state-changing requests (`leave`) need to `<key file stem>.rpc-token` at start.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "OVERLAY_RPC_TOKEN_FILE",
+        conflicts_with = "token"
+    )]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Why a subcommand failed.
@@ -216,6 +225,14 @@ pub enum CliError {
     /// The demo failed.
     #[error(transparent)]
     Demo(#[from] DemoError),
+    /// The token file could not be read.
+    #[error("{path}: cannot read the control API token: {source}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The control API's answer was not JSON.
     #[error("unexpected answer from the control API: {0}")]
     Answer(#[from] serde_json::Error),
@@ -258,7 +275,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 GraphFormat::Dot => "/v1/topology.dot",
                 GraphFormat::Json => "/v1/topology",
             };
-            print!("{}", String::from_utf8_lossy(&client(&rpc).get(path)?));
+            print!("{}", String::from_utf8_lossy(&client(&rpc)?.get(path)?));
         }
         Cmd::Ca(CaCmd::Init { out, bits }) => {
             let (public, ca) = authority::init(&out, bits)?;
@@ -294,7 +311,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             );
         }
         Cmd::Leave { rpc } => {
-            let answer: Value = serde_json::from_slice(&client(&rpc).post("/v1/leave")?)?;
+            let answer: Value = serde_json::from_slice(&client(&rpc)?.post("/v1/leave")?)?;
             println!("RC{} is leaving the network", answer["node"]);
         }
         Cmd::Version => println!(
@@ -315,13 +332,25 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     Ok(())
 }
 
-fn client(rpc: &RpcArgs) -> Client {
-    Client::new(rpc.rpc.clone(), rpc.token.clone())
+fn client(rpc: &RpcArgs) -> Result<Client, CliError> {
+    let token = match &rpc.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|source| CliError::TokenFile {
+                    path: path.clone(),
+                    source,
+                })?
+                .trim()
+                .to_string(),
+        ),
+        None => rpc.token.clone(),
+    };
+    Ok(Client::new(rpc.rpc.clone(), token))
 }
 
 /// GETs `path` and prints it as JSON (exactly as served) or as text.
 fn show(rpc: &RpcArgs, path: &str, json: bool, text: fn(&Value) -> String) -> Result<(), CliError> {
-    let body = client(rpc).get(path)?;
+    let body = client(rpc)?.get(path)?;
     let answer: Value = serde_json::from_slice(&body)?;
     if json {
         println!("{}", serde_json::to_string(&answer)?);

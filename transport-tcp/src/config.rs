@@ -473,6 +473,14 @@ pub struct Settings {
     pub warnings: Vec<String>,
 }
 
+impl Settings {
+    /// Where the daemon writes the control API token for state-changing requests when no
+    /// `rpc_token` is configured: beside the node key, `<key file stem>.rpc-token`.
+    pub fn rpc_token_file(&self) -> PathBuf {
+        self.key_file.with_extension("rpc-token")
+    }
+}
+
 /// The fixed, publicly known cluster key of `development_mode`. Never use it in production.
 pub const DEVELOPMENT_KEY: [u8; 32] = *b"overlay-network-development-key!";
 

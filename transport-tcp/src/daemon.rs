@@ -123,7 +123,11 @@ pub fn launch(
             .into(),
             (e, _) => DaemonError::Node(e),
         })?;
-    let api = smol::spawn(api::serve(rpc, handle.clone(), settings.rpc_token.clone()));
+    let api = smol::spawn(api::serve(
+        rpc,
+        handle.clone(),
+        api::Access::create(settings)?,
+    ));
     let renewal = settings.cert_file.clone().map(|path| {
         smol::spawn(crate::authority::watch(
             path,

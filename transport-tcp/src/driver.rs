@@ -38,7 +38,8 @@ pub struct Limits {
     pub write_stall: Duration,
     /// Time allowed, when closing or leaving, to flush queued writes and see the peer close.
     pub linger: Duration,
-    /// Open connections (inbound and outbound); further inbound ones are closed at once.
+    /// Sockets held open: connections, those still closing (flushing or lingering) and
+    /// dials in flight. Further inbound connections are closed at once.
     pub max_connections: usize,
     /// Inputs (reads, accepts, dial results, commands) waiting for the node.
     pub inbox: usize,
@@ -65,9 +66,14 @@ impl Limits {
 pub struct TransportStats {
     /// Connections open now.
     pub connections: usize,
+    /// Closed connections whose sockets are still flushing or lingering now.
+    pub closing: usize,
+    /// Outbound connections being opened now.
+    pub dialing: usize,
     /// Inbound connections accepted.
     pub accepted: u64,
-    /// Inbound connections closed at once because `max_connections` were open.
+    /// Inbound connections closed at once because `max_connections` sockets were held
+    /// (open, closing or dialing).
     pub refused: u64,
     /// Outbound connections attempted.
     pub dials: u64,
@@ -279,17 +285,21 @@ impl Driver {
     fn input(&mut self, input: Input) -> Option<Event> {
         match input {
             Input::Accepted(stream, peer) => {
-                if self.conns.len() >= self.limits.max_connections {
+                if self.sockets() >= self.limits.max_connections {
                     self.stats.refused += 1;
-                    debug!(%peer, "inbound connection refused: max_connections open");
+                    debug!(%peer, "inbound connection refused: max_connections sockets held");
                     let _ = stream.shutdown(Shutdown::Both);
                     return None;
                 }
                 self.stats.accepted += 1;
                 Some(self.open(stream, Direction::Inbound, Addr::from(peer.to_string())))
             }
-            Input::Dialed(addr, Ok(stream)) => Some(self.open(stream, Direction::Outbound, addr)),
+            Input::Dialed(addr, Ok(stream)) => {
+                self.stats.dialing = self.stats.dialing.saturating_sub(1);
+                Some(self.open(stream, Direction::Outbound, addr))
+            }
             Input::Dialed(addr, Err(e)) => {
+                self.stats.dialing = self.stats.dialing.saturating_sub(1);
                 self.stats.dial_failures += 1;
                 debug!(%addr, error = %e, "dial failed");
                 Some(Event::ConnectFailed { addr })
@@ -302,6 +312,7 @@ impl Driver {
             Input::Command(command) => Some(Event::Command(command)),
             Input::Inspect(f) => {
                 self.stats.connections = self.conns.len();
+                self.stats.closing = self.closing_count();
                 self.stats.queued_bytes = self
                     .conns
                     .values()
@@ -357,6 +368,7 @@ impl Driver {
         match action {
             Action::Connect { addr } => {
                 self.stats.dials += 1;
+                self.stats.dialing += 1;
                 let tx = self.tx.clone();
                 let timeout = self.limits.dial_timeout;
                 smol::spawn(async move {
@@ -393,7 +405,7 @@ impl Driver {
                     debug!(%conn, remote = %c.remote, %reason, "closing");
                     // Dropping the queue's sender lets the writer flush what is queued,
                     // then shut the connection down.
-                    self.closing.retain(|t| !t.is_finished());
+                    self.closing_count();
                     self.closing.push(c.writer);
                 }
                 None
@@ -439,6 +451,19 @@ impl Driver {
             direction,
             remote,
         }
+    }
+
+    /// File descriptors held for connections: open ones, closed ones still flushing or
+    /// lingering, and dials in flight (a lingering socket holds its descriptor as long as
+    /// an open one, so the cap on connections counts it).
+    fn sockets(&mut self) -> usize {
+        self.conns.len() + self.closing_count() + self.stats.dialing
+    }
+
+    /// Forgets the closing connections that have finished; returns how many are left.
+    fn closing_count(&mut self) -> usize {
+        self.closing.retain(|t| !t.is_finished());
+        self.closing.len()
     }
 
     /// Forgets a connection without flushing; returns whether it was open.
@@ -600,4 +625,63 @@ async fn write_loop(
     )
     .await;
     let _ = stream.shutdown(Shutdown::Both);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use overlay_core::{Asn, ClusterKey, NodeId};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+    use std::io::Write;
+
+    /// Polls the driver's counters until `done` holds (10 s at most).
+    async fn wait_for(
+        handle: &Handle,
+        done: impl Fn(&TransportStats) -> bool + Clone + Send + 'static,
+    ) {
+        for _ in 0..200 {
+            let d = done.clone();
+            if handle.inspect(move |v| d(v.stats)).await.unwrap_or(false) {
+                return;
+            }
+            Timer::after(Duration::from_millis(50)).await;
+        }
+        panic!("the driver's counters never got there");
+    }
+
+    #[test]
+    fn sockets_still_lingering_after_a_close_count_against_the_connection_cap() {
+        smol::block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let key = ClusterKey::from_bytes([9; 32]);
+            let config = Config::new(NodeId(1), Asn(100), Addr::from(addr.to_string()), vec![key]);
+            let identity = Identity::generate(&mut ChaCha20Rng::seed_from_u64(1), 2048).unwrap();
+            let mut limits = Limits::for_config(&config);
+            limits.max_connections = 3;
+            limits.linger = Duration::from_secs(20);
+            let (driver, handle) =
+                Driver::new(config, identity, [1; 32], listener, limits).unwrap();
+            let running = smol::spawn(driver.run());
+            // Each client sends an oversized length prefix: the node closes the connection,
+            // and its socket lingers, waiting for a close the client never sends.
+            let mut clients = Vec::new();
+            for n in 1..=3 {
+                let mut client = std::net::TcpStream::connect(addr).unwrap();
+                client.write_all(&[0xff; 4]).unwrap();
+                clients.push(client);
+                wait_for(&handle, move |s| s.closing == n && s.connections == 0).await;
+            }
+            let fourth = std::net::TcpStream::connect(addr).unwrap();
+            wait_for(&handle, |s| s.refused == 1).await;
+            let stats = handle.inspect(|v| v.stats.clone()).await.unwrap();
+            assert_eq!(
+                (stats.accepted, stats.connections, stats.closing),
+                (3, 0, 3)
+            );
+            drop((clients, fourth));
+            drop(running);
+        });
+    }
 }

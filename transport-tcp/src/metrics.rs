@@ -162,6 +162,12 @@ pub fn render(view: &View<'_>) -> String {
         &size(t.connections),
     );
     put(
+        "connections_closing",
+        "gauge",
+        "Closed TCP connections whose sockets still flush or linger.",
+        &size(t.closing),
+    );
+    put(
         "connections_accepted_total",
         "counter",
         "Inbound connections accepted.",
@@ -170,7 +176,7 @@ pub fn render(view: &View<'_>) -> String {
     put(
         "connections_refused_total",
         "counter",
-        "Inbound connections closed at once: too many open.",
+        "Inbound connections closed at once: too many sockets held (open, closing, dialing).",
         &one(t.refused),
     );
     put(

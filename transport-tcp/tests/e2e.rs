@@ -120,8 +120,28 @@ fn example_cluster_converges_and_recovers_from_leave_sigterm_and_kill() {
     c.start(2);
     c.converge(&[true; 3], CONVERGE).unwrap();
 
-    // `leave` over the control API: the daemon exits 0, the others withdraw it.
-    let out = cli(&["leave", "--rpc", &c.rpc[1].to_string()]);
+    // `leave` over the control API changes state: without a token it is refused, naming
+    // the file where the daemon wrote one (readable by its user only).
+    let rpc = c.rpc[1].to_string();
+    let refused = cli(&["leave", "--rpc", &rpc]);
+    let token_file = c.dir.path().join("rc2.rpc-token");
+    assert!(!refused.status.success(), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("401") && said.contains(&*token_file.to_string_lossy()),
+        "{said}"
+    );
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(c.daemon(1).running(), "a refused leave changes nothing");
+    // With the token: the daemon exits 0, the others withdraw it.
+    let out = cli(&[
+        "leave",
+        "--rpc",
+        &rpc,
+        "--token-file",
+        &token_file.to_string_lossy(),
+    ]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
