@@ -105,6 +105,9 @@ pub struct Accepted {
     /// The verified body and its origin's key fingerprint, shared with every node of the
     /// process that admitted the same bytes.
     pub admitted: Arc<AdmittedRumor>,
+    /// Until when the origin's certificate is valid (with the clock-skew bound), where the
+    /// cluster has an authority and the rumor is an advertisement.
+    pub certified_until: Option<Time>,
 }
 
 /// What became of one received rumor.
@@ -395,7 +398,11 @@ impl Gossip {
             (Some(conn), expires_at),
         );
         metrics.rumors_accepted += 1;
-        Outcome::Accepted(Box::new(Accepted { key, admitted }))
+        Outcome::Accepted(Box::new(Accepted {
+            key,
+            admitted,
+            certified_until,
+        }))
     }
 
     /// What a verified rumor's signer may say, and until when its certificate lets it be

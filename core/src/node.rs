@@ -597,20 +597,19 @@ impl Node {
 
     /// Applies a new rumor to routing or reputation, then forwards it.
     fn apply(&mut self, accepted: Accepted, from: Option<ConnId>) {
-        let Accepted { key, admitted } = accepted;
+        let Accepted {
+            key,
+            admitted,
+            certified_until,
+        } = accepted;
         let body = &admitted.body;
         let origin = body.origin;
         match &body.content {
             RumorContent::Advert {
-                asn,
-                addr,
-                links,
-                cert,
+                asn, addr, links, ..
             } => {
                 self.swarm.learn(addr, self.now, &mut self.rng);
-                if let (Some(trust), Some(cert)) = (&self.trust, cert)
-                    && let Ok(until) = trust.check(self.now, cert)
-                {
+                if let Some(until) = certified_until {
                     self.swarm.renew(&admitted.fingerprint, until);
                 }
                 let member = Member {
