@@ -13,7 +13,6 @@
 #[path = "../tests/harness/mod.rs"]
 mod harness;
 
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
@@ -30,27 +29,6 @@ use std::hint::black_box;
 
 const ORIGINS: u32 = 40;
 const SEQS: u64 = 50;
-
-thread_local! {
-    static VERIFY: Cell<(Duration, u64)> = const { Cell::new((Duration::ZERO, 0)) };
-    static HANDLE: Cell<(Duration, u64)> = const { Cell::new((Duration::ZERO, 0)) };
-    static CERTIFIED: Cell<(Duration, u64)> = const { Cell::new((Duration::ZERO, 0)) };
-    static DUPLICATE: Cell<(Duration, u64)> = const { Cell::new((Duration::ZERO, 0)) };
-}
-
-fn add(cell: &'static std::thread::LocalKey<Cell<(Duration, u64)>>, d: Duration, n: u64) {
-    cell.with(|c| {
-        let (t, k) = c.get();
-        c.set((t + d, k + n));
-    });
-}
-
-fn mean(cell: &'static std::thread::LocalKey<Cell<(Duration, u64)>>) -> f64 {
-    cell.with(|c| {
-        let (t, k) = c.get();
-        t.as_secs_f64() / k.max(1) as f64
-    })
-}
 
 /// The authority of the certified runs.
 fn authority() -> Identity {
@@ -96,7 +74,7 @@ fn rumor_pool(ca: Option<&Identity>) -> Vec<SignedRumor> {
                     cost: seq,
                 }]
                 .into(),
-                cert: certs[i].clone(),
+                cert: certs[i].as_ref().map(Into::into),
             };
             pool.push(
                 sign(
@@ -219,24 +197,40 @@ fn run(iters: u64, pool: &[SignedRumor], case: Case<'_>) -> Duration {
         if matches!(case, Case::Duplicate) {
             let (conn, again) = frames(&mut c, 2, &pool[..n]);
             let dups = c.node(0).metrics().rumors_duplicate;
-            let elapsed = feed(&mut c, conn, again);
+            total += feed(&mut c, conn, again);
             assert_eq!(
                 c.node(0).metrics().rumors_duplicate - dups,
                 n as u64,
                 "all duplicates"
             );
-            add(&DUPLICATE, elapsed, n as u64);
-            total += elapsed;
         } else {
-            add(
-                if ca.is_some() { &CERTIFIED } else { &HANDLE },
-                elapsed,
-                n as u64,
-            );
             total += elapsed;
         }
     }
     total
+}
+
+/// Rounds of the interleaved pass that the printed figures come from.
+const ROUNDS: usize = 31;
+/// Rumors of each kind one round times.
+const PER_ROUND: u64 = 500;
+
+/// Times `iters` bare verifications of `rumor`'s signature (decoded beforehand).
+fn verify(public: &PublicIdentity, rumor: &SignedRumor, iters: u64) -> Duration {
+    let sig = rumor.sig.decode();
+    let start = Instant::now();
+    for _ in 0..iters {
+        public
+            .verify(black_box(rumor.body.get().as_bytes()), black_box(&sig))
+            .unwrap();
+    }
+    start.elapsed()
+}
+
+/// The median of `values`.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn main() {
@@ -252,20 +246,7 @@ fn main() {
     let body: overlay_core::wire::RumorBody = serde_json::from_str(sample.body.get()).unwrap();
     let public = PublicIdentity::from_der(&body.pubkey).unwrap();
     crit.bench_function("bare_rsa2048_verify", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                public
-                    .verify(
-                        black_box(sample.body.get().as_bytes()),
-                        black_box(&sample.sig),
-                    )
-                    .unwrap();
-            }
-            let d = start.elapsed();
-            add(&VERIFY, d, iters);
-            d
-        })
+        b.iter_custom(|iters| verify(&public, sample, iters))
     });
     crit.bench_function("handle_new_rumor_verify_forward_x2", |b| {
         b.iter_custom(|iters| run(iters, &pool, Case::New))
@@ -278,19 +259,47 @@ fn main() {
     });
     crit.final_summary();
 
-    let (verify, handle, dup) = (mean(&VERIFY), mean(&HANDLE), mean(&DUPLICATE));
-    let certified = mean(&CERTIFIED);
+    // The ratios: each round times the same number of bare verifications, new rumors,
+    // new certified rumors and duplicates one after the other, so that the machine's
+    // drift (a shared virtual machine's) touches all four alike; the medians are printed.
+    let n = PER_ROUND;
+    let per_item = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    let rounds: Vec<[f64; 4]> = (0..ROUNDS)
+        .map(|_| {
+            [
+                per_item(verify(&public, sample, n)),
+                per_item(run(n, &pool, Case::New)),
+                per_item(run(n, &certified, Case::Certified(&ca))),
+                per_item(run(n, &pool, Case::Duplicate)),
+            ]
+        })
+        .collect();
+    let figure = |f: &dyn Fn(&[f64; 4]) -> f64| median(rounds.iter().map(f).collect());
+    let spread = |f: &dyn Fn(&[f64; 4]) -> f64| {
+        let all: Vec<f64> = rounds.iter().map(f).collect();
+        let (lo, hi) = all
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        format!("[{lo:.3}, {hi:.3}]")
+    };
+    let new_ratio = |r: &[f64; 4]| r[0] / r[1];
+    let certified_ratio = |r: &[f64; 4]| r[0] / r[2];
     println!(
-        "{{\"verify_us\": {:.1}, \"handle_new_rumor_us\": {:.1}, \
-         \"handle_new_certified_rumor_us\": {:.1}, \"handle_duplicate_us\": {:.1}, \
-         \"handle_throughput_over_verify\": {:.3}, \
-         \"certified_throughput_over_verify\": {:.3}, \"duplicate_cost_over_verify\": {:.3}}}",
-        verify * 1e6,
-        handle * 1e6,
-        certified * 1e6,
-        dup * 1e6,
-        verify / handle,
-        verify / certified,
-        dup / verify
+        "{{\"rounds\": {ROUNDS}, \"rumors_per_round\": {n}, \"verify_us\": {:.1}, \
+         \"handle_new_rumor_us\": {:.1}, \"handle_new_certified_rumor_us\": {:.1}, \
+         \"handle_duplicate_us\": {:.1}, \"handle_throughput_over_verify\": {:.3}, \
+         \"handle_throughput_over_verify_range\": {}, \
+         \"certified_throughput_over_verify\": {:.3}, \
+         \"certified_throughput_over_verify_range\": {}, \
+         \"duplicate_cost_over_verify\": {:.3}}}",
+        figure(&|r| r[0]),
+        figure(&|r| r[1]),
+        figure(&|r| r[2]),
+        figure(&|r| r[3]),
+        figure(&new_ratio),
+        spread(&new_ratio),
+        figure(&certified_ratio),
+        spread(&certified_ratio),
+        figure(&|r| r[3] / r[0]),
     );
 }

@@ -1,9 +1,9 @@
 //! Certified identities: issuing a certificate with an authority's key, and checking one
 //! against the trust anchors (the authorities' public keys): signature, validity period
-//! and what it names. A certificate's signature is verified once per node; the period is
-//! checked on every use.
+//! and what it names. A certificate's signature is verified once per node, and the text an
+//! advertisement carries is parsed once per node; the period is checked on every use.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,10 +13,13 @@ use thiserror::Error;
 
 use crate::scheduler::Time;
 use crate::sentry::{Fingerprint, Identity, PublicIdentity};
-use crate::wire::{Asn, CertBody, Certificate, NodeId, to_json};
+use crate::wire::{Asn, CertBody, Certificate, CertificateText, NodeId, to_json};
 
-/// Most certificate signatures remembered as verified (then the memory starts over).
+/// Most certificate signatures remembered as verified, and most certificate texts
+/// remembered as parsed and verified (then each memory starts over).
 const VERIFIED_CAPACITY: usize = 65_536;
+/// Most bytes of certificate texts remembered.
+const VERIFIED_TEXT_BYTES: usize = 16 << 20;
 
 /// Why a certificate does not certify a claim.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -39,6 +42,9 @@ pub enum CertError {
     /// The certificate is for another key.
     #[error("certificate for another key")]
     OtherKey,
+    /// The certificate text does not parse.
+    #[error("certificate does not parse")]
+    Malformed,
     /// A valid certificate of this very key names another controller or AS: the key's
     /// holder signed for an identity it was not given.
     #[error("key certified for controller {node} in AS {asn}")]
@@ -83,7 +89,18 @@ pub fn issue_certificate<R: CryptoRng + ?Sized>(
 pub struct Trust {
     anchors: Arc<[PublicIdentity]>,
     skew: Duration,
-    verified: Arc<Mutex<HashSet<[u8; 32]>>>,
+    verified: Arc<Mutex<Verified>>,
+}
+
+/// What a node remembers of the certificates it checked.
+#[derive(Default)]
+struct Verified {
+    /// Digests of (body, signature) pairs whose signature verified.
+    signatures: HashSet<[u8; 32]>,
+    /// Certificate texts (from advertisements) that parsed and whose signature verified.
+    texts: HashMap<Box<str>, Arc<Certificate>>,
+    /// Bytes of the texts remembered.
+    text_bytes: usize,
 }
 
 impl std::fmt::Debug for Trust {
@@ -106,37 +123,21 @@ impl Trust {
     /// Checks that `cert` is signed by a trust anchor and valid at `now`; returns the end
     /// of its validity (with the skew).
     pub fn check(&self, now: Time, cert: &Certificate) -> Result<Time, CertError> {
-        let skew = u64::try_from(self.skew.as_millis()).unwrap_or(u64::MAX);
-        let now_ms = now.as_millis();
-        if now_ms.saturating_add(skew) < cert.body.not_before {
-            return Err(CertError::NotYetValid(cert.body.not_before));
-        }
-        let until = cert.body.not_after.saturating_add(skew);
-        if now_ms > until {
-            return Err(CertError::Expired(cert.body.not_after));
-        }
+        let until = self.valid_at(now, cert)?;
         let digest: [u8; 32] = Sha256::new()
             .chain_update(&cert.signed)
             .chain_update(&cert.sig)
             .finalize()
             .into();
-        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-        if !verified.contains(&digest) {
-            let issuer = Fingerprint::from_hex(&cert.body.issuer);
-            let anchor = self
-                .anchors
-                .iter()
-                .find(|a| Some(a.fingerprint()) == issuer)
-                .ok_or(CertError::UnknownIssuer)?;
-            anchor
-                .verify(&signing_input(&cert.signed), &cert.sig)
-                .map_err(|_| CertError::BadSignature)?;
-            if verified.len() >= VERIFIED_CAPACITY {
-                verified.clear();
+        let mut verified = self.lock();
+        if !verified.signatures.contains(&digest) {
+            self.verify_signature(cert)?;
+            if verified.signatures.len() >= VERIFIED_CAPACITY {
+                verified.signatures.clear();
             }
-            verified.insert(digest);
+            verified.signatures.insert(digest);
         }
-        Ok(Time::from_millis(until))
+        Ok(until)
     }
 
     /// Checks that `cert` certifies `key` as controller `node` of AS `asn` at `now`;
@@ -154,14 +155,98 @@ impl Trust {
             return Err(CertError::OtherKey);
         }
         let until = self.check(now, cert)?;
-        if cert.body.node != node || cert.body.asn != asn {
-            return Err(CertError::Misnamed {
-                node: cert.body.node,
-                asn: cert.body.asn,
-            });
-        }
+        names(cert, node, asn)?;
         Ok(until)
     }
+
+    /// Like [`Trust::certifies`], for the certificate text of an advertisement: each text
+    /// is parsed and its signature verified once, then remembered. Only the compact text
+    /// of a certificate of `key` gets that far, so that no sender can make this node verify
+    /// other keys' certificates or variants of one certificate.
+    pub fn certifies_text(
+        &self,
+        now: Time,
+        text: Option<&CertificateText>,
+        node: NodeId,
+        asn: Asn,
+        key: &Fingerprint,
+    ) -> Result<Time, CertError> {
+        let text = text.ok_or(CertError::Missing)?;
+        let known = self.lock().texts.get(text.get()).cloned();
+        let cert = match known {
+            Some(cert) => cert,
+            None => {
+                let cert = text.parse().map_err(|_| CertError::Malformed)?;
+                if to_json(&cert) != text.get().as_bytes() {
+                    return Err(CertError::Malformed);
+                }
+                if Fingerprint::from_hex(&cert.body.key).as_ref() != Some(key) {
+                    return Err(CertError::OtherKey);
+                }
+                self.verify_signature(&cert)?;
+                let cert = Arc::new(cert);
+                let mut verified = self.lock();
+                verified.text_bytes += text.get().len();
+                if verified.texts.len() >= VERIFIED_CAPACITY
+                    || verified.text_bytes > VERIFIED_TEXT_BYTES
+                {
+                    verified.texts.clear();
+                    verified.text_bytes = text.get().len();
+                }
+                verified.texts.insert(text.get().into(), Arc::clone(&cert));
+                cert
+            }
+        };
+        if Fingerprint::from_hex(&cert.body.key).as_ref() != Some(key) {
+            return Err(CertError::OtherKey);
+        }
+        let until = self.valid_at(now, &cert)?;
+        names(&cert, node, asn)?;
+        Ok(until)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Verified> {
+        self.verified.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The end of `cert`'s validity (with the skew), if it is valid at `now`.
+    fn valid_at(&self, now: Time, cert: &Certificate) -> Result<Time, CertError> {
+        let skew = u64::try_from(self.skew.as_millis()).unwrap_or(u64::MAX);
+        let now_ms = now.as_millis();
+        if now_ms.saturating_add(skew) < cert.body.not_before {
+            return Err(CertError::NotYetValid(cert.body.not_before));
+        }
+        let until = cert.body.not_after.saturating_add(skew);
+        if now_ms > until {
+            return Err(CertError::Expired(cert.body.not_after));
+        }
+        Ok(Time::from_millis(until))
+    }
+
+    /// Verifies `cert`'s signature with the trust anchor it names.
+    fn verify_signature(&self, cert: &Certificate) -> Result<(), CertError> {
+        let issuer = Fingerprint::from_hex(&cert.body.issuer);
+        let anchor = self
+            .anchors
+            .iter()
+            .find(|a| Some(a.fingerprint()) == issuer)
+            .ok_or(CertError::UnknownIssuer)?;
+        anchor
+            .verify(&signing_input(&cert.signed), &cert.sig)
+            .map_err(|_| CertError::BadSignature)
+    }
+}
+
+/// Checks that a verified `cert` names controller `node` of AS `asn`: a valid certificate
+/// of the signing key that names another proves the key's holder misbehaved.
+fn names(cert: &Certificate, node: NodeId, asn: Asn) -> Result<(), CertError> {
+    if cert.body.node != node || cert.body.asn != asn {
+        return Err(CertError::Misnamed {
+            node: cert.body.node,
+            asn: cert.body.asn,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -237,6 +322,39 @@ mod tests {
             trust.check(at(2_000), &forged),
             Err(CertError::BadSignature)
         );
+    }
+
+    #[test]
+    fn an_advertised_certificate_text_is_checked_once_and_only_in_its_compact_form() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let ca = Identity::generate(&mut rng, 2048).unwrap();
+        let rc = Identity::generate(&mut rng, 2048).unwrap();
+        let trust = Trust::new(vec![ca.public().clone()], Duration::from_millis(100));
+        let cert = issue_certificate(&ca, &mut rng, body(&rc, 7, 700, 5_000));
+        let text = CertificateText::from(&cert);
+        let (fp, at) = (rc.fingerprint(), Time::from_millis(2_000));
+        let certifies = |t: &CertificateText, key: &Fingerprint| {
+            trust.certifies_text(at, Some(t), NodeId(7), Asn(700), key)
+        };
+        assert_eq!(certifies(&text, &fp), Ok(Time::from_millis(5_100)));
+        assert_eq!(
+            certifies(&text, &fp),
+            Ok(Time::from_millis(5_100)),
+            "remembered"
+        );
+        assert_eq!(trust.lock().texts.len(), 1);
+        assert_eq!(
+            certifies(&text, &ca.fingerprint()),
+            Err(CertError::OtherKey)
+        );
+        let wire = |json: String| -> CertificateText { serde_json::from_str(&json).unwrap() };
+        let padded = wire(text.get().replace(",", " ,  "));
+        assert_eq!(certifies(&padded, &fp), Err(CertError::Malformed));
+        let garbage = wire(r#"{"body":"AAAA","sig":""}"#.into());
+        assert_eq!(certifies(&garbage, &fp), Err(CertError::Malformed));
+        assert_eq!(trust.lock().texts.len(), 1, "nothing else remembered");
+        let misnamed = trust.certifies_text(at, Some(&text), NodeId(7), Asn(1), &fp);
+        assert!(misnamed.unwrap_err().proves_misbehaviour());
     }
 
     #[test]

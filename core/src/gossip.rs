@@ -205,7 +205,7 @@ pub fn sign<R: CryptoRng + ?Sized>(
         fingerprint: identity.fingerprint(),
         body,
         raw: Arc::from(raw),
-        sig: Arc::from(sig),
+        sig: sig.into(),
     }
 }
 
@@ -224,7 +224,7 @@ fn parse(rumor: &SignedRumor) -> Result<AdmittedRumor, RejectReason> {
     Ok(AdmittedRumor::new(
         body,
         Arc::clone(&rumor.body),
-        Arc::clone(&rumor.sig),
+        rumor.sig.clone(),
     ))
 }
 
@@ -439,7 +439,7 @@ impl Gossip {
         let member = (admission.bound)(origin) == Some(key);
         match (&body.content, admission.trust) {
             (RumorContent::Advert { asn, cert, .. }, Some(trust)) => {
-                match trust.certifies(now, cert.as_ref(), origin, *asn, &key) {
+                match trust.certifies_text(now, cert.as_ref(), origin, *asn, &key) {
                     Ok(until) => Ok(Some(until)),
                     Err(CertError::Misnamed { node, .. }) => Err(convicted(node)),
                     Err(e) => Err(Outcome::Ignored(RejectReason::Uncertified(e.to_string()))),

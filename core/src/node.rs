@@ -22,7 +22,8 @@ use crate::sentry::{
 };
 use crate::swarm::{Io, Me, PeerInfo, Swarm, SwarmEvent, SwarmPolicy};
 use crate::wire::{
-    Addr, AsLink, ConnId, LinkMessage, MAX_BATCH, NodeId, RumorContent, SignedRumor, check_ids,
+    Addr, AsLink, CertificateText, ConnId, LinkMessage, MAX_BATCH, NodeId, RumorContent,
+    SignedRumor, check_ids,
 };
 
 /// Builds the swarm's view of this node from disjoint fields (so the swarm can be
@@ -783,7 +784,7 @@ impl Node {
             asn: self.config.asn,
             addr: self.config.listen_addr.clone(),
             links: Arc::clone(&links),
-            cert: self.config.certificate.clone(),
+            cert: self.config.certificate.as_ref().map(CertificateText::from),
         };
         let key = self
             .gossip
@@ -837,9 +838,22 @@ impl Node {
 
     /// Sends what broadcast queued; announcements only when `announcements` (lazy timer).
     fn flush(&mut self, announcements: bool) {
+        // A rumor pushed on several links goes out as the same bytes on each: serialised once.
+        let mut last: Option<(LinkMessage, Vec<u8>)> = None;
         for (conn, msg) in self.broadcast.take(announcements, &mut self.metrics) {
+            let shared = last
+                .as_ref()
+                .filter(|(rumors, _)| rumors.same_rumors_as(&msg))
+                .map(|(_, bytes)| bytes.clone());
+            let bytes = shared.unwrap_or_else(|| {
+                let bytes = crate::wire::to_json(&msg);
+                if matches!(msg, LinkMessage::Rumors { .. } | LinkMessage::Answer { .. }) {
+                    last = Some((msg, bytes.clone()));
+                }
+                bytes
+            });
             self.swarm
-                .send(self.now, conn, &msg, &mut self.metrics, &mut self.out);
+                .send_sealed(self.now, conn, &bytes, &mut self.metrics, &mut self.out);
         }
     }
 

@@ -7,11 +7,11 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chacha20poly1305::aead::{Aead, KeyInit};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20::{R20, hchacha};
 use hkdf::Hkdf;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use rand_core::CryptoRng;
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use rsa::pkcs8::{
     DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
 };
@@ -23,7 +23,9 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::scheduler::Time;
-use crate::wire::{Addr, HelloIdentity, NodeId, RumorBody, RumorId, SignedRumor, b64};
+use crate::wire::{
+    Addr, Base64Text, FRAME_HEADER_LEN, HelloIdentity, NodeId, RumorBody, RumorId, SignedRumor, b64,
+};
 
 /// Smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -444,9 +446,15 @@ pub fn handshake_signing_input(role: Role, transcript: &[u8; 32]) -> Vec<u8> {
 /// One direction of an established link: XChaCha20-Poly1305 with a nonce chained from the
 /// previous frame (`next = SHA-256(label ‖ nonce ‖ tag)[..24]`), so that a replayed,
 /// reordered, dropped or altered frame fails authentication.
+///
+/// XChaCha20-Poly1305 is built as its specification (draft-irtf-cfrg-xchacha) defines it:
+/// the HChaCha20 subkey of the key and the nonce's first 16 bytes, then the IETF
+/// ChaCha20-Poly1305 AEAD (ring's) under that subkey with the nonce `0⁴ ‖ nonce[16..24]`.
+/// A test checks it byte for byte against RustCrypto's `XChaCha20Poly1305`; ring's AEAD is
+/// about three times faster on link-sized frames.
 #[derive(Clone)]
 pub struct LinkCipher {
-    aead: XChaCha20Poly1305,
+    key: [u8; 32],
     nonce: [u8; 24],
     frames: u64,
 }
@@ -460,10 +468,20 @@ impl fmt::Debug for LinkCipher {
 impl LinkCipher {
     fn new(key: [u8; 32], nonce: [u8; 24]) -> Self {
         LinkCipher {
-            aead: XChaCha20Poly1305::new(&key.into()),
+            key,
             nonce,
             frames: 0,
         }
+    }
+
+    /// The ChaCha20-Poly1305 key and nonce of the current frame.
+    fn frame_aead(&self) -> Option<(LessSafeKey, Nonce)> {
+        let (head, tail) = self.nonce.split_at(16);
+        let subkey = hchacha::<R20>(&self.key.into(), &<[u8; 16]>::try_from(head).ok()?.into());
+        let key = UnboundKey::new(&CHACHA20_POLY1305, subkey.as_slice()).ok()?;
+        let mut nonce = [0u8; 12];
+        nonce.get_mut(4..)?.copy_from_slice(tail);
+        Some((LessSafeKey::new(key), Nonce::assume_unique_for_key(nonce)))
     }
 
     fn advance(&mut self, ciphertext: &[u8]) {
@@ -482,22 +500,47 @@ impl LinkCipher {
 
     /// Encrypts one frame body and advances the chain.
     pub fn seal(&mut self, plaintext: &[u8]) -> Vec<u8> {
-        let nonce = XNonce::from(self.nonce);
-        // Encryption only fails for messages beyond 256 GiB.
-        let ct = self.aead.encrypt(&nonce, plaintext).unwrap_or_default();
-        self.advance(&ct);
-        ct
+        self.sealed(plaintext, false)
+    }
+
+    /// Encrypts one frame body and advances the chain; returns the whole frame (length
+    /// prefix and ciphertext) in one buffer.
+    pub fn seal_frame(&mut self, plaintext: &[u8]) -> Vec<u8> {
+        self.sealed(plaintext, true)
+    }
+
+    fn sealed(&mut self, plaintext: &[u8], framed: bool) -> Vec<u8> {
+        let start = if framed { FRAME_HEADER_LEN } else { 0 };
+        let len = plaintext.len() + TAG_LEN;
+        let mut out = Vec::with_capacity(start + len);
+        if framed {
+            out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+        }
+        out.extend_from_slice(plaintext);
+        // Sealing fails only for messages beyond 256 GiB (frames are capped far below).
+        let tag = self.frame_aead().and_then(|(key, nonce)| {
+            key.seal_in_place_separate_tag(nonce, Aad::empty(), out.get_mut(start..)?)
+                .ok()
+        });
+        match tag {
+            Some(tag) => out.extend_from_slice(tag.as_ref()),
+            None => out.truncate(start),
+        }
+        self.advance(out.get(start..).unwrap_or_default());
+        out
     }
 
     /// Decrypts one frame body; on success advances the chain, on failure leaves it as is.
     pub fn open(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, SentryError> {
-        let nonce = XNonce::from(self.nonce);
-        let plain = self
-            .aead
-            .decrypt(&nonce, ciphertext)
-            .map_err(|_| SentryError::HopAuth)?;
+        let (key, nonce) = self.frame_aead().ok_or(SentryError::HopAuth)?;
+        let mut buffer = ciphertext.to_vec();
+        let len = key
+            .open_in_place(nonce, Aad::empty(), &mut buffer)
+            .map_err(|_| SentryError::HopAuth)?
+            .len();
+        buffer.truncate(len);
         self.advance(ciphertext);
-        Ok(plain)
+        Ok(buffer)
     }
 
     /// Frames sealed or opened so far.
@@ -562,7 +605,7 @@ pub struct AdmittedRumor {
     /// The signed body as received (what stores keep and forward).
     pub raw: Arc<RawValue>,
     /// The signature.
-    pub sig: Arc<[u8]>,
+    pub sig: Base64Text,
 }
 
 impl AdmittedRumor {
@@ -573,14 +616,14 @@ impl AdmittedRumor {
             seq: self.body.seq,
             subject: self.body.content.subject(),
             body: Arc::clone(&self.raw),
-            sig: Arc::clone(&self.sig),
+            sig: self.sig.clone(),
             age_ms,
             hops,
         }
     }
 
     /// A parsed rumor not yet verified: [`VerifyCache::admit`] checks its signature.
-    pub fn new(body: RumorBody, raw: Arc<RawValue>, sig: Arc<[u8]>) -> Self {
+    pub fn new(body: RumorBody, raw: Arc<RawValue>, sig: Base64Text) -> Self {
         AdmittedRumor {
             fingerprint: Fingerprint::of_der(&body.pubkey),
             body,
@@ -639,7 +682,7 @@ impl VerifyCache {
                 }
             }
         };
-        key.verify(rumor.raw.get().as_bytes(), &rumor.sig)?;
+        key.verify(rumor.raw.get().as_bytes(), &rumor.sig.decode())?;
         let rumor = Arc::new(rumor);
         let size = rumor.raw.get().len();
         let budget = self.capacity.saturating_mul(4 * 1024);
@@ -913,6 +956,35 @@ mod tests {
     }
 
     #[test]
+    fn the_link_cipher_is_xchacha20_poly1305_byte_for_byte() {
+        use chacha20poly1305::aead::{Aead, KeyInit as _};
+        use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+        let (key, nonce) = ([0x42; 32], *b"overlay-network-nonce-24");
+        let reference = XChaCha20Poly1305::new(&key.into());
+        for len in [0, 1, 63, 64, 65, 1300, 16_384] {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let mut cipher = LinkCipher::new(key, nonce);
+            let sealed = cipher.seal(&plain);
+            let expected = reference
+                .encrypt(&XNonce::from(nonce), plain.as_slice())
+                .unwrap();
+            assert_eq!(sealed, expected, "{len} bytes");
+            let framed = LinkCipher::new(key, nonce).seal_frame(&plain);
+            assert_eq!(framed, crate::wire::encode_frame(&expected));
+            let mut opener = LinkCipher::new(key, nonce);
+            assert_eq!(opener.open(&sealed).unwrap(), plain);
+            let mut tampered = sealed.clone();
+            if let Some(b) = tampered.last_mut() {
+                *b ^= 1;
+            }
+            assert_eq!(
+                LinkCipher::new(key, nonce).open(&tampered),
+                Err(SentryError::HopAuth)
+            );
+        }
+    }
+
+    #[test]
     fn chained_nonces_reject_replay_reorder_drop_and_tamper() {
         let key = ClusterKey::from_bytes([9; 32]);
         let transcript = [1; 32];
@@ -970,7 +1042,7 @@ mod tests {
         )
         .envelope(0, 0);
         let body = from_json(rumor.body.get().as_bytes()).unwrap();
-        let parsed = AdmittedRumor::new(body, Arc::clone(&rumor.body), Arc::clone(&rumor.sig));
+        let parsed = AdmittedRumor::new(body, Arc::clone(&rumor.body), rumor.sig.clone());
         (rumor, parsed)
     }
 
@@ -992,13 +1064,13 @@ mod tests {
         // The same id with other signature bytes is not the admitted rumor, and a
         // signature that does not verify is refused and not remembered.
         let mut forged = rumor.clone();
-        forged.sig = Arc::from(vec![0u8; rumor.sig.len()]);
+        forged.sig = vec![0u8; rumor.sig.decode().len()].into();
         assert!(cache.admitted(&forged).is_none());
         let body = from_json(rumor.body.get().as_bytes()).unwrap();
         let refused = cache.admit(AdmittedRumor::new(
             body,
             Arc::clone(&rumor.body),
-            Arc::clone(&forged.sig),
+            forged.sig.clone(),
         ));
         assert_eq!(refused.err(), Some(SentryError::BadSignature));
         assert!(cache.admitted(&rumor).is_some() && cache.admitted(&forged).is_none());

@@ -775,7 +775,7 @@ impl Swarm {
         if plain.len() > self.policy.max_frame_bytes {
             return;
         }
-        let bytes = encode_frame(&tx.seal(plain));
+        let bytes = tx.seal_frame(plain);
         metrics.frames_out += 1;
         metrics.bytes_out += bytes.len() as u64;
         c.last_tx = now;

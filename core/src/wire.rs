@@ -355,6 +355,73 @@ pub mod b64 {
     }
 }
 
+/// Binary data that travels as base64 text (a rumor's signature): kept as the text it
+/// arrived in, so that forwarding it never encodes it again, and decoded only where it is
+/// checked. Deserialising checks its form (length, alphabet, padding) and its size, not
+/// its last bits: text that does not decode fails where it is checked, as a bad signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Base64Text(Arc<str>);
+
+/// Longest base64 text accepted (a 4096-bit RSA signature is 684 characters).
+pub const MAX_BASE64_TEXT: usize = 1024;
+
+impl Base64Text {
+    /// The base64 text of `bytes`.
+    pub fn encode(bytes: &[u8]) -> Self {
+        Base64Text(b64::encode(bytes).into())
+    }
+
+    /// The bytes (empty if the text does not decode).
+    pub fn decode(&self) -> Vec<u8> {
+        b64::decode(&self.0).unwrap_or_default()
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether both share one allocation (copies of one received text).
+    pub fn ptr_eq(&self, other: &Base64Text) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Whether `text` has the form of padded standard base64 of at most
+    /// [`MAX_BASE64_TEXT`] characters.
+    fn well_formed(text: &str) -> bool {
+        let body = text.trim_end_matches('=');
+        text.len().is_multiple_of(4)
+            && text.len() <= MAX_BASE64_TEXT
+            && text.len() - body.len() <= 2
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    }
+}
+
+impl From<Vec<u8>> for Base64Text {
+    fn from(bytes: Vec<u8>) -> Self {
+        Base64Text::encode(&bytes)
+    }
+}
+
+impl Serialize for Base64Text {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Base64Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        if !Base64Text::well_formed(&text) {
+            return Err(D::Error::custom("not base64 text of a signature"));
+        }
+        Ok(Base64Text(text.into()))
+    }
+}
+
 /// Largest certificate body accepted, in bytes.
 pub const MAX_CERT_BODY: usize = 1024;
 /// Largest certificate signature accepted, in bytes (a 4096-bit RSA signature is 512).
@@ -432,6 +499,64 @@ impl<'de> Deserialize<'de> for Certificate {
             signed: wire.body,
             sig: wire.sig,
         })
+    }
+}
+
+/// Longest certificate text an advertisement may carry, in bytes (the largest body and
+/// signature, base64, in their JSON object).
+pub const MAX_CERT_TEXT: usize = 2 * (MAX_CERT_BODY + MAX_CERT_SIG) + 64;
+
+/// A [`Certificate`] as an advertisement carries it: its JSON text, exactly as the origin
+/// signed it. Every advertisement of an origin carries the same text, so a receiver parses
+/// and verifies it once (see `Trust`), and forwarding or measuring the body never encodes
+/// it again.
+#[derive(Debug, Clone)]
+pub struct CertificateText(Arc<RawValue>);
+
+impl CertificateText {
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The certificate it holds.
+    pub fn parse(&self) -> Result<Certificate, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+}
+
+impl From<&Certificate> for CertificateText {
+    fn from(cert: &Certificate) -> Self {
+        let text = String::from_utf8(to_json(cert)).unwrap_or_default();
+        // serde_json output is always valid JSON.
+        let raw = RawValue::from_string(text)
+            .unwrap_or_else(|_| RawValue::from_string("null".into()).unwrap_or_default());
+        CertificateText(raw.into())
+    }
+}
+
+impl PartialEq for CertificateText {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for CertificateText {}
+
+impl Serialize for CertificateText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for CertificateText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let raw = <Arc<RawValue>>::deserialize(d)?;
+        if raw.get().len() > MAX_CERT_TEXT {
+            return Err(D::Error::custom("oversized certificate"));
+        }
+        Ok(CertificateText(raw))
     }
 }
 
@@ -590,6 +715,22 @@ pub enum LinkMessage {
     },
 }
 
+impl LinkMessage {
+    /// Whether `other` carries the same copies of the same rumors (a push or an answer
+    /// that several links get): it then serialises to the same bytes, so a sender
+    /// serialises it once. Cheap (pointer comparisons); false for other messages.
+    pub fn same_rumors_as(&self, other: &LinkMessage) -> bool {
+        let same = |a: &[SignedRumor], b: &[SignedRumor]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_copy(y))
+        };
+        match (self, other) {
+            (LinkMessage::Rumors { rumors: a }, LinkMessage::Rumors { rumors: b })
+            | (LinkMessage::Answer { rumors: a }, LinkMessage::Answer { rumors: b }) => same(a, b),
+            _ => false,
+        }
+    }
+}
+
 /// A rumor's identity: its key and sequence number, sent as `[origin, subject, seq]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RumorId(pub NodeId, pub Option<NodeId>, pub u64);
@@ -700,9 +841,8 @@ pub struct SignedRumor {
     /// The signed [`RumorBody`], byte for byte as the origin serialised it (shared, never
     /// re-serialised).
     pub body: Arc<RawValue>,
-    /// PKCS#1 v1.5 SHA-256 signature of `body` by the origin.
-    #[serde(with = "b64::shared")]
-    pub sig: Arc<[u8]>,
+    /// PKCS#1 v1.5 SHA-256 signature of `body` by the origin, as base64 text.
+    pub sig: Base64Text,
     /// Milliseconds the rumor has existed, accumulated hop by hop (unsigned; used for
     /// expiry so that state synced late does not outlive its origin).
     #[serde(default)]
@@ -726,9 +866,24 @@ impl SignedRumor {
         RumorId(self.origin, self.subject, self.seq)
     }
 
+    /// Whether `other` is the same copy: the same shared body and signature and the same
+    /// envelope (so it serialises to the same bytes).
+    pub fn same_copy(&self, other: &SignedRumor) -> bool {
+        Arc::ptr_eq(&self.body, &other.body)
+            && self.sig.ptr_eq(&other.sig)
+            && (self.origin, self.seq, self.subject, self.age_ms, self.hops)
+                == (
+                    other.origin,
+                    other.seq,
+                    other.subject,
+                    other.age_ms,
+                    other.hops,
+                )
+    }
+
     /// Approximate encoded size, for batching under the frame limit.
     pub fn encoded_len(&self) -> usize {
-        self.body.get().len() + self.sig.len() * 4 / 3 + 96
+        self.body.get().len() + self.sig.as_str().len() + 96
     }
 }
 
@@ -771,9 +926,10 @@ pub enum RumorContent {
         addr: Addr,
         /// The origin's AS links (shared by every member record made from this rumor).
         links: Arc<[AsLink]>,
-        /// The origin's certificate, where the cluster has an authority.
+        /// The origin's certificate, where the cluster has an authority, as the JSON text
+        /// the origin signed (a receiver's `Trust` parses and checks each text once).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        cert: Option<Certificate>,
+        cert: Option<CertificateText>,
     },
     /// The origin leaves the network on purpose.
     Leave {
@@ -922,7 +1078,12 @@ mod tests {
         assert_eq!(rumor.body.get(), body);
         let again: SignedRumor = from_json(&to_json(&rumor)).unwrap();
         assert_eq!(again.body.get(), body);
-        assert_eq!(&again.sig[..], &[0, 1, 2]);
+        assert_eq!(again.sig.decode(), [0, 1, 2]);
+        assert_eq!(again.sig.as_str(), "AAEC", "sent on as the text that came");
+        for bad in ["AAE", "AA=C", "AA$C", "A==="] {
+            let json = format!(r#"{{"origin":1,"seq":2,"body":{body},"sig":"{bad}"}}"#);
+            assert!(from_json::<SignedRumor>(json.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

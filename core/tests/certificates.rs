@@ -95,7 +95,7 @@ fn advert(signer: usize, node: u32, asn: u32, cert: Option<Certificate>, now: Ti
             asn: Asn(asn),
             addr: addr(signer),
             links: vec![link(999, 1000, 1)].into(),
-            cert,
+            cert: cert.as_ref().map(Into::into),
         },
     )
     .envelope(0, 0)

@@ -196,7 +196,7 @@ fn picks(p: &[Pick], forged: &mut BTreeSet<(NodeId, u64)>) -> Vec<SignedRumor> {
                     genuine.insert((r.origin, r.seq));
                 }
                 Alter::Sig(at, x) => {
-                    let mut sig = r.sig.to_vec();
+                    let mut sig = r.sig.decode();
                     let i = usize::from(at) % sig.len();
                     sig[i] ^= x.max(1);
                     r.sig = sig.into();
@@ -452,7 +452,7 @@ impl Pair {
         [None, Some(NodeId(1))].into_iter().all(|subject| {
             self.a
                 .stored_rumor(&RumorKey { origin, subject })
-                .is_none_or(|r| key.public().verify(r.body.get().as_bytes(), &r.sig).is_ok())
+                .is_none_or(|r| key.public().verify(r.body.get().as_bytes(), &r.sig.decode()).is_ok())
         })
     }
 
@@ -494,7 +494,7 @@ fn hello_of(h: &FuzzHello) -> Handshake {
         listen: Addr::from(h.listen.clone()),
         key_id,
         // Fresh, or (odd keys) from long ago.
-        issued_at: if h.key % 2 == 0 { 1_000 } else { 0 },
+        issued_at: if h.key.is_multiple_of(2) { 1_000 } else { 0 },
         cert: None,
     };
     // A real member's proof, or a stranger's guess.

@@ -297,7 +297,7 @@ fn integrity(a: Attackers) -> TestResult {
             };
             let public = sim.identity(origin).public();
             if public
-                .verify(rumor.body.get().as_bytes(), &rumor.sig)
+                .verify(rumor.body.get().as_bytes(), &rumor.sig.decode())
                 .is_err()
             {
                 return fail(
