@@ -1,7 +1,7 @@
 //! Seeing the network, end to end on the 3-controller example cluster (real processes on
 //! 127.0.0.1): `GET /v1/topology` and `/v1/topology.dot`, `overlay-network topology`, the
 //! page's files and their headers (served without the API token, unlike the data), the
-//! latency histograms, the README's metrics table against `/metrics`, the page addresses
+//! latency histograms, the operator guide's metrics table against `/metrics`, the page addresses
 //! `demo --keep` prints; and the page itself
 //! in headless Chromium (Debian's `/usr/bin/chromium`): every AS drawn, the highlighted path
 //! equal to `routes --json`, the tables filled, a screenshot. Without Chromium the browser
@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 const CHROMIUM: &str = "/usr/bin/chromium";
-const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+const OPERATING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/OPERATING.md");
 
 /// The example cluster, converged, RC1 linked to both others, with one rejection recorded
 /// by RC1 (a connection that announced an oversized frame).
@@ -224,7 +224,7 @@ fn topology_dot_page_and_metrics_describe_the_example_cluster() {
     assert!(metric("overlay_handshake_seconds_count") >= 2.0);
     assert!(metric("overlay_rumor_propagation_seconds_count") >= 2.0);
 
-    // The README documents every metric, with its type, and no other.
+    // The operator guide documents every metric, with its type, and no other.
     let exported: BTreeSet<(String, String)> = text
         .lines()
         .filter_map(|l| {
@@ -232,8 +232,8 @@ fn topology_dot_page_and_metrics_describe_the_example_cluster() {
             Some((words.next()?.to_string(), words.next()?.to_string()))
         })
         .collect();
-    let readme = std::fs::read_to_string(README).unwrap();
-    let documented: BTreeSet<(String, String)> = readme
+    let guide = std::fs::read_to_string(OPERATING).unwrap();
+    let documented: BTreeSet<(String, String)> = guide
         .lines()
         .filter_map(|l| {
             let cells: Vec<&str> = l.strip_prefix("| `overlay_")?.split('|').collect();
