@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use rand_core::Rng;
-use serde::{Deserialize, Serialize};
 
+pub use crate::config::{Dissemination, MAX_LINK_SLOTS};
 use crate::event::{Metrics, RejectReason};
 use crate::gossip::Gossip;
 use crate::scheduler::Time;
@@ -19,18 +19,6 @@ use crate::wire::{
     Announcement, ConnId, Digest, LinkMessage, MAX_BATCH, MAX_IDS, NodeId, RumorId, RumorKey,
     SignedRumor,
 };
-
-/// How rumors spread.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Dissemination {
-    /// Eager push on a spanning tree, lazy announcements elsewhere (near N-1 messages per
-    /// rumor).
-    #[default]
-    Plumtree,
-    /// Every rumor to every direct peer but the sender (about N × peers messages).
-    Flood,
-}
 
 /// Timing and limits of dissemination.
 #[derive(Clone, Debug)]
@@ -87,9 +75,6 @@ struct Outbox {
     prune: BTreeSet<NodeId>,
     digests: Vec<Digest>,
 }
-
-/// Most links the per-origin masks can tell apart (`max_peers` is capped at this).
-pub const MAX_LINK_SLOTS: usize = 128;
 
 /// Per-link dissemination state. Plumtree runs one tree per origin: for each origin, the
 /// links that only get announcements of its rumors (all links start eager), so a rumor

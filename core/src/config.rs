@@ -4,12 +4,27 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::broadcast::Dissemination;
 use crate::scheduler::{CronError, parse_cron};
 use crate::sentry::{ClusterKey, PublicIdentity};
 use crate::wire::{Addr, AsLink, Asn, Certificate, NodeId, check_addr};
+
+/// How rumors spread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dissemination {
+    /// Eager push on a spanning tree, lazy announcements elsewhere (near N-1 messages per
+    /// rumor).
+    #[default]
+    Plumtree,
+    /// Every rumor to every direct peer but the sender (about N × peers messages).
+    Flood,
+}
+
+/// Most links the per-origin masks can tell apart (`max_peers` is capped at this).
+pub const MAX_LINK_SLOTS: usize = 128;
 
 /// Smallest `max_frame_bytes` accepted: a full advertisement must fit in one frame.
 pub const MIN_FRAME_BYTES: usize = 16 * 1024;
@@ -24,7 +39,7 @@ pub enum ConfigError {
     #[error("max_peers: must be at least 1")]
     MaxPeersZero,
     /// `max_peers` above what the per-origin dissemination trees can track.
-    #[error("max_peers: {0} is above the maximum of {max}", max = crate::broadcast::MAX_LINK_SLOTS)]
+    #[error("max_peers: {0} is above the maximum of {max}", max = MAX_LINK_SLOTS)]
     TooManyPeers(usize),
     /// `min_peers` above `max_peers`.
     #[error("min_peers: {min} is above max_peers {max}")]
@@ -268,7 +283,7 @@ impl Config {
         if self.max_peers == 0 {
             return Err(ConfigError::MaxPeersZero);
         }
-        if self.max_peers > crate::broadcast::MAX_LINK_SLOTS {
+        if self.max_peers > MAX_LINK_SLOTS {
             return Err(ConfigError::TooManyPeers(self.max_peers));
         }
         if self.min_peers > self.max_peers {

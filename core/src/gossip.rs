@@ -566,7 +566,7 @@ impl Gossip {
     }
 
     /// Signs and stores a rumor of this node; returns its key (spread it with
-    /// [`crate::broadcast::Broadcast::spread`]). Callers other than a leave check
+    /// `Broadcast::spread`). Callers other than a leave check
     /// [`Gossip::may_sign`] first.
     pub fn originate<R: CryptoRng + ?Sized>(
         &mut self,

@@ -109,9 +109,8 @@ pub mod sentry;
 pub mod swarm;
 pub mod wire;
 
-pub use broadcast::Dissemination;
 pub use cert::{CertError, Trust, issue_certificate};
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, Dissemination};
 pub use event::{
     Action, CloseReason, Command, Direction, Event, Metrics, Notification, RejectReason,
 };

@@ -11,8 +11,10 @@ use std::thread::JoinHandle;
 
 use overlay_core::{Action, ConnId, Event, Node, Time};
 
-use crate::sim::SlotId;
 use crate::trace::{self, Record};
+
+/// Index of a node slot in the simulator (stable across crashes and restarts).
+pub type SlotId = usize;
 
 /// Windows with fewer lanes than this run on the calling thread (unit tests use the
 /// workers for almost every window).

@@ -49,8 +49,7 @@ use crate::random::{below, chance, mix};
 use crate::reference::Reference;
 use crate::trace::Trace;
 
-/// Index of a node slot in the simulator (stable across crashes and restarts).
-pub type SlotId = usize;
+pub use crate::lanes::SlotId;
 
 /// What a lost frame does to its connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
