@@ -151,9 +151,7 @@ impl Trust {
         key: &Fingerprint,
     ) -> Result<Time, CertError> {
         let cert = cert.ok_or(CertError::Missing)?;
-        if Fingerprint::from_hex(&cert.body.key).as_ref() != Some(key) {
-            return Err(CertError::OtherKey);
-        }
+        of_key(cert, key)?;
         let until = self.check(now, cert)?;
         names(cert, node, asn)?;
         Ok(until)
@@ -175,34 +173,36 @@ impl Trust {
         let known = self.lock().texts.get(text.get()).cloned();
         let cert = match known {
             Some(cert) => cert,
-            None => {
-                let cert = text.parse().map_err(|_| CertError::Malformed)?;
-                if to_json(&cert) != text.get().as_bytes() {
-                    return Err(CertError::Malformed);
-                }
-                if Fingerprint::from_hex(&cert.body.key).as_ref() != Some(key) {
-                    return Err(CertError::OtherKey);
-                }
-                self.verify_signature(&cert)?;
-                let cert = Arc::new(cert);
-                let mut verified = self.lock();
-                verified.text_bytes += text.get().len();
-                if verified.texts.len() >= VERIFIED_CAPACITY
-                    || verified.text_bytes > VERIFIED_TEXT_BYTES
-                {
-                    verified.texts.clear();
-                    verified.text_bytes = text.get().len();
-                }
-                verified.texts.insert(text.get().into(), Arc::clone(&cert));
-                cert
-            }
+            None => self.remember(text, key)?,
         };
-        if Fingerprint::from_hex(&cert.body.key).as_ref() != Some(key) {
-            return Err(CertError::OtherKey);
-        }
+        of_key(&cert, key)?;
         let until = self.valid_at(now, &cert)?;
         names(&cert, node, asn)?;
         Ok(until)
+    }
+
+    /// Parses a certificate text not seen before, checks that it is compact and certifies
+    /// `key`, verifies its signature, and remembers it.
+    fn remember(
+        &self,
+        text: &CertificateText,
+        key: &Fingerprint,
+    ) -> Result<Arc<Certificate>, CertError> {
+        let cert = text.parse().map_err(|_| CertError::Malformed)?;
+        if to_json(&cert) != text.get().as_bytes() {
+            return Err(CertError::Malformed);
+        }
+        of_key(&cert, key)?;
+        self.verify_signature(&cert)?;
+        let cert = Arc::new(cert);
+        let mut verified = self.lock();
+        verified.text_bytes += text.get().len();
+        if verified.texts.len() >= VERIFIED_CAPACITY || verified.text_bytes > VERIFIED_TEXT_BYTES {
+            verified.texts.clear();
+            verified.text_bytes = text.get().len();
+        }
+        verified.texts.insert(text.get().into(), Arc::clone(&cert));
+        Ok(cert)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Verified> {
@@ -235,6 +235,14 @@ impl Trust {
             .verify(&signing_input(&cert.signed), &cert.sig)
             .map_err(|_| CertError::BadSignature)
     }
+}
+
+/// Checks that `cert` is for `key`.
+fn of_key(cert: &Certificate, key: &Fingerprint) -> Result<(), CertError> {
+    if Fingerprint::from_hex(&cert.body.key).as_ref() != Some(key) {
+        return Err(CertError::OtherKey);
+    }
+    Ok(())
 }
 
 /// Checks that a verified `cert` names controller `node` of AS `asn`: a valid certificate
