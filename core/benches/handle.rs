@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use harness::{Cluster, config, identity};
-use overlay_core::gossip::sign;
-use overlay_core::sentry::PublicIdentity;
+use overlay_core::PublicIdentity;
+use overlay_core::testing::sign_rumor as sign;
 use overlay_core::wire::{Addr, LinkMessage, RumorContent, SignedRumor};
 use overlay_core::{
     Asn, CertBody, Certificate, ConnId, Event, Identity, NodeId, issue_certificate,

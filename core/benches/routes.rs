@@ -12,8 +12,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use overlay_core::routing::Routing;
-use overlay_core::sentry::Fingerprint;
+use overlay_core::Fingerprint;
+use overlay_core::testing::Routing;
 use overlay_core::wire::Addr;
 use overlay_core::{AsLink, Asn, Member, MemberState, NodeId};
 use petgraph::graphmap::DiGraphMap;

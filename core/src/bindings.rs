@@ -31,7 +31,7 @@ pub(crate) struct Bindings {
 impl Bindings {
     /// Records that `claim` is alive; the caller released its previous claim first if the
     /// key or the AS changed. Returns whether the AS's speaker changed.
-    pub fn claim(&mut self, claim: Claim) -> bool {
+    pub(crate) fn claim(&mut self, claim: Claim) -> bool {
         self.owners.entry(claim.key).or_insert(claim.node);
         match self.speakers.get(&claim.asn) {
             Some(_) => false,
@@ -45,7 +45,7 @@ impl Bindings {
     /// Records that `claim` is no longer alive (or no longer claims its key and AS); the
     /// AS passes to the lowest live claimant among `others`. Returns whether the AS's
     /// speaker changed.
-    pub fn release(&mut self, claim: Claim, others: impl Iterator<Item = Claim>) -> bool {
+    pub(crate) fn release(&mut self, claim: Claim, others: impl Iterator<Item = Claim>) -> bool {
         if self.owners.get(&claim.key) == Some(&claim.node) {
             self.owners.remove(&claim.key);
         }
@@ -64,18 +64,18 @@ impl Bindings {
     }
 
     /// The live member id `key` speaks for, if any.
-    pub fn owner_of(&self, key: &Fingerprint) -> Option<NodeId> {
+    pub(crate) fn owner_of(&self, key: &Fingerprint) -> Option<NodeId> {
         self.owners.get(key).copied()
     }
 
     /// The member that speaks for each AS.
-    pub fn speakers(&self) -> impl Iterator<Item = (Asn, NodeId)> + '_ {
+    pub(crate) fn speakers(&self) -> impl Iterator<Item = (Asn, NodeId)> + '_ {
         self.speakers.iter().map(|(&asn, &node)| (asn, node))
     }
 
     /// Whether `node` speaks for `asn`.
     #[cfg(test)]
-    pub fn speaks(&self, asn: Asn, node: NodeId) -> bool {
+    pub(crate) fn speaks(&self, asn: Asn, node: NodeId) -> bool {
         self.speakers.get(&asn) == Some(&node)
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rand_core::Rng;
 
-pub use crate::config::{Dissemination, MAX_LINK_SLOTS};
+pub(crate) use crate::config::{Dissemination, MAX_LINK_SLOTS};
 use crate::event::{Metrics, RejectReason};
 use crate::gossip::Gossip;
 use crate::scheduler::Time;
@@ -22,11 +22,9 @@ use crate::wire::{
 
 /// Timing and limits of dissemination.
 #[derive(Clone, Debug)]
-pub struct BroadcastPolicy {
+pub(crate) struct BroadcastPolicy {
     /// Plumtree or flooding.
     pub mode: Dissemination,
-    /// How long announcements are gathered before they are sent.
-    pub lazy_interval: Duration,
     /// How long an announced rumor may take to arrive before it is grafted.
     pub graft_timeout: Duration,
     /// Largest frame body.
@@ -83,7 +81,7 @@ struct Outbox {
 /// duplicates prune the tree in one round. (Starting new origins from a tree shared by all
 /// origins was measured: slower to converge, with grafts for rounds.)
 #[derive(Debug, Clone)]
-pub struct Broadcast {
+pub(crate) struct Broadcast {
     me: NodeId,
     policy: BroadcastPolicy,
     /// A bit index per established link, for the per-origin masks.
@@ -106,7 +104,7 @@ pub struct Broadcast {
 
 impl Broadcast {
     /// No links yet, for node `me`.
-    pub fn new(me: NodeId, policy: BroadcastPolicy) -> Self {
+    pub(crate) fn new(me: NodeId, policy: BroadcastPolicy) -> Self {
         Broadcast {
             me,
             policy,
@@ -163,7 +161,7 @@ impl Broadcast {
 
     /// A link came up: it is eager for every origin, and both ends send their digests so
     /// each learns at once what the other has (a joiner converges, partitions re-merge).
-    pub fn link_up(&mut self, conn: ConnId, store: &Gossip) {
+    pub(crate) fn link_up(&mut self, conn: ConnId, store: &Gossip) {
         let used: BTreeSet<u8> = self.slots.values().copied().collect();
         let Some(slot) = (0..MAX_LINK_SLOTS as u8).find(|s| !used.contains(s)) else {
             return;
@@ -173,7 +171,7 @@ impl Broadcast {
     }
 
     /// A link went down.
-    pub fn link_down(&mut self, conn: ConnId) {
+    pub(crate) fn link_down(&mut self, conn: ConnId) {
         let bit = self.bit(conn);
         for masks in [&mut self.lazy, &mut self.distrusted] {
             masks.retain(|_, mask| {
@@ -193,7 +191,13 @@ impl Broadcast {
 
     /// Spreads a rumor this node just accepted (`from` its sender) or originated (`from` is
     /// `None`): pushed on the links eager for its origin, announced on the others.
-    pub fn spread(&mut self, now: Time, store: &Gossip, key: &RumorKey, from: Option<ConnId>) {
+    pub(crate) fn spread(
+        &mut self,
+        now: Time,
+        store: &Gossip,
+        key: &RumorKey,
+        from: Option<ConnId>,
+    ) {
         let Some(rumor) = store.outgoing(now, key) else {
             return;
         };
@@ -218,7 +222,7 @@ impl Broadcast {
     }
 
     /// Pushes a rumor on every link, lazy ones too (a leave: the links are about to close).
-    pub fn push_everywhere(&mut self, now: Time, store: &Gossip, key: &RumorKey) {
+    pub(crate) fn push_everywhere(&mut self, now: Time, store: &Gossip, key: &RumorKey) {
         let Some(rumor) = store.outgoing(now, key) else {
             return;
         };
@@ -243,7 +247,7 @@ impl Broadcast {
     /// A push brought duplicates of these origins' rumors: the link closes a cycle of
     /// their trees; prune it for them. A node's own rumors echoed back only stop coming:
     /// the link stays the best way out for them.
-    pub fn duplicate_push(&mut self, conn: ConnId, origins: &BTreeSet<NodeId>) {
+    pub(crate) fn duplicate_push(&mut self, conn: ConnId, origins: &BTreeSet<NodeId>) {
         if self.policy.mode == Dissemination::Flood {
             return;
         }
@@ -258,7 +262,7 @@ impl Broadcast {
     }
 
     /// The peer pruned this link for these origins: only announce their rumors to it.
-    pub fn pruned(&mut self, conn: ConnId, origins: &[NodeId]) {
+    pub(crate) fn pruned(&mut self, conn: ConnId, origins: &[NodeId]) {
         for &origin in origins {
             self.set_lazy(conn, origin, true);
         }
@@ -267,7 +271,7 @@ impl Broadcast {
     /// The peer announced rumors: wait for the missing ones, graft them if they are late;
     /// for ones already here, swap links if the announcer's path is much shorter.
     /// Announcements count against the link's request budget (each may cost a graft).
-    pub fn announced(
+    pub(crate) fn announced(
         &mut self,
         now: Time,
         conn: ConnId,
@@ -349,14 +353,14 @@ impl Broadcast {
     }
 
     /// When the next graft is due.
-    pub fn next_graft(&self) -> Option<Time> {
+    pub(crate) fn next_graft(&self) -> Option<Time> {
         self.missing.values().map(|m| m.deadline).min()
     }
 
     /// Grafts every rumor still missing at its deadline from the next peer that announced
     /// it (that link becomes eager for the rumor's origin); gives up when no announcer is
     /// left.
-    pub fn graft_due(&mut self, now: Time, store: &Gossip) {
+    pub(crate) fn graft_due(&mut self, now: Time, store: &Gossip) {
         let due: Vec<RumorId> = self
             .missing
             .iter()
@@ -396,7 +400,7 @@ impl Broadcast {
 
     /// The peer grafted: push its origins' rumors to it eagerly again, and answer what it
     /// asked for.
-    pub fn grafted(
+    pub(crate) fn grafted(
         &mut self,
         now: Time,
         conn: ConnId,
@@ -413,7 +417,7 @@ impl Broadcast {
     }
 
     /// The peer pulled rumors our digest listed: answer them, trees unchanged.
-    pub fn pulled(
+    pub(crate) fn pulled(
         &mut self,
         now: Time,
         conn: ConnId,
@@ -437,7 +441,7 @@ impl Broadcast {
     /// pulled from another link and not yet due, and send our digest if asked (the peer
     /// pulls what it lacks from that). Pulling, not being sent whatever we lack, is what
     /// keeps a joiner from receiving the whole store from every peer it links to at once.
-    pub fn digest(
+    pub(crate) fn digest(
         &mut self,
         now: Time,
         conn: ConnId,
@@ -481,7 +485,7 @@ impl Broadcast {
     }
 
     /// Anti-entropy: sends this node's digest to one random link, asking for its digest.
-    pub fn anti_entropy<R: Rng + ?Sized>(&mut self, rng: &mut R, store: &Gossip) {
+    pub(crate) fn anti_entropy<R: Rng + ?Sized>(&mut self, rng: &mut R, store: &Gossip) {
         let links: Vec<ConnId> = self.slots.keys().copied().collect();
         if links.is_empty() {
             return;
@@ -496,19 +500,19 @@ impl Broadcast {
 
     /// A new round: per-link request allowances start again, and pulls past their time
     /// are forgotten.
-    pub fn new_round(&mut self, now: Time) {
+    pub(crate) fn new_round(&mut self, now: Time) {
         self.requests.clear();
         self.pulls.retain(|_, p| p.until > now);
     }
 
     /// Whether announcements are waiting for the lazy timer.
-    pub fn has_announcements(&self) -> bool {
+    pub(crate) fn has_announcements(&self) -> bool {
         self.outbox.values().any(|o| !o.ihave.is_empty())
     }
 
     /// Drains the outbox into link messages that each fit in a frame. Announcements wait
     /// for the lazy timer unless `announcements` is set.
-    pub fn take(
+    pub(crate) fn take(
         &mut self,
         announcements: bool,
         metrics: &mut Metrics,
@@ -561,13 +565,13 @@ impl Broadcast {
     }
 
     /// Links, and (origin, link) pairs that are lazy.
-    pub fn links(&self) -> (usize, usize) {
+    pub(crate) fn links(&self) -> (usize, usize) {
         let lazy = self.lazy.values().map(|m| m.count_ones() as usize).sum();
         (self.slots.len(), lazy)
     }
 
     /// Rumors waited for.
-    pub fn missing(&self) -> usize {
+    pub(crate) fn missing(&self) -> usize {
         self.missing.len()
     }
 }
@@ -634,7 +638,6 @@ mod tests {
     fn policy(mode: Dissemination) -> BroadcastPolicy {
         BroadcastPolicy {
             mode,
-            lazy_interval: Duration::from_millis(100),
             graft_timeout: Duration::from_millis(200),
             max_frame_bytes: 1 << 20,
             max_missing: 16,

@@ -24,10 +24,10 @@ pub enum Dissemination {
 }
 
 /// Most links the per-origin masks can tell apart (`max_peers` is capped at this).
-pub const MAX_LINK_SLOTS: usize = 128;
+pub(crate) const MAX_LINK_SLOTS: usize = 128;
 
 /// Smallest `max_frame_bytes` accepted: a full advertisement must fit in one frame.
-pub const MIN_FRAME_BYTES: usize = 16 * 1024;
+pub(crate) const MIN_FRAME_BYTES: usize = 16 * 1024;
 
 /// A configuration the node refuses, naming the field.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

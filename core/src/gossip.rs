@@ -24,7 +24,7 @@ use crate::wire::{
 
 /// Limits and ages the gossip component works with.
 #[derive(Clone, Debug)]
-pub struct GossipPolicy {
+pub(crate) struct GossipPolicy {
     /// Gossip period (rate-limit refill period).
     pub period: Duration,
     /// Age at which advertisements and leaves expire.
@@ -41,7 +41,7 @@ pub struct GossipPolicy {
 
 /// Which kind of content a stored rumor holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A link-state advertisement.
     Advert,
     /// A leave.
@@ -99,7 +99,7 @@ impl Stored {
 
 /// A rumor that passed every check and is now stored.
 #[derive(Debug, Clone)]
-pub struct Accepted {
+pub(crate) struct Accepted {
     /// Its key.
     pub key: RumorKey,
     /// The verified body and its origin's key fingerprint, shared with every node of the
@@ -112,7 +112,7 @@ pub struct Accepted {
 
 /// What became of one received rumor.
 #[derive(Debug, Clone)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// New and valid: stored, to be applied and forwarded.
     Accepted(Box<Accepted>),
     /// Already known (same or older sequence number): dropped before any RSA work.
@@ -137,7 +137,7 @@ pub enum Outcome {
 }
 
 /// Entries per generation of a link's recent-delivery record.
-pub const RECENT_WINDOW: usize = 256;
+pub(crate) const RECENT_WINDOW: usize = 256;
 
 /// What one link delivered recently: the last sequence number per key, in two generations
 /// of at most [`RECENT_WINDOW`] keys (the older one is dropped when the newer fills up),
@@ -181,6 +181,7 @@ struct Bucket {
 
 /// Signs `content` as `origin` with sequence number `seq` at time `issued_at`: the body,
 /// its signature and its parse (send it as `.envelope(0, 0)`).
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
 pub fn sign<R: CryptoRng + ?Sized>(
     origin: NodeId,
     seq: u64,
@@ -261,7 +262,7 @@ fn check_envelope(
 
 /// The rumor store and dissemination state.
 #[derive(Debug, Clone)]
-pub struct Gossip {
+pub(crate) struct Gossip {
     me: NodeId,
     policy: GossipPolicy,
     store: BTreeMap<RumorKey, Stored>,
@@ -279,7 +280,7 @@ pub struct Gossip {
 }
 
 /// What the acceptance pipeline needs to know about identities.
-pub struct Admission<'a> {
+pub(crate) struct Admission<'a> {
     /// Whether a key is banned or evicted.
     pub excluded: &'a dyn Fn(&Fingerprint) -> bool,
     /// The key a live node id is bound to, if any.
@@ -294,7 +295,7 @@ pub struct Admission<'a> {
 
 impl Gossip {
     /// An empty store for node `me`, verifying through `cache`.
-    pub fn new(me: NodeId, policy: GossipPolicy, cache: VerifyCache) -> Self {
+    pub(crate) fn new(me: NodeId, policy: GossipPolicy, cache: VerifyCache) -> Self {
         Gossip {
             me,
             policy,
@@ -319,7 +320,7 @@ impl Gossip {
     }
 
     /// Whether `key` is known (stored or tombstoned) at sequence number `seq` or newer.
-    pub fn knows(&self, key: &RumorKey, seq: u64) -> bool {
+    pub(crate) fn knows(&self, key: &RumorKey, seq: u64) -> bool {
         self.store
             .get(key)
             .map(Stored::seq)
@@ -328,7 +329,7 @@ impl Gossip {
     }
 
     /// Runs one received rumor through the acceptance pipeline.
-    pub fn receive(
+    pub(crate) fn receive(
         &mut self,
         now: Time,
         conn: ConnId,
@@ -568,7 +569,7 @@ impl Gossip {
     /// Signs and stores a rumor of this node; returns its key (spread it with
     /// `Broadcast::spread`). Callers other than a leave check
     /// [`Gossip::may_sign`] first.
-    pub fn originate<R: CryptoRng + ?Sized>(
+    pub(crate) fn originate<R: CryptoRng + ?Sized>(
         &mut self,
         now: Time,
         identity: &Identity,
@@ -587,12 +588,12 @@ impl Gossip {
 
     /// Whether this node may sign an ordinary rumor now without coming near the rate it
     /// holds others to (one slot of it always kept for a leave).
-    pub fn may_sign(&self, now: Time) -> bool {
+    pub(crate) fn may_sign(&self, now: Time) -> bool {
         self.signed.may_sign(now.as_millis(), &self.rate_limit())
     }
 
     /// When this node may sign again, if it may not now.
-    pub fn next_signing(&self, now: Time) -> Time {
+    pub(crate) fn next_signing(&self, now: Time) -> Time {
         Time::from_millis(self.signed.next_slot(now.as_millis(), &self.rate_limit()))
     }
 
@@ -610,38 +611,33 @@ impl Gossip {
     }
 
     /// Rumors stored.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.store.len()
     }
 
-    /// Whether nothing is stored.
-    pub fn is_empty(&self) -> bool {
-        self.store.is_empty()
-    }
-
     /// This node's last sequence number.
-    pub fn seq(&self) -> u64 {
+    pub(crate) fn seq(&self) -> u64 {
         self.seq
     }
 
     /// Moves this node's sequence number past `seen` (an echo of an earlier incarnation).
-    pub fn skip_past(&mut self, seen: u64) {
+    pub(crate) fn skip_past(&mut self, seen: u64) {
         self.seq = self.seq.max(seen);
     }
 
     /// A copy of the stored rumor `key` to send at `now` (age and hops brought up to date).
-    pub fn outgoing(&self, now: Time, key: &RumorKey) -> Option<SignedRumor> {
+    pub(crate) fn outgoing(&self, now: Time, key: &RumorKey) -> Option<SignedRumor> {
         self.store.get(key).map(|s| s.outgoing(now))
     }
 
     /// How the stored rumor `key` arrived: its sequence number, the hops it had crossed and
     /// the link that delivered it.
-    pub fn arrival(&self, key: &RumorKey) -> Option<(u64, u32, Option<ConnId>)> {
+    pub(crate) fn arrival(&self, key: &RumorKey) -> Option<(u64, u32, Option<ConnId>)> {
         self.store.get(key).map(|s| (s.seq(), s.hops, s.from))
     }
 
     /// Whether the peer on `conn` recently delivered `key` at `seq` or newer (it has it).
-    pub fn peer_has(&self, conn: ConnId, key: &RumorKey, seq: u64) -> bool {
+    pub(crate) fn peer_has(&self, conn: ConnId, key: &RumorKey, seq: u64) -> bool {
         self.delivered
             .get(&conn)
             .and_then(|w| w.get(key))
@@ -649,7 +645,7 @@ impl Gossip {
     }
 
     /// The store as digests of at most `MAX_IDS` ids with adjacent ranges covering every key.
-    pub fn digests(&self, reply: bool) -> Vec<Digest> {
+    pub(crate) fn digests(&self, reply: bool) -> Vec<Digest> {
         let ids: Vec<RumorId> = self
             .store
             .iter()
@@ -684,12 +680,12 @@ impl Gossip {
     }
 
     /// Forgets what a closed link delivered.
-    pub fn link_closed(&mut self, conn: ConnId) {
+    pub(crate) fn link_closed(&mut self, conn: ConnId) {
         self.delivered.remove(&conn);
     }
 
     /// Removes every rumor of `origin` (evicted), keeping tombstones so they stay out.
-    pub fn drop_origin(&mut self, now: Time, origin: NodeId) {
+    pub(crate) fn drop_origin(&mut self, now: Time, origin: NodeId) {
         let keys: Vec<RumorKey> = self
             .store
             .range(
@@ -734,7 +730,7 @@ impl Gossip {
     }
 
     /// Drops rumors past their age limit; returns each expired key with its kind.
-    pub fn expire(&mut self, now: Time) -> Vec<(RumorKey, Kind)> {
+    pub(crate) fn expire(&mut self, now: Time) -> Vec<(RumorKey, Kind)> {
         let expired: Vec<(RumorKey, Kind, u64)> = self
             .store
             .iter()
@@ -750,13 +746,13 @@ impl Gossip {
     }
 
     /// The stored rumor for `key` as it arrived, if any.
-    pub fn get(&self, key: &RumorKey) -> Option<SignedRumor> {
+    pub(crate) fn get(&self, key: &RumorKey) -> Option<SignedRumor> {
         self.store.get(key).map(Stored::received)
     }
 
     /// Sizes for cap checks: (stored rumors, tombstones, links tracked, origins rate-limited,
     /// keys cached).
-    pub fn sizes(&self) -> (usize, usize, usize, usize, usize) {
+    pub(crate) fn sizes(&self) -> (usize, usize, usize, usize, usize) {
         (
             self.store.len(),
             self.tombstones.len(),

@@ -78,13 +78,16 @@
 //! assert_eq!((route.cost, route.path), (1, vec![Asn(200), Asn(100)]));
 //! ```
 //!
-//! Components, one per module: [`wire`] (frames and messages), [`sentry`] (identities,
-//! signatures, hop encryption, reputation), [`swarm`] (connections, handshake, direct
-//! peers), [`gossip`] (rumor store and acceptance), [`broadcast`] (Plumtree dissemination,
-//! sync, anti-entropy), [`routing`] (members and best paths), [`scheduler`] (time and
-//! timers); [`node`] dispatches between them.
+//! The public API is this page's list; [`wire`] holds the message types an outsider needs to
+//! speak the protocol. Inside, one private module per component: `wire` (frames and
+//! messages), `sentry` (identities, signatures, hop encryption, reputation), `cert`
+//! (certificates), `swarm` (connections, handshake, direct peers), `gossip` (rumor store and
+//! acceptance), `broadcast` (Plumtree dissemination, sync, anti-entropy), `routing` and
+//! `bindings` (members and best paths), `scheduler` (time and timers); `node` dispatches
+//! between them (docs/ARCHITECTURE.md has their layers).
 
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 #![cfg_attr(
     not(test),
     deny(
@@ -96,17 +99,17 @@
 )]
 
 mod bindings;
-pub mod broadcast;
+mod broadcast;
 mod cert;
-pub mod config;
-pub mod event;
-pub mod gossip;
-pub mod node;
+mod config;
+mod event;
+mod gossip;
+mod node;
 mod pace;
-pub mod routing;
-pub mod scheduler;
-pub mod sentry;
-pub mod swarm;
+mod routing;
+mod scheduler;
+mod sentry;
+mod swarm;
 pub mod wire;
 
 pub use cert::{CertError, Trust, issue_certificate};
@@ -115,7 +118,19 @@ pub use event::{
     Action, CloseReason, Command, Direction, Event, Metrics, Notification, RejectReason,
 };
 pub use node::{Node, Peer, StateSizes, Status};
-pub use routing::{Member, MemberState, Route, RouteChange};
+pub use routing::{Member, MemberState, Route, RouteChange, best_paths, speakers};
 pub use scheduler::{Time, parse_cron};
-pub use sentry::{ClusterKey, Fingerprint, Identity, PublicIdentity};
+pub use sentry::{ClusterKey, Fingerprint, Identity, PublicIdentity, VerifyCache};
 pub use wire::{Addr, AsLink, Asn, CertBody, Certificate, ConnId, NodeId};
+
+/// Test support and fault injection (the `test-util` feature, never on in release builds):
+/// signing rumors as any identity, the handshake's building blocks for test vectors, and
+/// the routing engine for benchmarks. `Node::inject`, `Node::inject_sealed` and
+/// `Node::sign_rumor` are behind the same feature.
+#[cfg(feature = "test-util")]
+pub mod testing {
+    pub use crate::gossip::sign as sign_rumor;
+    pub use crate::routing::{Applied, Routing};
+    pub use crate::sentry::{LinkCipher, Proof, Role, Transcript, derive_link_ciphers};
+    pub use crate::swarm::{REFUSED, hello_proof};
+}

@@ -214,7 +214,6 @@ impl Node {
             config.node_id,
             BroadcastPolicy {
                 mode: config.dissemination,
-                lazy_interval: config.lazy(),
                 graft_timeout: config.graft(),
                 max_frame_bytes: config.max_frame_bytes,
                 max_missing: config.max_members.saturating_mul(2),
@@ -883,12 +882,14 @@ impl Node {
     /// Fault injection: seals an arbitrary link message to the direct peer on `conn`,
     /// bypassing every rule this node follows itself. For tests, fuzzing and the chaos
     /// build; honest embedders never need it.
+    #[cfg(feature = "test-util")]
     pub fn inject(&mut self, now: Time, conn: ConnId, msg: &LinkMessage) -> Vec<Action> {
         self.inject_sealed(now, conn, &crate::wire::to_json(msg))
     }
 
     /// Fault injection: seals arbitrary plaintext (not necessarily a valid message) to the
     /// direct peer on `conn`.
+    #[cfg(feature = "test-util")]
     pub fn inject_sealed(&mut self, now: Time, conn: ConnId, plaintext: &[u8]) -> Vec<Action> {
         self.now = self.now.max(now);
         self.swarm
@@ -898,6 +899,7 @@ impl Node {
 
     /// Signs `content` as this node with an explicit sequence number, without storing or
     /// sending it (fault injection and tests: replays, floods, forged variants).
+    #[cfg(feature = "test-util")]
     pub fn sign_rumor(&mut self, seq: u64, content: RumorContent) -> SignedRumor {
         crate::gossip::sign(
             self.config.node_id,

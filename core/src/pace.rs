@@ -44,7 +44,7 @@ fn ms(d: Duration) -> u64 {
 impl SignedRate {
     /// Whether `issued_at` is recent enough to be judged (within the horizon before
     /// `now_ms`); older rumors are left to the arrival-time limit.
-    pub fn judges(now_ms: u64, issued_at: u64, limit: &RateLimit) -> bool {
+    pub(crate) fn judges(now_ms: u64, issued_at: u64, limit: &RateLimit) -> bool {
         issued_at >= now_ms.saturating_sub(ms(limit.horizon))
     }
 
@@ -52,7 +52,7 @@ impl SignedRate {
     /// unless it would be one more than `cap` within one period: then it is not recorded
     /// and the answer is true, a flood proven by the signer's own clock. Issue times
     /// before the horizon are not recorded either (see [`SignedRate::judges`]).
-    pub fn record(&mut self, now_ms: u64, issued_at: u64, limit: &RateLimit) -> bool {
+    pub(crate) fn record(&mut self, now_ms: u64, issued_at: u64, limit: &RateLimit) -> bool {
         let oldest = now_ms.saturating_sub(ms(limit.horizon));
         while self.times.front().is_some_and(|&t| t < oldest) {
             self.times.pop_front();
@@ -93,13 +93,13 @@ impl SignedRate {
 
     /// Whether this node may sign one more ordinary rumor at `now_ms`: fewer than
     /// `cap - 1` within the period, so that a leave always fits under the limit.
-    pub fn may_sign(&self, now_ms: u64, limit: &RateLimit) -> bool {
+    pub(crate) fn may_sign(&self, now_ms: u64, limit: &RateLimit) -> bool {
         let reserve = u64::from(limit.cap.saturating_sub(1).max(1));
         (self.within(now_ms, limit).count() as u64) < reserve
     }
 
     /// When the oldest issue time within the period leaves it (the next signing slot).
-    pub fn next_slot(&self, now_ms: u64, limit: &RateLimit) -> u64 {
+    pub(crate) fn next_slot(&self, now_ms: u64, limit: &RateLimit) -> u64 {
         self.within(now_ms, limit)
             .min()
             .map_or(now_ms, |t| t + limit.period_ms())

@@ -84,6 +84,7 @@ pub struct RouteChange {
 
 /// What applying an advertisement did to the member list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
 pub enum Applied {
     /// A controller not alive before is alive now.
     Joined,
@@ -106,6 +107,7 @@ struct TableEntry {
 
 /// Member records and the routing table.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
 pub struct Routing {
     own_asn: Asn,
     members: BTreeMap<NodeId, Member>,
@@ -118,6 +120,7 @@ pub struct Routing {
 
 impl Routing {
     /// An empty view for a node in AS `own_asn`, remembering at most `max_members`.
+    #[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
     pub fn new(own_asn: Asn, max_members: usize) -> Self {
         Routing {
             own_asn,
@@ -131,6 +134,7 @@ impl Routing {
 
     /// Records a live member's advertisement (the caller has checked it is the newest).
     /// Returns `None` when the member table is full of live members.
+    #[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
     pub fn advertise(&mut self, member: Member) -> Option<Applied> {
         let node = member.node;
         if !self.members.contains_key(&node) && self.members.len() >= self.max_members {
@@ -164,7 +168,7 @@ impl Routing {
     }
 
     /// Marks a member as no longer alive; returns whether it was alive.
-    pub fn withdraw(&mut self, node: NodeId, state: MemberState, seq: Option<u64>) -> bool {
+    pub(crate) fn withdraw(&mut self, node: NodeId, state: MemberState, seq: Option<u64>) -> bool {
         let Some(member) = self.members.get_mut(&node) else {
             return false;
         };
@@ -184,7 +188,7 @@ impl Routing {
     }
 
     /// Forgets a member entirely.
-    pub fn forget(&mut self, node: NodeId) {
+    pub(crate) fn forget(&mut self, node: NodeId) {
         if let Some(m) = self.members.remove(&node)
             && m.state == MemberState::Alive
         {
@@ -194,30 +198,30 @@ impl Routing {
     }
 
     /// The live member that speaks with `key`, if any.
-    pub fn owner_of(&self, key: &Fingerprint) -> Option<NodeId> {
+    pub(crate) fn owner_of(&self, key: &Fingerprint) -> Option<NodeId> {
         self.bindings.owner_of(key)
     }
 
     /// The member that speaks for each AS: the first live member that claimed it (while
     /// it stays alive), by AS.
-    pub fn speakers(&self) -> impl Iterator<Item = &Member> {
+    pub(crate) fn speakers(&self) -> impl Iterator<Item = &Member> {
         self.bindings
             .speakers()
             .filter_map(|(_, node)| self.members.get(&node))
     }
 
     /// One member's record.
-    pub fn member(&self, node: NodeId) -> Option<&Member> {
+    pub(crate) fn member(&self, node: NodeId) -> Option<&Member> {
         self.members.get(&node)
     }
 
     /// All member records (alive and not), by node id.
-    pub fn members(&self) -> impl Iterator<Item = &Member> {
+    pub(crate) fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.values()
     }
 
     /// The address of a random member that expired (failed or cut off), if any.
-    pub fn random_expired(&self, pick: u64) -> Option<&Addr> {
+    pub(crate) fn random_expired(&self, pick: u64) -> Option<&Addr> {
         let expired = || {
             self.members
                 .values()
@@ -230,7 +234,7 @@ impl Routing {
     }
 
     /// How many members are alive.
-    pub fn alive(&self) -> usize {
+    pub(crate) fn alive(&self) -> usize {
         self.members
             .values()
             .filter(|m| m.state == MemberState::Alive)
@@ -238,11 +242,12 @@ impl Routing {
     }
 
     /// Whether the table must be recomputed.
-    pub fn is_dirty(&self) -> bool {
+    pub(crate) fn is_dirty(&self) -> bool {
         self.dirty
     }
 
     /// Recomputes best paths from the live members; returns what changed.
+    #[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
     pub fn recompute(&mut self) -> Vec<RouteChange> {
         self.dirty = false;
         let tree =
@@ -286,17 +291,17 @@ impl Routing {
     }
 
     /// The current table, by destination.
-    pub fn routes(&self) -> impl Iterator<Item = Route> + '_ {
+    pub(crate) fn routes(&self) -> impl Iterator<Item = Route> + '_ {
         self.table.keys().filter_map(|&dest| self.route(dest))
     }
 
     /// How many destinations the table has.
-    pub fn destinations(&self) -> usize {
+    pub(crate) fn destinations(&self) -> usize {
         self.table.len()
     }
 
     /// The current route to one destination (its AS path rebuilt from the predecessors).
-    pub fn route(&self, destination: Asn) -> Option<Route> {
+    pub(crate) fn route(&self, destination: Asn) -> Option<Route> {
         route_in(&self.table, self.own_asn, destination)
     }
 }
@@ -341,8 +346,8 @@ fn claims(members: &BTreeMap<NodeId, Member>) -> impl Iterator<Item = Claim> + '
 
 /// The member a node makes speaker of each AS when all its live claimants arrive at once:
 /// the one with the lowest node id. (A node keeps the first live claimant it saw while it
-/// stays alive: [`Routing::speakers`].) Only speakers' links are edges of the routing
-/// graph.
+/// stays alive: the `Node::speakers` of a running node.) Only speakers' links are edges of
+/// the routing graph.
 pub fn speakers<'a>(members: impl IntoIterator<Item = &'a Member>) -> BTreeMap<Asn, &'a Member> {
     let mut speakers: BTreeMap<Asn, &Member> = BTreeMap::new();
     for m in members

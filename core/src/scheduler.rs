@@ -119,7 +119,7 @@ pub fn parse_cron(spec: &str) -> Result<Duration, CronError> {
 
 /// Every kind of deadline the node keeps. Each timer is set at most once at a time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Timer {
+pub(crate) enum Timer {
     /// Re-advertise own links, expire old state.
     GossipRound,
     /// Send heartbeats on idle links, close silent ones.
@@ -144,19 +144,19 @@ pub enum Timer {
 
 /// The timer table: at most one deadline per [`Timer`], ordered by time.
 #[derive(Debug, Default, Clone)]
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     deadlines: BTreeMap<Timer, Time>,
     queue: BTreeSet<(Time, Timer)>,
 }
 
 impl Scheduler {
     /// An empty table.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Sets (or moves) `timer` to fire at `at`.
-    pub fn set(&mut self, timer: Timer, at: Time) {
+    pub(crate) fn set(&mut self, timer: Timer, at: Time) {
         if let Some(old) = self.deadlines.insert(timer, at) {
             self.queue.remove(&(old, timer));
         }
@@ -164,7 +164,7 @@ impl Scheduler {
     }
 
     /// Sets `timer` to `at` unless it is already due earlier.
-    pub fn set_earliest(&mut self, timer: Timer, at: Time) {
+    pub(crate) fn set_earliest(&mut self, timer: Timer, at: Time) {
         match self.deadlines.get(&timer) {
             Some(&existing) if existing <= at => {}
             _ => self.set(timer, at),
@@ -172,19 +172,14 @@ impl Scheduler {
     }
 
     /// Removes `timer` if it is set.
-    pub fn cancel(&mut self, timer: Timer) {
+    pub(crate) fn cancel(&mut self, timer: Timer) {
         if let Some(at) = self.deadlines.remove(&timer) {
             self.queue.remove(&(at, timer));
         }
     }
 
-    /// Whether `timer` is set.
-    pub fn is_set(&self, timer: Timer) -> bool {
-        self.deadlines.contains_key(&timer)
-    }
-
     /// Removes and returns the earliest timer due at or before `now`.
-    pub fn pop_due(&mut self, now: Time) -> Option<Timer> {
+    pub(crate) fn pop_due(&mut self, now: Time) -> Option<Timer> {
         let &(at, timer) = self.queue.first()?;
         if at > now {
             return None;
@@ -195,17 +190,18 @@ impl Scheduler {
     }
 
     /// The earliest deadline, if any timer is set.
-    pub fn next_wakeup(&self) -> Option<Time> {
+    pub(crate) fn next_wakeup(&self) -> Option<Time> {
         self.queue.first().map(|&(at, _)| at)
     }
 
     /// How many timers are set.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.deadlines.len()
     }
 
     /// Whether no timer is set.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.deadlines.is_empty()
     }
 }

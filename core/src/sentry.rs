@@ -28,11 +28,11 @@ use crate::wire::{
 };
 
 /// Smallest RSA modulus accepted, in bits.
-pub const MIN_RSA_BITS: usize = 2048;
+pub(crate) const MIN_RSA_BITS: usize = 2048;
 /// Largest RSA modulus accepted, in bits (bounds the cost of one verification).
-pub const MAX_RSA_BITS: usize = 4096;
+pub(crate) const MAX_RSA_BITS: usize = 4096;
 /// Bytes of the authentication tag of a sealed frame.
-pub const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 
 /// Failures of keys, signatures and sealed frames.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -313,14 +313,14 @@ impl ClusterKey {
 
 /// The cluster keys a node accepts; the first one is used when dialing.
 #[derive(Clone, Debug)]
-pub struct Keyring {
+pub(crate) struct Keyring {
     primary: ClusterKey,
     others: Vec<ClusterKey>,
 }
 
 impl Keyring {
     /// A keyring whose first key is used; `None` when empty.
-    pub fn new(keys: Vec<ClusterKey>) -> Option<Self> {
+    pub(crate) fn new(keys: Vec<ClusterKey>) -> Option<Self> {
         let mut keys = keys.into_iter();
         let primary = keys.next()?;
         Some(Keyring {
@@ -330,12 +330,12 @@ impl Keyring {
     }
 
     /// The key used when dialing.
-    pub fn primary(&self) -> &ClusterKey {
+    pub(crate) fn primary(&self) -> &ClusterKey {
         &self.primary
     }
 
     /// The key with this id, if accepted.
-    pub fn by_id(&self, id: &str) -> Option<&ClusterKey> {
+    pub(crate) fn by_id(&self, id: &str) -> Option<&ClusterKey> {
         std::iter::once(&self.primary)
             .chain(&self.others)
             .find(|k| k.id() == id)
@@ -365,6 +365,7 @@ impl Proof {
 
 /// Which side of a handshake a message or key belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
 pub enum Role {
     /// The side that dialed.
     Dialer,
@@ -383,6 +384,7 @@ impl Role {
 
 /// Hashes the handshake transcript field by field (each length-prefixed).
 #[derive(Clone)]
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
 pub struct Transcript(Sha256);
 
 impl Default for Transcript {
@@ -391,6 +393,7 @@ impl Default for Transcript {
     }
 }
 
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
 impl Transcript {
     /// A transcript with the protocol label.
     pub fn new() -> Self {
@@ -439,7 +442,7 @@ impl Transcript {
 }
 
 /// The message an identity signs in a handshake.
-pub fn handshake_signing_input(role: Role, transcript: &[u8; 32]) -> Vec<u8> {
+pub(crate) fn handshake_signing_input(role: Role, transcript: &[u8; 32]) -> Vec<u8> {
     [role.label(), transcript.as_slice()].concat()
 }
 
@@ -453,6 +456,7 @@ pub fn handshake_signing_input(role: Role, transcript: &[u8; 32]) -> Vec<u8> {
 /// A test checks it byte for byte against RustCrypto's `XChaCha20Poly1305`; ring's AEAD is
 /// about three times faster on link-sized frames.
 #[derive(Clone)]
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
 pub struct LinkCipher {
     key: [u8; 32],
     nonce: [u8; 24],
@@ -499,12 +503,15 @@ impl LinkCipher {
     }
 
     /// Encrypts one frame body and advances the chain.
+    #[cfg(any(test, feature = "test-util"))]
+    #[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
     pub fn seal(&mut self, plaintext: &[u8]) -> Vec<u8> {
         self.sealed(plaintext, false)
     }
 
     /// Encrypts one frame body and advances the chain; returns the whole frame (length
     /// prefix and ciphertext) in one buffer.
+    #[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
     pub fn seal_frame(&mut self, plaintext: &[u8]) -> Vec<u8> {
         self.sealed(plaintext, true)
     }
@@ -531,7 +538,7 @@ impl LinkCipher {
     }
 
     /// Decrypts one frame body; on success advances the chain, on failure leaves it as is.
-    pub fn open(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, SentryError> {
+    pub(crate) fn open(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, SentryError> {
         let (key, nonce) = self.frame_aead().ok_or(SentryError::HopAuth)?;
         let mut buffer = ciphertext.to_vec();
         let len = key
@@ -542,15 +549,11 @@ impl LinkCipher {
         self.advance(ciphertext);
         Ok(buffer)
     }
-
-    /// Frames sealed or opened so far.
-    pub fn frames(&self) -> u64 {
-        self.frames
-    }
 }
 
 /// Derives both directions of a link from the cluster key, the X25519 shared secret and the
 /// final transcript. Returns `(send, receive)` for `role`.
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
 pub fn derive_link_ciphers(
     cluster_key: &ClusterKey,
     dh_shared: &[u8; 32],
@@ -712,7 +715,7 @@ impl VerifyCache {
 
 /// Limits and durations of the reputation system.
 #[derive(Clone, Debug)]
-pub struct ReputationPolicy {
+pub(crate) struct ReputationPolicy {
     /// Offenses within `offense_window` that get a peer banned.
     pub reject_threshold: u32,
     /// How long offenses are remembered.
@@ -727,7 +730,7 @@ pub struct ReputationPolicy {
 
 /// What the sentry decided about an offense.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Counted; the peer stays (offenses so far in the window).
     Counted(u32),
     /// The threshold was reached: the peer is now banned until the given time.
@@ -736,7 +739,7 @@ pub enum Verdict {
 
 /// A node evicted by a quorum of accusers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Eviction {
+pub(crate) struct Eviction {
     /// The evicted node.
     pub node: NodeId,
     /// Its key.
@@ -756,7 +759,7 @@ struct Accused {
 
 /// Offenses, bans, accusations and evictions, all bounded and all expiring.
 #[derive(Debug, Clone)]
-pub struct Reputation {
+pub(crate) struct Reputation {
     policy: ReputationPolicy,
     offenses: HashMap<Fingerprint, VecDeque<Time>>,
     bans: HashMap<Fingerprint, Time>,
@@ -766,7 +769,7 @@ pub struct Reputation {
 
 impl Reputation {
     /// An empty record.
-    pub fn new(policy: ReputationPolicy) -> Self {
+    pub(crate) fn new(policy: ReputationPolicy) -> Self {
         Reputation {
             policy,
             offenses: HashMap::new(),
@@ -777,7 +780,7 @@ impl Reputation {
     }
 
     /// Counts an offense of the peer with key `fp`; bans it at the threshold.
-    pub fn offense(&mut self, now: Time, fp: Fingerprint) -> Verdict {
+    pub(crate) fn offense(&mut self, now: Time, fp: Fingerprint) -> Verdict {
         if let Some(&until) = self.bans.get(&fp) {
             return Verdict::Banned(until);
         }
@@ -804,7 +807,7 @@ impl Reputation {
     /// Bans the key `fp` at once (its misbehaviour is proven by its own signature, or it
     /// reached the offense threshold); returns when the ban ends. A key already banned
     /// keeps its ban.
-    pub fn convict(&mut self, now: Time, fp: Fingerprint) -> Time {
+    pub(crate) fn convict(&mut self, now: Time, fp: Fingerprint) -> Time {
         if let Some(&until) = self.bans.get(&fp) {
             return until;
         }
@@ -818,7 +821,7 @@ impl Reputation {
 
     /// Records that `accuser` accuses the node `accused` with key `fp`. Returns the eviction
     /// when this accusation completes the quorum.
-    pub fn accusation(
+    pub(crate) fn accusation(
         &mut self,
         now: Time,
         accuser: NodeId,
@@ -859,7 +862,7 @@ impl Reputation {
     }
 
     /// Forgets accusations made by `accuser` (it was itself evicted, or left).
-    pub fn discard_accuser(&mut self, accuser: NodeId) {
+    pub(crate) fn discard_accuser(&mut self, accuser: NodeId) {
         for entry in self.accused.values_mut() {
             entry.accusers.remove(&accuser);
         }
@@ -867,39 +870,34 @@ impl Reputation {
     }
 
     /// Whether the key is banned locally.
-    pub fn is_banned(&self, fp: &Fingerprint) -> bool {
+    pub(crate) fn is_banned(&self, fp: &Fingerprint) -> bool {
         self.bans.contains_key(fp)
     }
 
     /// Whether the key was evicted by quorum.
-    pub fn is_evicted(&self, fp: &Fingerprint) -> bool {
+    pub(crate) fn is_evicted(&self, fp: &Fingerprint) -> bool {
         self.evicted.contains_key(fp)
     }
 
     /// Whether the key may not connect or be listened to (banned or evicted).
-    pub fn is_excluded(&self, fp: &Fingerprint) -> bool {
+    pub(crate) fn is_excluded(&self, fp: &Fingerprint) -> bool {
         self.is_banned(fp) || self.is_evicted(fp)
     }
 
-    /// Distinct live accusers of `fp`.
-    pub fn accusers_of(&self, fp: &Fingerprint) -> usize {
-        self.accused.get(fp).map_or(0, |a| a.accusers.len())
-    }
-
     /// Evicted keys with their node ids and end times.
-    pub fn evictions(&self) -> impl Iterator<Item = (&Fingerprint, NodeId, Time)> {
+    pub(crate) fn evictions(&self) -> impl Iterator<Item = (&Fingerprint, NodeId, Time)> {
         self.evicted
             .iter()
             .map(|(fp, &(node, until))| (fp, node, until))
     }
 
     /// Banned keys with their end times.
-    pub fn bans(&self) -> impl Iterator<Item = (&Fingerprint, Time)> {
+    pub(crate) fn bans(&self) -> impl Iterator<Item = (&Fingerprint, Time)> {
         self.bans.iter().map(|(fp, &until)| (fp, until))
     }
 
     /// The earliest time at which something expires.
-    pub fn next_expiry(&self) -> Option<Time> {
+    pub(crate) fn next_expiry(&self) -> Option<Time> {
         let bans = self.bans.values().copied();
         let evictions = self.evicted.values().map(|&(_, t)| t);
         let accusations = self
@@ -910,7 +908,7 @@ impl Reputation {
     }
 
     /// Drops everything expired by `now`; returns the nodes whose eviction ended.
-    pub fn expire(&mut self, now: Time) -> Vec<(NodeId, Fingerprint)> {
+    pub(crate) fn expire(&mut self, now: Time) -> Vec<(NodeId, Fingerprint)> {
         self.bans.retain(|_, &mut until| until > now);
         for entry in self.accused.values_mut() {
             entry.accusers.retain(|_, &mut until| until > now);
@@ -928,7 +926,7 @@ impl Reputation {
     }
 
     /// Entries held, for cap checks: (offenders, bans, accused, evicted).
-    pub fn sizes(&self) -> (usize, usize, usize, usize) {
+    pub(crate) fn sizes(&self) -> (usize, usize, usize, usize) {
         (
             self.offenses.len(),
             self.bans.len(),

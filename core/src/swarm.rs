@@ -24,20 +24,20 @@ use crate::wire::{
 };
 
 /// Largest handshake frame accepted before a peer is authenticated.
-pub const MAX_HANDSHAKE_FRAME: usize = 16 * 1024;
+pub(crate) const MAX_HANDSHAKE_FRAME: usize = 16 * 1024;
 /// Consecutive hop-authentication failures after which a link is reset.
-pub const HOP_FAILURE_LIMIT: u32 = 3;
+pub(crate) const HOP_FAILURE_LIMIT: u32 = 3;
 /// Most dial candidates remembered.
-pub const MAX_CANDIDATES: usize = 256;
+pub(crate) const MAX_CANDIDATES: usize = 256;
 /// First reconnect backoff (short: at a cluster's start, peers begin listening within
 /// moments of each other).
-pub const BACKOFF_BASE: Duration = Duration::from_millis(250);
+pub(crate) const BACKOFF_BASE: Duration = Duration::from_millis(250);
 /// Longest reconnect backoff.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(64);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(64);
 
 /// Limits the swarm works with.
 #[derive(Clone, Debug)]
-pub struct SwarmPolicy {
+pub(crate) struct SwarmPolicy {
     /// Hard cap on established plus handshaking peers.
     pub max_peers: usize,
     /// Peers the node dials towards.
@@ -52,7 +52,7 @@ pub struct SwarmPolicy {
 
 /// An authenticated direct peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerInfo {
+pub(crate) struct PeerInfo {
     /// Its controller id.
     pub node: NodeId,
     /// Its AS.
@@ -67,7 +67,7 @@ pub struct PeerInfo {
 }
 
 /// This node as the handshake needs it.
-pub struct Me<'a> {
+pub(crate) struct Me<'a> {
     /// Own identity.
     pub identity: &'a Identity,
     /// Accepted cluster keys.
@@ -89,7 +89,7 @@ pub struct Me<'a> {
 }
 
 /// The mutable things a swarm call works with: time, randomness, counters, actions out.
-pub struct Io<'a> {
+pub(crate) struct Io<'a> {
     /// Current time.
     pub now: Time,
     /// The node's seeded RNG.
@@ -102,7 +102,7 @@ pub struct Io<'a> {
 
 /// What the swarm reports to the node.
 #[derive(Debug)]
-pub enum SwarmEvent {
+pub(crate) enum SwarmEvent {
     /// A handshake completed.
     PeerUp {
         /// The connection.
@@ -193,7 +193,7 @@ struct Candidate {
 
 /// Connections, links and the dial table.
 #[derive(Clone)]
-pub struct Swarm {
+pub(crate) struct Swarm {
     policy: SwarmPolicy,
     conns: BTreeMap<ConnId, Conn>,
     candidates: BTreeMap<Addr, Candidate>,
@@ -206,7 +206,7 @@ pub struct Swarm {
 
 impl Swarm {
     /// A swarm that listens on `listen` and starts from the `bootstrap` addresses.
-    pub fn new(policy: SwarmPolicy, listen: &Addr, bootstrap: &[Addr]) -> Self {
+    pub(crate) fn new(policy: SwarmPolicy, listen: &Addr, bootstrap: &[Addr]) -> Self {
         let hello_window = policy.hello_window;
         let candidates = bootstrap
             .iter()
@@ -236,7 +236,7 @@ impl Swarm {
     /// a reservoir sample: once full, the n-th new address replaces a random entry with
     /// probability `MAX_CANDIDATES / n`, so it stays a uniform sample of the members seen
     /// and dialing from it keeps the overlay random. Bootstrap addresses always stay.
-    pub fn learn<R: CryptoRng + ?Sized>(&mut self, addr: &Addr, now: Time, rng: &mut R) {
+    pub(crate) fn learn<R: CryptoRng + ?Sized>(&mut self, addr: &Addr, now: Time, rng: &mut R) {
         if self.own_addrs.contains(addr)
             || self.candidates.contains_key(addr)
             || check_addr(addr).is_err()
@@ -277,7 +277,7 @@ impl Swarm {
     }
 
     /// Forgets a candidate address (its node left or was evicted), unless it is a bootstrap.
-    pub fn forget(&mut self, addr: &Addr) {
+    pub(crate) fn forget(&mut self, addr: &Addr) {
         if self.candidates.get(addr).is_some_and(|c| !c.bootstrap) {
             self.candidates.remove(addr);
         }
@@ -308,7 +308,7 @@ impl Swarm {
     }
 
     /// Dials candidates while the node has fewer than the target number of peers.
-    pub fn maintain<R: CryptoRng + ?Sized>(
+    pub(crate) fn maintain<R: CryptoRng + ?Sized>(
         &mut self,
         now: Time,
         rng: &mut R,
@@ -342,7 +342,7 @@ impl Swarm {
     }
 
     /// Asks the embedder to dial `addr` unless that would exceed `max_peers`.
-    pub fn dial(&mut self, addr: Addr, out: &mut Vec<Action>) {
+    pub(crate) fn dial(&mut self, addr: Addr, out: &mut Vec<Action>) {
         if self.dial_budget_used() >= self.policy.max_peers
             || self.own_addrs.contains(&addr)
             || self.dialing.contains(&addr)
@@ -356,7 +356,7 @@ impl Swarm {
     /// Tries a member that failed (or was cut off by a partition) again, even when the node
     /// has its target number of peers (up to `max_peers`), respecting the address's
     /// backoff: if the partition healed, the new link's sync re-merges the two sides.
-    pub fn reconnect<R: CryptoRng + ?Sized>(
+    pub(crate) fn reconnect<R: CryptoRng + ?Sized>(
         &mut self,
         addr: &Addr,
         now: Time,
@@ -371,7 +371,7 @@ impl Swarm {
     }
 
     /// Whether the node has fewer established or pending peers than `min`.
-    pub fn below(&self, min: usize) -> bool {
+    pub(crate) fn below(&self, min: usize) -> bool {
         self.dial_budget_used() < min
     }
 
@@ -404,13 +404,18 @@ impl Swarm {
     }
 
     /// A dial failed.
-    pub fn connect_failed<R: CryptoRng + ?Sized>(&mut self, addr: &Addr, now: Time, rng: &mut R) {
+    pub(crate) fn connect_failed<R: CryptoRng + ?Sized>(
+        &mut self,
+        addr: &Addr,
+        now: Time,
+        rng: &mut R,
+    ) {
         self.dialing.remove(addr);
         self.backoff(addr, now, rng);
     }
 
     /// A connection opened. Outbound ones start the handshake with a hello.
-    pub fn opened(
+    pub(crate) fn opened(
         &mut self,
         conn: ConnId,
         direction: Direction,
@@ -464,14 +469,14 @@ impl Swarm {
     }
 
     /// Whether the connection is still handshaking.
-    pub fn is_handshaking(&self, conn: ConnId) -> bool {
+    pub(crate) fn is_handshaking(&self, conn: ConnId) -> bool {
         self.conns.get(&conn).is_some_and(|c| c.peer().is_none())
     }
 
     /// Bytes arrived: buffer them for [`Swarm::next_frame`].
     /// Only an authenticated frame counts as a sign of life (see `frame`): bytes trickled
     /// without ever completing one do not keep a link open.
-    pub fn received(&mut self, conn: ConnId, bytes: &[u8], metrics: &mut Metrics) {
+    pub(crate) fn received(&mut self, conn: ConnId, bytes: &[u8], metrics: &mut Metrics) {
         if let Some(c) = self.conns.get_mut(&conn) {
             metrics.bytes_in += bytes.len() as u64;
             c.decoder.push(bytes);
@@ -481,7 +486,7 @@ impl Swarm {
     /// Handles the next complete frame buffered on `conn` and returns what it caused;
     /// `None` when no frame is complete (or the connection is gone). The node handles each
     /// frame's events before the next frame, so a close or a ban takes effect at once.
-    pub fn next_frame(
+    pub(crate) fn next_frame(
         &mut self,
         conn: ConnId,
         me: &Me<'_>,
@@ -745,7 +750,7 @@ impl Swarm {
     }
 
     /// Seals and sends a message on an established link.
-    pub fn send(
+    pub(crate) fn send(
         &mut self,
         now: Time,
         conn: ConnId,
@@ -758,7 +763,7 @@ impl Swarm {
 
     /// Seals and sends a plaintext frame body on an established link (at most
     /// `max_frame_bytes`).
-    pub fn send_sealed(
+    pub(crate) fn send_sealed(
         &mut self,
         now: Time,
         conn: ConnId,
@@ -783,7 +788,7 @@ impl Swarm {
     }
 
     /// Closes a connection: emits the close action and forgets it.
-    pub fn close(
+    pub(crate) fn close(
         &mut self,
         conn: ConnId,
         reason: CloseReason,
@@ -802,7 +807,7 @@ impl Swarm {
     }
 
     /// The embedder reports the connection gone.
-    pub fn lost(&mut self, conn: ConnId) -> Option<SwarmEvent> {
+    pub(crate) fn lost(&mut self, conn: ConnId) -> Option<SwarmEvent> {
         let c = self.conns.remove(&conn)?;
         Some(SwarmEvent::Closed {
             conn,
@@ -812,7 +817,7 @@ impl Swarm {
     }
 
     /// Sends heartbeats on idle links and closes links silent for three intervals.
-    pub fn heartbeat(
+    pub(crate) fn heartbeat(
         &mut self,
         now: Time,
         metrics: &mut Metrics,
@@ -842,7 +847,7 @@ impl Swarm {
 
     /// Extends the certificate validity of the link to `fp` to `until` (a renewed
     /// certificate arrived in its advertisement).
-    pub fn renew(&mut self, fp: &Fingerprint, until: Time) {
+    pub(crate) fn renew(&mut self, fp: &Fingerprint, until: Time) {
         for c in self.conns.values_mut() {
             if let Phase::Established { peer, .. } = &mut c.phase
                 && peer.fingerprint == *fp
@@ -853,36 +858,36 @@ impl Swarm {
     }
 
     /// Established links, by connection.
-    pub fn links(&self) -> impl Iterator<Item = (ConnId, &PeerInfo)> {
+    pub(crate) fn links(&self) -> impl Iterator<Item = (ConnId, &PeerInfo)> {
         self.conns
             .iter()
             .filter_map(|(&id, c)| c.peer().map(|p| (id, p)))
     }
 
     /// Connection ids of established links.
-    pub fn link_ids(&self) -> Vec<ConnId> {
+    pub(crate) fn link_ids(&self) -> Vec<ConnId> {
         self.links().map(|(id, _)| id).collect()
     }
 
     /// The connection of an established link to `fp`, if any.
-    pub fn link_to(&self, fp: &Fingerprint) -> Option<ConnId> {
+    pub(crate) fn link_to(&self, fp: &Fingerprint) -> Option<ConnId> {
         self.links()
             .find(|(_, p)| &p.fingerprint == fp)
             .map(|(id, _)| id)
     }
 
     /// Open connections (established or handshaking).
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.conns.len()
     }
 
     /// Dial candidates known.
-    pub fn candidates(&self) -> usize {
+    pub(crate) fn candidates(&self) -> usize {
         self.candidates.len()
     }
 
     /// Bytes buffered in partial frames, summed over connections.
-    pub fn buffered(&self) -> usize {
+    pub(crate) fn buffered(&self) -> usize {
         self.conns.values().map(|c| c.decoder.buffered()).sum()
     }
 }
@@ -988,16 +993,18 @@ fn refuse(conn: ConnId, reason: RejectReason, out: &mut Vec<Action>) -> RejectRe
 }
 
 /// The dialer's proof of the cluster key over its hello.
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
 pub fn hello_proof(key: &ClusterKey, hello: &HelloIdentity) -> [u8; 32] {
     key.prove(Proof::Hello, &Transcript::new().hello(hello).digest())
 }
 
 /// The text of every refused hello but a version mismatch.
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
 pub const REFUSED: &str = "handshake refused";
 
 /// Unauthenticated inbound connections accepted from one host at a time (loopback
 /// excepted).
-pub const PENDING_PER_HOST: usize = 4;
+pub(crate) const PENDING_PER_HOST: usize = 4;
 
 /// The host part of `ip:port` (`[v6]:port` keeps its brackets), or the whole address.
 fn host_of(addr: &Addr) -> &str {
@@ -1006,7 +1013,7 @@ fn host_of(addr: &Addr) -> &str {
 
 /// Most hello nonces remembered: past it, hellos are refused as busy until the oldest
 /// nonces age out.
-pub const HELLO_NONCES: usize = 4096;
+pub(crate) const HELLO_NONCES: usize = 4096;
 
 /// The nonces of the hellos accepted recently, so that a recorded hello cannot be replayed
 /// to make this node sign. A hello is accepted only within `window` of this node's clock,

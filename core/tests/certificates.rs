@@ -85,7 +85,7 @@ fn is_member(c: &Cluster, i: usize, node: u32) -> bool {
 }
 
 fn advert(signer: usize, node: u32, asn: u32, cert: Option<Certificate>, now: Time) -> SignedRumor {
-    overlay_core::gossip::sign(
+    overlay_core::testing::sign_rumor(
         NodeId(node),
         10_000 + u64::from(asn),
         now,
@@ -151,7 +151,7 @@ fn uncertified_rumors_are_ignored_and_blame_nobody() {
         &push(advert(5, 9, 901, Some(cert(1, 2, 200, 1_000_000)), c.now)),
     );
     // An accusation signed by an id that is no certified member.
-    let accuse = overlay_core::gossip::sign(
+    let accuse = overlay_core::testing::sign_rumor(
         NodeId(9),
         1,
         c.now,

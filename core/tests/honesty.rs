@@ -288,7 +288,7 @@ fn accusation(
     accused: u32,
     fingerprint: &str,
 ) -> SignedRumor {
-    overlay_core::gossip::sign(
+    overlay_core::testing::sign_rumor(
         NodeId(as_id),
         1_000 + u64::from(as_id),
         c.now,
@@ -371,7 +371,7 @@ fn an_accusation_naming_another_key_does_not_withdraw_the_id() {
 
 /// An advertisement of AS300 with a link to AS 999, signed by key `signer` as `as_id`.
 fn claim_of_as(c: &Cluster, signer: usize, as_id: u32, seq: u64) -> SignedRumor {
-    overlay_core::gossip::sign(
+    overlay_core::testing::sign_rumor(
         NodeId(as_id),
         seq,
         c.now,
@@ -542,7 +542,7 @@ fn announcements_count_against_the_request_budget() {
 
 /// An advertisement of `as_id` (AS 700 + id) with `links` links, signed by key `signer`.
 fn big_advert(c: &Cluster, signer: usize, as_id: u32, links: u32) -> SignedRumor {
-    overlay_core::gossip::sign(
+    overlay_core::testing::sign_rumor(
         NodeId(as_id),
         1,
         c.now,

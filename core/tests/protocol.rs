@@ -5,7 +5,7 @@
 mod harness;
 
 use harness::*;
-use overlay_core::swarm::REFUSED;
+use overlay_core::testing::REFUSED;
 use overlay_core::wire::{LinkMessage, RumorBody, RumorContent, SignedRumor};
 use overlay_core::{CloseReason, Command, MemberState, NodeId, Notification, RejectReason};
 use serde_json::value::RawValue;
@@ -929,7 +929,7 @@ fn a_refusal_says_nothing_of_live_ids_or_bans() {
     let mut claim = hello.clone();
     claim.identity.node = listener.status().node;
     claim.identity.nonce[0] ^= 1;
-    claim.proof = overlay_core::swarm::hello_proof(&cluster_key(7), &claim.identity);
+    claim.proof = overlay_core::testing::hello_proof(&cluster_key(7), &claim.identity);
     listener.handle(
         t,
         Event::Connected {

@@ -9,7 +9,8 @@ use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
-use overlay_core::sentry::{ClusterKey, Proof, Role, Transcript, derive_link_ciphers};
+use overlay_core::ClusterKey;
+use overlay_core::testing::{Proof, Role, Transcript, derive_link_ciphers, sign_rumor};
 use overlay_core::wire::{Handshake, Hello, HelloIdentity, RumorContent, to_json};
 use overlay_core::{Addr, AsLink, Asn, Identity, NodeId, Time};
 use rand_chacha::ChaCha20Rng;
@@ -157,7 +158,7 @@ fn vectors() -> Vec<(&'static str, String)> {
         "the second frame uses the chained nonce"
     );
 
-    let rumor = overlay_core::gossip::sign(
+    let rumor = sign_rumor(
         NodeId(1),
         1,
         Time::from_millis(ISSUED_AT),

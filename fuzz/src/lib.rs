@@ -61,7 +61,7 @@ fn fixture() -> &'static Fixture {
                     },
                 };
                 // Sequence numbers far above what B's own rounds reach in a run.
-                pool.push(overlay_core::gossip::sign(origin, 1_000 + seq, Time::ZERO, id, &mut rng, content).envelope(0, 0));
+                pool.push(overlay_core::testing::sign_rumor(origin, 1_000 + seq, Time::ZERO, id, &mut rng, content).envelope(0, 0));
             }
         }
         Fixture { a, b, others, pool }
@@ -499,7 +499,7 @@ fn hello_of(h: &FuzzHello) -> Handshake {
     };
     // A real member's proof, or a stranger's guess.
     let proof = if h.right_cluster_key {
-        overlay_core::swarm::hello_proof(&cluster_key(), &identity)
+        overlay_core::testing::hello_proof(&cluster_key(), &identity)
     } else {
         [h.asn; 32]
     };

@@ -1,4 +1,4 @@
-//! The reference routing, written independently of `overlay_core::routing` to check it:
+//! The reference routing, written independently of the core's routing module to check it:
 //! a label-correcting search (Bellman–Ford style, FIFO queue) whose labels are
 //! `(total cost, hops, full AS path)` compared as a tuple, which is the contract's order
 //! (lowest cost, then fewest hops, then the lexicographically smallest AS path).

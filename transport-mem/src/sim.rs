@@ -32,7 +32,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use overlay_core::sentry::VerifyCache;
+use overlay_core::VerifyCache;
 use overlay_core::wire::SignedRumor;
 use overlay_core::{
     Action, Addr, AsLink, Asn, Command, Config, ConfigError, ConnId, Direction, Event, Identity,

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use overlay_core::gossip;
+use overlay_core::testing::sign_rumor;
 use overlay_core::wire::{
     Announcement, Digest, LinkMessage, RumorBody, RumorContent, SignedRumor, to_json,
 };
@@ -347,7 +347,7 @@ impl Attacker {
             cert: None,
         };
         info!(claimed = %victim.asn, "chaos: hijack as an unbound lower id");
-        vec![gossip::sign(SYBIL_ID, seq, now, &sybil, &mut self.rng, content).envelope(0, 0)]
+        vec![sign_rumor(SYBIL_ID, seq, now, &sybil, &mut self.rng, content).envelope(0, 0)]
     }
 
     /// Two accusations of every other live member, under unbound ids and the second key.
@@ -368,8 +368,7 @@ impl Attacker {
                     fingerprint: m.fingerprint.to_hex(),
                     reason: "chaos: sybil accusation".into(),
                 };
-                let signed =
-                    gossip::sign(NodeId(accuser), seq, now, &sybil, &mut self.rng, content);
+                let signed = sign_rumor(NodeId(accuser), seq, now, &sybil, &mut self.rng, content);
                 rumors.push(signed.envelope(0, 0));
             }
         }

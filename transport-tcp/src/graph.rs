@@ -288,7 +288,7 @@ fn as_graph(
 mod tests {
     use super::*;
     use overlay_core::MemberState;
-    use overlay_core::routing::best_paths;
+    use overlay_core::best_paths;
     use overlay_core::{Addr, AsLink, ConnId};
 
     fn member(node: u32, asn: u32, state: MemberState, links: &[(u32, u64, u64)]) -> Member {
@@ -332,7 +332,7 @@ mod tests {
         ]
     }
 
-    use overlay_core::routing::speakers;
+    use overlay_core::speakers;
 
     fn routes_of(own: u32, members: &[Member], speakers: &[usize]) -> Vec<Route> {
         best_paths(

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use overlay_core::routing::best_paths;
+use overlay_core::best_paths;
 use overlay_core::{AsLink, Asn, Route};
 use serde_json::{Value, json};
 
