@@ -15,8 +15,8 @@ LAYERS = {
     "core": [
         ["wire", "pace"],
         ["scheduler"],
-        ["sentry"],
-        ["cert", "bindings"],
+        ["identity"],
+        ["cert", "bindings", "linkcrypto", "reputation", "verify"],
         ["config", "routing"],
         ["event"],
         ["gossip", "swarm"],

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::sentry::Fingerprint;
+use crate::identity::Fingerprint;
 use crate::wire::{Asn, NodeId};
 
 /// A live member as the bindings see it.

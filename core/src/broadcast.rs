@@ -630,7 +630,8 @@ fn batches(rumors: Vec<SignedRumor>, budget: usize) -> Vec<Vec<SignedRumor>> {
 mod tests {
     use super::*;
     use crate::gossip::{Admission, GossipPolicy, Outcome, sign};
-    use crate::sentry::{Identity, VerifyCache};
+    use crate::identity::Identity;
+    use crate::verify::VerifyCache;
     use crate::wire::{Addr, Asn, NodeId, RumorContent};
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
@@ -680,7 +681,7 @@ mod tests {
             excluded: &|_| false,
             bound: &|_| None,
             owner: &|_| None,
-            sender_key: crate::sentry::Fingerprint([0; 32]),
+            sender_key: crate::identity::Fingerprint([0; 32]),
             trust: None,
         };
         let outcome = store.receive(

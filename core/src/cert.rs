@@ -11,8 +11,8 @@ use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::identity::{Fingerprint, Identity, PublicIdentity};
 use crate::scheduler::Time;
-use crate::sentry::{Fingerprint, Identity, PublicIdentity};
 use crate::wire::{Asn, CertBody, Certificate, CertificateText, NodeId, to_json};
 
 /// Most certificate signatures remembered as verified, and most certificate texts

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::identity::{ClusterKey, PublicIdentity};
 use crate::scheduler::{CronError, parse_cron};
-use crate::sentry::{ClusterKey, PublicIdentity};
 use crate::wire::{Addr, AsLink, Asn, Certificate, NodeId, check_addr};
 
 /// How rumors spread.

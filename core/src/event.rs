@@ -8,9 +8,9 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::config::ConfigError;
+use crate::identity::Fingerprint;
 use crate::routing::RouteChange;
 use crate::scheduler::Time;
-use crate::sentry::Fingerprint;
 use crate::wire::{Addr, AsLink, Asn, Certificate, ConnId, NodeId, WireError};
 
 /// Which side opened a connection.

@@ -14,9 +14,10 @@ use serde_json::value::RawValue;
 
 use crate::cert::{CertError, Trust};
 use crate::event::{Metrics, RejectReason};
+use crate::identity::{Fingerprint, Identity, SentryError};
 use crate::pace::{RateLimit, SignedRate};
 use crate::scheduler::Time;
-use crate::sentry::{AdmittedRumor, Fingerprint, Identity, SentryError, VerifyCache};
+use crate::verify::{AdmittedRumor, VerifyCache};
 use crate::wire::{
     BODY_BYTES_PER_MEMBER, ConnId, Digest, MAX_BODY_SLACK, MAX_IDS, NodeId, RUMOR_KINDS, RumorBody,
     RumorContent, RumorId, RumorKey, SignedRumor, from_json_versioned, to_json,

@@ -80,7 +80,9 @@
 //!
 //! The public API is this page's list; [`wire`] holds the message types an outsider needs to
 //! speak the protocol. Inside, one private module per component: `wire` (frames and
-//! messages), `sentry` (identities, signatures, hop encryption, reputation), `cert`
+//! messages), `identity` (keys and signatures), `linkcrypto` (handshake transcript, hop
+//! encryption), `verify` (verification once per process), `reputation` (offenses, bans,
+//! evictions), `cert`
 //! (certificates), `swarm` (connections, handshake, direct peers), `gossip` (rumor store and
 //! acceptance), `broadcast` (Plumtree dissemination, sync, anti-entropy), `routing` and
 //! `bindings` (members and best paths), `scheduler` (time and timers); `node` dispatches
@@ -104,12 +106,15 @@ mod cert;
 mod config;
 mod event;
 mod gossip;
+mod identity;
+mod linkcrypto;
 mod node;
 mod pace;
+mod reputation;
 mod routing;
 mod scheduler;
-mod sentry;
 mod swarm;
+mod verify;
 pub mod wire;
 
 pub use cert::{CertError, Trust, issue_certificate};
@@ -117,10 +122,11 @@ pub use config::{Config, ConfigError, Dissemination};
 pub use event::{
     Action, CloseReason, Command, Direction, Event, Metrics, Notification, RejectReason,
 };
+pub use identity::{ClusterKey, Fingerprint, Identity, PublicIdentity};
 pub use node::{Node, Peer, StateSizes, Status};
 pub use routing::{Member, MemberState, Route, RouteChange, best_paths, speakers};
 pub use scheduler::{Time, parse_cron};
-pub use sentry::{ClusterKey, Fingerprint, Identity, PublicIdentity, VerifyCache};
+pub use verify::VerifyCache;
 pub use wire::{Addr, AsLink, Asn, CertBody, Certificate, ConnId, NodeId};
 
 /// Test support and fault injection (the `test-util` feature, never on in release builds):
@@ -130,7 +136,8 @@ pub use wire::{Addr, AsLink, Asn, CertBody, Certificate, ConnId, NodeId};
 #[cfg(feature = "test-util")]
 pub mod testing {
     pub use crate::gossip::sign as sign_rumor;
+    pub use crate::identity::Proof;
+    pub use crate::linkcrypto::{LinkCipher, Role, Transcript, derive_link_ciphers};
     pub use crate::routing::{Applied, Routing};
-    pub use crate::sentry::{LinkCipher, Proof, Role, Transcript, derive_link_ciphers};
     pub use crate::swarm::{REFUSED, hello_proof};
 }

@@ -1,5 +1,5 @@
 //! The node: a thin dispatcher. It matches each [`Event`], hands it to the component that
-//! owns it (swarm, gossip, routing, sentry, scheduler), carries their results to the
+//! owns it (swarm, gossip, routing, reputation, scheduler), carries their results to the
 //! components that react, and collects the [`Action`]s.
 
 use std::collections::BTreeSet;
@@ -15,12 +15,12 @@ use crate::cert::Trust;
 use crate::config::{Config, ConfigError};
 use crate::event::{Action, CloseReason, Command, Event, Metrics, Notification, RejectReason};
 use crate::gossip::{Accepted, Admission, Gossip, GossipPolicy, Kind, Outcome};
+use crate::identity::{Fingerprint, Identity, Keyring};
+use crate::reputation::{Reputation, ReputationPolicy, Verdict};
 use crate::routing::{Applied, Member, MemberState, Route, Routing};
 use crate::scheduler::{Scheduler, Time, Timer};
-use crate::sentry::{
-    Fingerprint, Identity, Keyring, Reputation, ReputationPolicy, Verdict, VerifyCache,
-};
 use crate::swarm::{Io, Me, PeerInfo, Swarm, SwarmEvent, SwarmPolicy};
+use crate::verify::VerifyCache;
 use crate::wire::{
     Addr, AsLink, CertificateText, ConnId, LinkMessage, MAX_BATCH, NodeId, RumorContent,
     SignedRumor, check_ids,

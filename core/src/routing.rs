@@ -18,7 +18,7 @@ use petgraph::visit::EdgeRef;
 use serde::Serialize;
 
 use crate::bindings::{Bindings, Claim};
-use crate::sentry::Fingerprint;
+use crate::identity::Fingerprint;
 use crate::wire::{Addr, AsLink, Asn, NodeId};
 
 /// Where a member stands.

@@ -12,11 +12,11 @@ use x25519_dalek::{PublicKey as DhPublic, StaticSecret};
 
 use crate::cert::Trust;
 use crate::event::{Action, CloseReason, Direction, Metrics, RejectReason};
-use crate::scheduler::Time;
-use crate::sentry::{
-    ClusterKey, Fingerprint, Identity, Keyring, LinkCipher, Proof, PublicIdentity, Role, TAG_LEN,
-    Transcript, derive_link_ciphers, handshake_signing_input,
+use crate::identity::{ClusterKey, Fingerprint, Identity, Keyring, Proof, PublicIdentity, TAG_LEN};
+use crate::linkcrypto::{
+    LinkCipher, Role, Transcript, derive_link_ciphers, handshake_signing_input,
 };
+use crate::scheduler::Time;
 use crate::wire::{
     Addr, Asn, Certificate, ConnId, Finish, FrameDecoder, Handshake, Hello, HelloIdentity,
     LINK_MESSAGE_KINDS, LinkMessage, MAX_HELLO_PEERS, NodeId, PROTOCOL_VERSION, Refuse, Welcome,

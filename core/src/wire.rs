@@ -3,7 +3,7 @@
 //!
 //! A frame is a 4-byte big-endian body length followed by the body. Handshake bodies are
 //! plaintext JSON ([`Handshake`]); after the handshake every body is a sealed
-//! [`LinkMessage`] (see `sentry::LinkCipher`). Rumors carry their origin-signed body as raw
+//! [`LinkMessage`] (see `linkcrypto::LinkCipher`). Rumors carry their origin-signed body as raw
 //! JSON ([`SignedRumor::body`]) so that forwarding never re-serialises what was signed.
 
 use std::fmt;
@@ -597,7 +597,7 @@ pub struct HelloIdentity {
     pub ephemeral: [u8; 32],
     /// Where the sender accepts connections.
     pub listen: Addr,
-    /// Id of the cluster key in use (see `sentry::ClusterKey::id`).
+    /// Id of the cluster key in use (see `ClusterKey::id`).
     pub key_id: String,
     /// The sender's clock (Unix ms) when it wrote the hello: a listener refuses hellos
     /// further than its clock-skew bound from its own clock, and remembers the nonces of
