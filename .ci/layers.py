@@ -19,8 +19,8 @@ LAYERS = {
         ["cert", "bindings", "linkcrypto", "reputation", "verify"],
         ["config", "routing"],
         ["event"],
-        ["gossip", "swarm"],
-        ["broadcast"],
+        ["gossip", "handshake"],
+        ["broadcast", "swarm"],
         ["node"],
     ],
     "transport-mem": [

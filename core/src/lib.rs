@@ -106,6 +106,7 @@ mod cert;
 mod config;
 mod event;
 mod gossip;
+mod handshake;
 mod identity;
 mod linkcrypto;
 mod node;
@@ -136,8 +137,8 @@ pub use wire::{Addr, AsLink, Asn, CertBody, Certificate, ConnId, NodeId};
 #[cfg(feature = "test-util")]
 pub mod testing {
     pub use crate::gossip::sign as sign_rumor;
+    pub use crate::handshake::{REFUSED, hello_proof};
     pub use crate::identity::Proof;
     pub use crate::linkcrypto::{LinkCipher, Role, Transcript, derive_link_ciphers};
     pub use crate::routing::{Applied, Routing};
-    pub use crate::swarm::{REFUSED, hello_proof};
 }

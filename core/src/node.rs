@@ -15,11 +15,12 @@ use crate::cert::Trust;
 use crate::config::{Config, ConfigError};
 use crate::event::{Action, CloseReason, Command, Event, Metrics, Notification, RejectReason};
 use crate::gossip::{Accepted, Admission, Gossip, GossipPolicy, Kind, Outcome};
+use crate::handshake::{Io, Me, PeerInfo};
 use crate::identity::{Fingerprint, Identity, Keyring};
 use crate::reputation::{Reputation, ReputationPolicy, Verdict};
 use crate::routing::{Applied, Member, MemberState, Route, Routing};
 use crate::scheduler::{Scheduler, Time, Timer};
-use crate::swarm::{Io, Me, PeerInfo, Swarm, SwarmEvent, SwarmPolicy};
+use crate::swarm::{Swarm, SwarmEvent, SwarmPolicy};
 use crate::verify::VerifyCache;
 use crate::wire::{
     Addr, AsLink, CertificateText, ConnId, LinkMessage, MAX_BATCH, NodeId, RumorContent,
