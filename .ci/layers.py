@@ -62,19 +62,23 @@ def check(crate, layers, graph):
     src = ROOT / crate / "src"
     level = {m: i for i, layer in enumerate(layers) for m in layer}
     errors = []
-    modules = sorted(p.stem for p in src.glob("*.rs") if p.stem not in ("lib", "main"))
+    files = {p.stem: [p] for p in src.glob("*.rs") if p.stem not in ("lib", "main")}
+    # A module in a folder (`m/mod.rs` and its submodules) is read as one.
+    files.update({d.name: sorted(d.rglob("*.rs")) for d in src.iterdir() if (d / "mod.rs").is_file()})
+    modules = sorted(files)
     for m in modules:
         if m not in level:
-            errors.append(f"{crate}/src/{m}.rs: not in any layer of .ci/layers.py")
+            errors.append(f"{crate}/src/{m}: not in any layer of .ci/layers.py")
     for m in modules:
-        deps = sorted(d for d in uses(src / f"{m}.rs") if d != m and d in level)
+        found = set().union(*(uses(f) for f in files[m]))
+        deps = sorted(d for d in found if d != m and d in level)
         if graph:
             print(f"{crate}: {m} (layer {level.get(m)}) -> {', '.join(deps)}")
         for d in deps:
             if m in level and level[d] >= level[m]:
                 where = "up" if level[d] > level[m] else "across"
                 errors.append(
-                    f"{crate}/src/{m}.rs uses crate::{d}: points {where} a layer "
+                    f"{crate}/src/{m} uses crate::{d}: points {where} a layer "
                     f"({m} is in layer {level[m]}, {d} in layer {level[d]})"
                 )
     return errors
