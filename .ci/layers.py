@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 LAYERS = {
     "core": [
         ["wire", "pace"],
-        ["scheduler"],
+        ["scheduler", "paths"],
         ["identity"],
         ["cert", "bindings", "linkcrypto", "reputation", "verify"],
         ["config", "routing"],

@@ -111,6 +111,7 @@ mod identity;
 mod linkcrypto;
 mod node;
 mod pace;
+mod paths;
 mod reputation;
 mod routing;
 mod scheduler;
@@ -125,7 +126,8 @@ pub use event::{
 };
 pub use identity::{ClusterKey, Fingerprint, Identity, PublicIdentity};
 pub use node::{Node, Peer, StateSizes, Status};
-pub use routing::{Member, MemberState, Route, RouteChange, best_paths, speakers};
+pub use paths::{Route, best_paths};
+pub use routing::{Member, MemberState, RouteChange, speakers};
 pub use scheduler::{Time, parse_cron};
 pub use verify::VerifyCache;
 pub use wire::{Addr, AsLink, Asn, CertBody, Certificate, ConnId, NodeId};

@@ -17,8 +17,9 @@ use crate::event::{Action, CloseReason, Command, Event, Metrics, Notification, R
 use crate::gossip::{Accepted, Admission, Gossip, GossipPolicy, Kind, Outcome};
 use crate::handshake::{Io, Me, PeerInfo};
 use crate::identity::{Fingerprint, Identity, Keyring};
+use crate::paths::Route;
 use crate::reputation::{Reputation, ReputationPolicy, Verdict};
-use crate::routing::{Applied, Member, MemberState, Route, Routing};
+use crate::routing::{Applied, Member, MemberState, Routing};
 use crate::scheduler::{Scheduler, Time, Timer};
 use crate::swarm::{Swarm, SwarmEvent, SwarmPolicy};
 use crate::verify::VerifyCache;
