@@ -59,6 +59,29 @@ pub enum DemoError {
     Fixture(String),
 }
 
+/// A folder of this run's own (mode 0700) for what the controllers write (their control
+/// API tokens), removed when the demo ends, so that the demo leaves nothing behind.
+struct StateDir(std::path::PathBuf);
+
+impl StateDir {
+    fn create() -> std::io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        let path =
+            std::env::temp_dir().join(format!("overlay-network-demo-{}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&path)?;
+        Ok(StateDir(path))
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// One controller of the demo cluster.
 struct DemoNode {
     name: String,
@@ -119,12 +142,14 @@ async fn demo(options: &DemoOptions) -> Result<(), DemoError> {
         .pop()
         .ok_or_else(|| DaemonError::from(KeyError::Random("no authority key".into())))?;
     let mut rng = keys::os_rng().map_err(DaemonError::from)?;
+    let state = StateDir::create()?;
     let mut nodes = Vec::new();
     for ((file, identity), (gossip, rpc)) in files.iter().zip(identities).zip(listeners) {
         let source = Source::unnamed(format!("RC{}", file.me.id));
         let mut settings = Settings::resolve(file, &source, &Overrides::default(), true)
             .map_err(DaemonError::from)?;
         settings.core.trusted_cas = vec![authority.public().clone()];
+        settings.key_file = state.0.join(format!("rc{}.pem", file.me.id));
         let claim = (
             settings.core.node_id,
             settings.core.asn,
@@ -202,6 +227,16 @@ async fn demo(options: &DemoOptions) -> Result<(), DemoError> {
             println!(
                 "  overlay-network routes --rpc {}    # {}",
                 node.rpc, node.name
+            );
+        }
+        if let Some(node) = nodes.iter().find(|n| n.task.is_some()) {
+            let token = state
+                .0
+                .join(format!("{}.rpc-token", node.name.to_lowercase()));
+            println!(
+                "  overlay-network leave --rpc {} --token-file {}",
+                node.rpc,
+                token.display()
             );
         }
         println!("press Ctrl-C to make every controller leave and exit");

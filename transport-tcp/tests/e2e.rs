@@ -414,8 +414,10 @@ fn cli_errors_are_one_clear_line() {
 
 #[test]
 fn the_demo_runs_and_checks_the_fixture_table() {
+    let cwd = tempfile::tempdir().unwrap();
     let mut child = common::command()
         .arg("demo")
+        .current_dir(cwd.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -439,6 +441,8 @@ fn the_demo_runs_and_checks_the_fixture_table() {
         stdout.contains("RC2: AS40: 200 300 40 (cost 4) -> unreachable"),
         "{stdout}"
     );
+    let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
+    assert!(left.is_empty(), "the demo left files behind: {left:?}");
 }
 
 #[test]
