@@ -171,11 +171,14 @@ impl Trust {
     ) -> Result<Time, CertError> {
         let text = text.ok_or(CertError::Missing)?;
         let known = self.lock().texts.get(text.get()).cloned();
+        // A new text is checked for `key` before its signature is verified (in `remember`).
         let cert = match known {
-            Some(cert) => cert,
+            Some(cert) => {
+                of_key(&cert, key)?;
+                cert
+            }
             None => self.remember(text, key)?,
         };
-        of_key(&cert, key)?;
         let until = self.valid_at(now, &cert)?;
         names(&cert, node, asn)?;
         Ok(until)
