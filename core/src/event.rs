@@ -1,6 +1,7 @@
 //! The node's vocabulary with its embedder: [`Event`]s in, [`Action`]s out, the
 //! [`Notification`]s inside actions, typed reasons for closes and rejections, and the
-//! [`Metrics`] counters.
+//! [`Metrics`] counters (each component keeps its own; the node adds them up), and the
+//! [`Outbox`] every component writes its actions into.
 
 use std::collections::BTreeMap;
 
@@ -416,4 +417,99 @@ pub struct Metrics {
     pub evictions: u64,
     /// Routing table changes (destinations changed, summed).
     pub route_changes: u64,
+}
+
+impl Metrics {
+    /// Adds `other`'s counts to these (the node's metrics are the sum of its components').
+    pub(crate) fn absorb(&mut self, other: &Metrics) {
+        self.frames_in += other.frames_in;
+        self.frames_out += other.frames_out;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.rumors_in += other.rumors_in;
+        self.rumors_accepted += other.rumors_accepted;
+        self.rumors_duplicate += other.rumors_duplicate;
+        self.rumors_out += other.rumors_out;
+        self.announcements_out += other.announcements_out;
+        self.grafts_out += other.grafts_out;
+        self.prunes_out += other.prunes_out;
+        self.signatures_verified += other.signatures_verified;
+        for (label, n) in &other.rejects {
+            *self.rejects.entry(label).or_default() += n;
+        }
+        self.handshakes += other.handshakes;
+        self.bans += other.bans;
+        self.evictions += other.evictions;
+        self.route_changes += other.route_changes;
+    }
+
+    /// Counts one rejection.
+    pub(crate) fn reject(&mut self, reason: &RejectReason) {
+        *self.rejects.entry(reason.label()).or_default() += 1;
+    }
+}
+
+/// The one sink of a node's actions: every component writes what it asks of the embedder
+/// here, in order, and the node hands the lot out at the end of each call.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Outbox {
+    actions: Vec<Action>,
+}
+
+impl Outbox {
+    /// Queues an action.
+    pub(crate) fn push(&mut self, action: Action) {
+        self.actions.push(action);
+    }
+
+    /// Queues a notification.
+    pub(crate) fn notify(&mut self, n: Notification) {
+        self.actions.push(Action::Notify(n));
+    }
+
+    /// Everything queued so far, leaving the box empty.
+    pub(crate) fn take(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absorbed_metrics_add_up_field_by_field() {
+        let mut a = Metrics {
+            frames_in: 2,
+            route_changes: 1,
+            ..Metrics::default()
+        };
+        a.reject(&RejectReason::Replay);
+        let mut b = Metrics {
+            frames_in: 3,
+            bans: 4,
+            ..Metrics::default()
+        };
+        b.reject(&RejectReason::Replay);
+        b.reject(&RejectReason::HopAuth);
+        a.absorb(&b);
+        assert_eq!((a.frames_in, a.bans, a.route_changes), (5, 4, 1));
+        assert_eq!(a.rejects.get("replay"), Some(&2));
+        assert_eq!(a.rejects.get("hop_auth"), Some(&1));
+    }
+
+    #[test]
+    fn the_outbox_hands_out_actions_in_order_once() {
+        let mut out = Outbox::default();
+        out.push(Action::Connect {
+            addr: Addr("a:1".into()),
+        });
+        out.notify(Notification::MemberLeft { node: NodeId(1) });
+        let taken = out.take();
+        assert!(matches!(
+            taken.as_slice(),
+            [Action::Connect { .. }, Action::Notify(_)]
+        ));
+        assert!(out.take().is_empty());
+    }
 }

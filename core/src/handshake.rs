@@ -11,15 +11,18 @@ use rand_core::CryptoRng;
 use x25519_dalek::{PublicKey as DhPublic, StaticSecret};
 
 use crate::cert::Trust;
-use crate::event::{Action, Metrics, RejectReason};
+use crate::config::Config;
+use crate::event::{Action, Outbox, RejectReason};
 use crate::identity::{ClusterKey, Fingerprint, Identity, Keyring, Proof, PublicIdentity};
 use crate::linkcrypto::{
     LinkCipher, Role, Transcript, derive_link_ciphers, handshake_signing_input,
 };
+use crate::reputation::Reputation;
+use crate::routing::Routing;
 use crate::scheduler::Time;
 use crate::wire::{
-    Addr, Asn, Certificate, ConnId, Finish, Handshake, Hello, HelloIdentity, NodeId,
-    PROTOCOL_VERSION, Refuse, Welcome, check_addr, check_peer_list, encode_frame, to_json,
+    Addr, Asn, ConnId, Finish, Handshake, Hello, HelloIdentity, NodeId, PROTOCOL_VERSION, Refuse,
+    Welcome, check_addr, check_peer_list, encode_frame, to_json,
 };
 
 /// An authenticated direct peer.
@@ -44,32 +47,36 @@ pub(crate) struct Me<'a> {
     pub identity: &'a Identity,
     /// Accepted cluster keys.
     pub keyring: &'a Keyring,
-    /// Own id.
-    pub node: NodeId,
-    /// Own AS.
-    pub asn: Asn,
-    /// Own listen address.
-    pub listen: &'a Addr,
-    /// Whether a key is banned or evicted.
-    pub excluded: &'a dyn Fn(&Fingerprint) -> bool,
-    /// The key a live node id is bound to, if any.
-    pub bound: &'a dyn Fn(NodeId) -> Option<Fingerprint>,
+    /// Own id, AS, listen address and certificate.
+    pub config: &'a Config,
     /// The cluster's authorities, if it has any.
     pub trust: Option<&'a Trust>,
-    /// Own certificate (sent in hellos).
-    pub cert: Option<&'a Certificate>,
+    /// Banned and evicted keys.
+    pub reputation: &'a Reputation,
+    /// The members, and so the key each live node id is bound to.
+    pub routing: &'a Routing,
 }
 
-/// The mutable things a swarm call works with: time, randomness, counters, actions out.
+impl Me<'_> {
+    /// Whether a key is banned or evicted.
+    pub(crate) fn excluded(&self, fp: &Fingerprint) -> bool {
+        self.reputation.is_excluded(fp)
+    }
+
+    /// The key a live node id is bound to, if any.
+    pub(crate) fn bound(&self, node: NodeId) -> Option<Fingerprint> {
+        self.routing.bound_key(node)
+    }
+}
+
+/// The mutable things a swarm call works with: time, randomness, the actions sink.
 pub(crate) struct Io<'a> {
     /// Current time.
     pub now: Time,
     /// The node's seeded RNG.
     pub rng: &'a mut ChaCha20Rng,
-    /// The node's counters.
-    pub metrics: &'a mut Metrics,
     /// Actions out.
-    pub out: &'a mut Vec<Action>,
+    pub out: &'a mut Outbox,
 }
 
 /// Where a connection is in its life. The ephemeral secret is a `StaticSecret` only so
@@ -109,7 +116,7 @@ pub(crate) enum Step {
     },
 }
 
-pub(crate) fn send_plain(conn: ConnId, msg: &Handshake, out: &mut Vec<Action>) {
+pub(crate) fn send_plain(conn: ConnId, msg: &Handshake, out: &mut Outbox) {
     out.push(Action::Send {
         conn,
         bytes: encode_frame(&to_json(msg)),
@@ -127,15 +134,15 @@ pub(crate) fn hello_identity<R: CryptoRng + ?Sized>(
     rng.fill_bytes(&mut nonce);
     HelloIdentity {
         version: PROTOCOL_VERSION,
-        node: me.node,
-        asn: me.asn,
+        node: me.config.node_id,
+        asn: me.config.asn,
         pubkey: me.identity.public().der().to_vec(),
         nonce,
         ephemeral: DhPublic::from(secret).to_bytes(),
-        listen: me.listen.clone(),
+        listen: me.config.listen_addr.clone(),
         key_id: key.id(),
         issued_at: now.as_millis(),
-        cert: me.cert.cloned(),
+        cert: me.config.certificate.clone(),
     }
 }
 
@@ -156,10 +163,10 @@ pub(crate) fn check_identity(
     if fp == me.identity.fingerprint() {
         return Err(RejectReason::SelfConnection);
     }
-    if (me.excluded)(&fp) {
+    if me.excluded(&fp) {
         return Err(RejectReason::Excluded);
     }
-    if (me.bound)(h.node).is_some_and(|b| b != fp) || h.node == me.node {
+    if me.bound(h.node).is_some_and(|b| b != fp) || h.node == me.config.node_id {
         return Err(RejectReason::IdentityConflict(h.node));
     }
     let certified_until = me
@@ -179,7 +186,7 @@ pub(crate) fn check_identity(
 
 /// Refuses a hello with one text for every reason but the version (which a dialer of
 /// another version needs to hear): the reason itself (a live id, a ban) stays here.
-pub(crate) fn refuse(conn: ConnId, reason: RejectReason, out: &mut Vec<Action>) -> RejectReason {
+pub(crate) fn refuse(conn: ConnId, reason: RejectReason, out: &mut Outbox) -> RejectReason {
     let text = match reason {
         RejectReason::Version(_) => reason.to_string(),
         _ => REFUSED.to_string(),

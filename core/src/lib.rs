@@ -104,6 +104,8 @@ mod bindings;
 mod broadcast;
 mod cert;
 mod config;
+mod dialing;
+mod discipline;
 mod event;
 mod gossip;
 mod handshake;

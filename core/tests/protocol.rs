@@ -639,7 +639,7 @@ fn copies_per_rumor(mode: overlay_core::Dissemination) -> f64 {
     let mut c = Cluster::new(configs);
     c.advance(10_000);
     let total = |c: &Cluster, f: fn(&overlay_core::Metrics) -> u64| -> u64 {
-        (0..5).map(|i| f(c.node(i).metrics())).sum()
+        (0..5).map(|i| f(&c.node(i).metrics())).sum()
     };
     let out0 = total(&c, |m| m.rumors_out);
     let seq0: u64 = (0..5).map(|i| c.node(i).status().seq).sum();

@@ -56,6 +56,28 @@ pub enum LinkMessage {
 }
 
 impl LinkMessage {
+    /// Checks the counts a well-behaved peer never exceeds: at most [`MAX_BATCH`] rumors in
+    /// a push or an answer, at most [`MAX_IDS`] ids or origins in a list, and a digest's
+    /// range (see [`Digest::check`]). The rumors themselves are checked one by one later.
+    pub fn check(&self) -> Result<(), WireError> {
+        match self {
+            LinkMessage::Rumors { rumors } | LinkMessage::Answer { rumors }
+                if rumors.len() > MAX_BATCH =>
+            {
+                Err(WireError::Violation(format!(
+                    "batch of {} rumors",
+                    rumors.len()
+                )))
+            }
+            LinkMessage::IHave { ids } => check_ids(ids),
+            LinkMessage::Graft { ids, origins } => check_ids(ids).and_then(|()| check_ids(origins)),
+            LinkMessage::Pull { ids } => check_ids(ids),
+            LinkMessage::Prune { origins } => check_ids(origins),
+            LinkMessage::Digest(digest) => digest.check(),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether `other` carries the same copies of the same rumors (a push or an answer
     /// that several links get): it then serialises to the same bytes, so a sender
     /// serialises it once. Cheap (pointer comparisons); false for other messages.
@@ -147,7 +169,7 @@ impl Digest {
 }
 
 /// Checks the length of an id list from a peer.
-pub fn check_ids<T>(ids: &[T]) -> Result<(), WireError> {
+fn check_ids<T>(ids: &[T]) -> Result<(), WireError> {
     if ids.len() > MAX_IDS {
         return Err(WireError::Violation(format!(
             "{} ids in one message",
@@ -155,4 +177,71 @@ pub fn check_ids<T>(ids: &[T]) -> Result<(), WireError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn violation(msg: &LinkMessage) -> String {
+        match msg.check() {
+            Err(WireError::Violation(text)) => text,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn link_messages_keep_their_counts() {
+        let id = RumorId(NodeId(1), None, 1);
+        let ids = |n: usize| vec![id; n];
+        let origins = |n: usize| vec![NodeId(1); n];
+        for ok in [
+            LinkMessage::Pull { ids: ids(MAX_IDS) },
+            LinkMessage::Graft {
+                ids: ids(MAX_IDS),
+                origins: origins(MAX_IDS),
+            },
+            LinkMessage::Prune {
+                origins: origins(MAX_IDS),
+            },
+            LinkMessage::Heartbeat,
+        ] {
+            assert_eq!(ok.check(), Ok(()), "{ok:?}");
+        }
+        let too_many = violation(&LinkMessage::Pull {
+            ids: ids(MAX_IDS + 1),
+        });
+        assert_eq!(too_many, format!("{} ids in one message", MAX_IDS + 1));
+        violation(&LinkMessage::Graft {
+            ids: Vec::new(),
+            origins: origins(MAX_IDS + 1),
+        });
+        violation(&LinkMessage::Prune {
+            origins: origins(MAX_IDS + 1),
+        });
+        violation(&LinkMessage::IHave {
+            ids: vec![Announcement(NodeId(1), None, 1, 1); MAX_IDS + 1],
+        });
+        let empty_range = LinkMessage::Digest(Digest {
+            after: Some(id.key()),
+            upto: Some(id.key()),
+            ids: Vec::new(),
+            reply: false,
+        });
+        assert_eq!(violation(&empty_range), "empty digest range");
+    }
+
+    #[test]
+    fn a_batch_past_the_limit_is_a_violation_before_any_rumor_is_read() {
+        let rumor: SignedRumor = from_json(br#"{"origin":1,"seq":1,"body":{},"sig":""}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let batch = |n| LinkMessage::Answer {
+            rumors: vec![rumor.clone(); n],
+        };
+        assert_eq!(batch(MAX_BATCH).check(), Ok(()));
+        assert_eq!(
+            violation(&batch(MAX_BATCH + 1)),
+            format!("batch of {} rumors", MAX_BATCH + 1)
+        );
+    }
 }

@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use rand_core::Rng;
 
+mod outbox;
+
 pub(crate) use crate::config::{Dissemination, MAX_LINK_SLOTS};
 use crate::event::{Metrics, RejectReason};
 use crate::gossip::Gossip;
 use crate::scheduler::Time;
-use crate::wire::{
-    Announcement, ConnId, Digest, LinkMessage, MAX_BATCH, MAX_IDS, NodeId, RumorId, RumorKey,
-    SignedRumor,
-};
+use crate::wire::{Announcement, ConnId, Digest, LinkMessage, NodeId, RumorId, RumorKey};
+use outbox::LinkQueue;
 
 /// Timing and limits of dissemination.
 #[derive(Clone, Debug)]
@@ -59,21 +59,6 @@ struct Pending {
     until: Time,
 }
 
-#[derive(Debug, Default, Clone)]
-struct Outbox {
-    push: Vec<SignedRumor>,
-    answer: Vec<SignedRumor>,
-    ihave: Vec<Announcement>,
-    graft: Vec<RumorId>,
-    pull: Vec<RumorId>,
-    /// Origins for which the peer should push to us again without resending (tree
-    /// optimisation).
-    graft_origins: BTreeSet<NodeId>,
-    /// Origins for which the peer should only announce to us.
-    prune: BTreeSet<NodeId>,
-    digests: Vec<Digest>,
-}
-
 /// Per-link dissemination state. Plumtree runs one tree per origin: for each origin, the
 /// links that only get announcements of its rumors (all links start eager), so a rumor
 /// travels along the first-arrival tree of its own origin, close to a shortest-path tree,
@@ -91,7 +76,7 @@ pub(crate) struct Broadcast {
     missing: BTreeMap<RumorId, Missing>,
     /// Rumors pulled and not yet due: the link asked, the sequence number and until when.
     pulls: HashMap<RumorKey, Pending>,
-    outbox: BTreeMap<ConnId, Outbox>,
+    outbox: BTreeMap<ConnId, LinkQueue>,
     /// Ids each link asked for (grafts, pulls, digest entries) in the current round.
     requests: BTreeMap<ConnId, usize>,
     /// Per origin, the link tree optimisation made eager and that has not delivered one of
@@ -100,6 +85,8 @@ pub(crate) struct Broadcast {
     promoted: HashMap<NodeId, ConnId>,
     /// Per origin, the links (slot bits) that broke such a promise: never promoted again.
     distrusted: HashMap<NodeId, u128>,
+    /// Rumors, announcements, grafts and prunes sent.
+    metrics: Metrics,
 }
 
 impl Broadcast {
@@ -116,10 +103,11 @@ impl Broadcast {
             requests: BTreeMap::new(),
             promoted: HashMap::new(),
             distrusted: HashMap::new(),
+            metrics: Metrics::default(),
         }
     }
 
-    fn out(&mut self, conn: ConnId) -> &mut Outbox {
+    fn out(&mut self, conn: ConnId) -> &mut LinkQueue {
         self.outbox.entry(conn).or_default()
     }
 
@@ -512,56 +500,20 @@ impl Broadcast {
 
     /// Drains the outbox into link messages that each fit in a frame. Announcements wait
     /// for the lazy timer unless `announcements` is set.
-    pub(crate) fn take(
-        &mut self,
-        announcements: bool,
-        metrics: &mut Metrics,
-    ) -> Vec<(ConnId, LinkMessage)> {
+    pub(crate) fn take(&mut self, announcements: bool) -> Vec<(ConnId, LinkMessage)> {
         let budget = self.policy.max_frame_bytes / 2;
         let mut messages = Vec::new();
         for (&conn, out) in self.outbox.iter_mut() {
-            if !out.prune.is_empty() {
-                metrics.prunes_out += out.prune.len() as u64;
-                let origins: Vec<NodeId> = std::mem::take(&mut out.prune).into_iter().collect();
-                for chunk in origins.chunks(MAX_IDS) {
-                    let origins = chunk.to_vec();
-                    messages.push((conn, LinkMessage::Prune { origins }));
-                }
-            }
-            for digest in out.digests.drain(..) {
-                messages.push((conn, LinkMessage::Digest(digest)));
-            }
-            let ids = std::mem::take(&mut out.graft);
-            let origins: Vec<NodeId> = std::mem::take(&mut out.graft_origins).into_iter().collect();
-            metrics.grafts_out += ids.len() as u64;
-            for (ids, origins) in chunk_pairs(&ids, &origins) {
-                messages.push((conn, LinkMessage::Graft { ids, origins }));
-            }
-            for ids in std::mem::take(&mut out.pull).chunks(MAX_IDS) {
-                let ids = ids.to_vec();
-                messages.push((conn, LinkMessage::Pull { ids }));
-            }
-            newest_only(&mut out.push, &mut out.answer);
-            for (rumors, answer) in [(&mut out.push, false), (&mut out.answer, true)] {
-                metrics.rumors_out += rumors.len() as u64;
-                for batch in batches(std::mem::take(rumors), budget) {
-                    let msg = if answer {
-                        LinkMessage::Answer { rumors: batch }
-                    } else {
-                        LinkMessage::Rumors { rumors: batch }
-                    };
-                    messages.push((conn, msg));
-                }
-            }
-            if announcements {
-                for ids in out.ihave.drain(..).collect::<Vec<_>>().chunks(MAX_IDS) {
-                    metrics.announcements_out += ids.len() as u64;
-                    messages.push((conn, LinkMessage::IHave { ids: ids.to_vec() }));
-                }
-            }
+            let drained = out.drain(announcements, budget, &mut self.metrics);
+            messages.extend(drained.into_iter().map(|msg| (conn, msg)));
         }
         self.outbox.retain(|_, o| !o.ihave.is_empty());
         messages
+    }
+
+    /// Rumors, announcements, grafts and prunes sent so far.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Links, and (origin, link) pairs that are lazy.
@@ -576,319 +528,5 @@ impl Broadcast {
     }
 }
 
-/// Pairs id and origin lists into messages of at most [`MAX_IDS`] entries each.
-fn chunk_pairs(ids: &[RumorId], origins: &[NodeId]) -> Vec<(Vec<RumorId>, Vec<NodeId>)> {
-    let mut out: Vec<(Vec<RumorId>, Vec<NodeId>)> = ids
-        .chunks(MAX_IDS)
-        .map(|c| (c.to_vec(), Vec::new()))
-        .collect();
-    for chunk in origins.chunks(MAX_IDS) {
-        out.push((Vec::new(), chunk.to_vec()));
-    }
-    out
-}
-
-/// Keeps one copy of each rumor key, the newest, across a link's pushes and answers: an
-/// answer queued earlier may hold an older copy than a push queued since, and a peer that
-/// received the newer one first would rightly call the older one a replay.
-fn newest_only(push: &mut Vec<SignedRumor>, answer: &mut Vec<SignedRumor>) {
-    if push.len() + answer.len() < 2 {
-        return;
-    }
-    let mut newest: HashMap<RumorKey, u64> = HashMap::new();
-    for r in push.iter().chain(answer.iter()) {
-        let seq = newest.entry(r.key()).or_insert(r.seq);
-        *seq = (*seq).max(r.seq);
-    }
-    let mut keep =
-        |r: &SignedRumor| newest.get(&r.key()) == Some(&r.seq) && newest.remove(&r.key()).is_some();
-    push.retain(&mut keep);
-    answer.retain(keep);
-}
-
-/// Splits rumors into batches under `budget` bytes and [`MAX_BATCH`] rumors.
-fn batches(rumors: Vec<SignedRumor>, budget: usize) -> Vec<Vec<SignedRumor>> {
-    let mut out = Vec::new();
-    let mut batch = Vec::new();
-    let mut size = 0;
-    for rumor in rumors {
-        let len = rumor.encoded_len();
-        if !batch.is_empty() && (size + len > budget || batch.len() >= MAX_BATCH) {
-            out.push(std::mem::take(&mut batch));
-            size = 0;
-        }
-        size += len;
-        batch.push(rumor);
-    }
-    if !batch.is_empty() {
-        out.push(batch);
-    }
-    out
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::gossip::{Admission, GossipPolicy, Outcome, sign};
-    use crate::identity::Identity;
-    use crate::verify::VerifyCache;
-    use crate::wire::{Addr, Asn, NodeId, RumorContent};
-    use rand_chacha::ChaCha20Rng;
-    use rand_core::SeedableRng;
-
-    fn policy(mode: Dissemination) -> BroadcastPolicy {
-        BroadcastPolicy {
-            mode,
-            graft_timeout: Duration::from_millis(200),
-            max_frame_bytes: 1 << 20,
-            max_missing: 16,
-            max_requests_per_round: 64,
-            pull_timeout: Duration::from_secs(1),
-            optimize_hops: 3,
-        }
-    }
-
-    /// Node 1's empty store.
-    fn empty_store() -> Gossip {
-        Gossip::new(
-            NodeId(1),
-            GossipPolicy {
-                period: Duration::from_secs(1),
-                advert_max_age: Duration::from_secs(4),
-                accusation_max_age: Duration::from_secs(60),
-                max_clock_skew: Duration::from_secs(1),
-                rumors_per_period: 8,
-                max_members: 16,
-            },
-            VerifyCache::new(16),
-        )
-    }
-
-    /// A store holding one rumor of node 9 that arrived on `via` after `hops` hops.
-    fn store_with_rumor(via: ConnId, hops: u32) -> (Gossip, SignedRumor) {
-        let mut rng = ChaCha20Rng::seed_from_u64(5);
-        let id = Identity::generate(&mut rng, 2048).unwrap();
-        let content = RumorContent::Advert {
-            asn: Asn(9),
-            addr: Addr::from("x"),
-            links: std::sync::Arc::from([]),
-            cert: None,
-        };
-        let mut rumor = sign(NodeId(9), 1, Time::ZERO, &id, &mut rng, content).envelope(0, 0);
-        rumor.hops = hops;
-        let mut store = empty_store();
-        let admission = Admission {
-            excluded: &|_| false,
-            bound: &|_| None,
-            owner: &|_| None,
-            sender_key: crate::identity::Fingerprint([0; 32]),
-            trust: None,
-        };
-        let outcome = store.receive(
-            Time::ZERO,
-            via,
-            NodeId(2),
-            rumor.clone(),
-            &admission,
-            &mut Metrics::default(),
-        );
-        assert!(matches!(outcome, Outcome::Accepted(_)));
-        (store, rumor)
-    }
-
-    fn sent(b: &mut Broadcast) -> Vec<(ConnId, String)> {
-        b.take(true, &mut Metrics::default())
-            .into_iter()
-            .map(|(c, m)| (c, String::from_utf8(crate::wire::to_json(&m)).unwrap()))
-            .collect()
-    }
-
-    /// Node 1's Plumtree with `links` up (all eager).
-    fn plumtree_with_links(links: &[ConnId], store: &Gossip) -> Broadcast {
-        let mut bc = Broadcast::new(NodeId(1), policy(Dissemination::Plumtree));
-        for &conn in links {
-            bc.link_up(conn, store);
-        }
-        bc
-    }
-
-    fn origins(ids: &[u32]) -> BTreeSet<NodeId> {
-        ids.iter().map(|&i| NodeId(i)).collect()
-    }
-
-    #[test]
-    fn trees_are_per_origin_and_every_duplicate_prunes() {
-        let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
-        let (store, rumor) = store_with_rumor(a, 1);
-        let mut bc = plumtree_with_links(&[a, b, c], &store);
-        sent(&mut bc);
-        // Duplicates of node 8's rumors came over c, then of node 9's over b.
-        bc.duplicate_push(c, &origins(&[8]));
-        bc.duplicate_push(b, &origins(&[9]));
-        assert_eq!(
-            sent(&mut bc),
-            vec![
-                (b, r#"{"prune":{"origins":[9]}}"#.to_string()),
-                (c, r#"{"prune":{"origins":[8]}}"#.to_string()),
-            ]
-        );
-        assert!(
-            bc.is_lazy(c, NodeId(8)) && !bc.is_lazy(b, NodeId(8)),
-            "8's own tree"
-        );
-        assert!(
-            bc.is_lazy(b, NodeId(9)) && !bc.is_lazy(c, NodeId(9)),
-            "9's own tree"
-        );
-        assert!(
-            !bc.is_lazy(b, NodeId(7)),
-            "a new origin's first rumor floods"
-        );
-        // Already lazy here, but the peer may still push: it is told again.
-        bc.duplicate_push(b, &origins(&[9]));
-        assert_eq!(
-            sent(&mut bc),
-            vec![(b, r#"{"prune":{"origins":[9]}}"#.to_string())]
-        );
-        // Duplicates of our own rumors: the peer stops pushing them, we keep pushing ours.
-        bc.duplicate_push(c, &origins(&[1]));
-        assert_eq!(
-            sent(&mut bc),
-            vec![(c, r#"{"prune":{"origins":[1]}}"#.to_string())]
-        );
-        assert!(!bc.is_lazy(c, NodeId(1)));
-        bc.spread(Time::ZERO, &store, &rumor.key(), Some(a));
-        let out = sent(&mut bc);
-        assert!(
-            out.contains(&(b, r#"{"ihave":{"ids":[[9,null,1,2]]}}"#.to_string())),
-            "{out:?}"
-        );
-        assert!(
-            out.iter()
-                .any(|(conn, m)| *conn == c && m.starts_with(r#"{"rumors""#)),
-            "{out:?}"
-        );
-        // The links are gone: so is their place in every tree.
-        bc.link_down(b);
-        bc.link_down(c);
-        assert_eq!(bc.links(), (1, 0));
-    }
-
-    #[test]
-    fn a_much_shorter_lazy_path_swaps_with_the_eager_one() {
-        let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
-        let (store, rumor) = store_with_rumor(a, 6);
-        let mut bc = plumtree_with_links(&[a, b, c], &store);
-        bc.duplicate_push(b, &origins(&[9]));
-        bc.duplicate_push(c, &origins(&[9]));
-        sent(&mut bc);
-        assert_eq!(bc.links(), (3, 2));
-        let ann = |hops| Announcement(rumor.origin, None, rumor.seq, hops);
-        // Two hops shorter: below the threshold of three.
-        bc.announced(Time::ZERO, c, &[ann(4)], &store).unwrap();
-        assert!(sent(&mut bc).is_empty());
-        bc.announced(Time::ZERO, b, &[ann(2)], &store).unwrap();
-        let out = sent(&mut bc);
-        assert!(
-            out.contains(&(a, r#"{"prune":{"origins":[9]}}"#.to_string())),
-            "{out:?}"
-        );
-        assert!(
-            out.contains(&(b, r#"{"graft":{"ids":[],"origins":[9]}}"#.to_string())),
-            "{out:?}"
-        );
-        assert!(!bc.is_lazy(b, NodeId(9)) && bc.is_lazy(a, NodeId(9)));
-    }
-
-    #[test]
-    fn missing_rumors_are_grafted_from_announcers_in_turn_and_flooding_never_prunes() {
-        let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
-        let (store, _) = store_with_rumor(a, 1);
-        let mut bc = plumtree_with_links(&[a, b, c], &store);
-        bc.duplicate_push(b, &origins(&[7]));
-        bc.duplicate_push(c, &origins(&[7]));
-        sent(&mut bc);
-        let unknown = Announcement(NodeId(7), None, 3, 1);
-        bc.announced(Time::ZERO, b, &[unknown], &store).unwrap();
-        bc.announced(Time::ZERO, c, &[unknown], &store).unwrap();
-        assert_eq!(bc.next_graft(), Some(Time::from_millis(200)));
-        bc.graft_due(Time::from_millis(200), &store);
-        assert_eq!(
-            sent(&mut bc),
-            vec![(
-                b,
-                r#"{"graft":{"ids":[[7,null,3]],"origins":[]}}"#.to_string()
-            )]
-        );
-        assert!(!bc.is_lazy(b, NodeId(7)));
-        bc.graft_due(Time::from_millis(400), &store);
-        assert_eq!(
-            sent(&mut bc),
-            vec![(
-                c,
-                r#"{"graft":{"ids":[[7,null,3]],"origins":[]}}"#.to_string()
-            )]
-        );
-        bc.graft_due(Time::from_millis(600), &store);
-        assert_eq!(bc.missing(), 0, "no announcer left: give up");
-
-        let mut flood = Broadcast::new(NodeId(1), policy(Dissemination::Flood));
-        flood.link_up(a, &store);
-        flood.duplicate_push(a, &origins(&[7]));
-        assert_eq!(flood.links(), (1, 0));
-    }
-
-    #[test]
-    fn what_digests_list_is_pulled_from_one_link_at_a_time() {
-        let (a, b) = (ConnId(1), ConnId(2));
-        let (full, rumor) = store_with_rumor(a, 1);
-        let digest = full.digests(false).remove(0);
-        let empty = empty_store();
-        let mut bc = plumtree_with_links(&[a, b], &empty);
-        sent(&mut bc);
-        let pull = |conn| (conn, r#"{"pull":{"ids":[[9,null,1]]}}"#.to_string());
-        let at = Time::from_millis;
-        let digest_from = |bc: &mut Broadcast, conn, t| {
-            bc.digest(at(t), conn, &digest, &empty).unwrap();
-            sent(bc)
-        };
-        assert_eq!(digest_from(&mut bc, a, 0), vec![pull(a)]);
-        assert_eq!(digest_from(&mut bc, b, 10), vec![], "already pulled from a");
-        assert_eq!(digest_from(&mut bc, b, 999), vec![], "a still has time");
-        assert_eq!(
-            digest_from(&mut bc, b, 1000),
-            vec![pull(b)],
-            "a's pull is due"
-        );
-        assert_eq!(digest_from(&mut bc, a, 1500), vec![], "now pulled from b");
-        bc.link_down(b);
-        assert_eq!(digest_from(&mut bc, a, 1600), vec![pull(a)], "b closed");
-
-        // The side that has it answers a pull, trees unchanged; a node that has the rumor
-        // pulls nothing.
-        let mut holder = plumtree_with_links(&[a], &full);
-        sent(&mut holder);
-        holder.pulled(at(0), a, &[rumor.id()], &full).unwrap();
-        let answered = sent(&mut holder);
-        assert_eq!(answered.len(), 1);
-        assert!(answered[0].1.starts_with(r#"{"answer":{"rumors":["#));
-        assert_eq!(holder.links(), (1, 0));
-        holder.digest(at(0), a, &digest, &full).unwrap();
-        assert_eq!(sent(&mut holder), vec![]);
-    }
-
-    #[test]
-    fn peers_asking_for_too_much_are_refused() {
-        let (a, _) = (ConnId(1), ());
-        let (store, rumor) = store_with_rumor(a, 1);
-        let mut bc = plumtree_with_links(&[a], &store);
-        let ids = vec![rumor.id(); 64];
-        assert!(bc.grafted(Time::ZERO, a, &ids, &[], &store).is_ok());
-        assert_eq!(
-            bc.grafted(Time::ZERO, a, &ids[..1], &[], &store),
-            Err(RejectReason::Busy)
-        );
-        bc.new_round(Time::ZERO);
-        assert!(bc.grafted(Time::ZERO, a, &ids[..1], &[], &store).is_ok());
-    }
-}
+mod tests;
