@@ -105,40 +105,23 @@ pub(crate) struct ShortestPaths {
 }
 
 impl ShortestPaths {
+    /// The tree of best paths from `source` over the speakers' advertised links.
+    pub(crate) fn compute<'a>(
+        source: Asn,
+        speakers: impl Iterator<Item = (Asn, &'a [AsLink])>,
+    ) -> Self {
+        let (graph, from) = graph_of(source, speakers);
+        Self::dijkstra(&graph, source, from)
+    }
+
     #[expect(
         clippy::indexing_slicing,
         reason = "every index is a NodeIndex of `graph`, and every per-vertex vector is \
                   sized to the graph's vertex count before it is indexed"
     )]
-    pub(crate) fn compute<'a>(
-        source: Asn,
-        speakers: impl Iterator<Item = (Asn, &'a [AsLink])>,
-    ) -> Self {
-        let mut graph: DiGraph<Asn, (u64, u64)> = DiGraph::new();
-        let mut index: HashMap<Asn, NodeIndex> = HashMap::new();
-        let mut vertex = |graph: &mut DiGraph<Asn, (u64, u64)>, asn: Asn| {
-            *index.entry(asn).or_insert_with(|| graph.add_node(asn))
-        };
-        let from = vertex(&mut graph, source);
-        let mut spoken: Vec<bool> = Vec::new();
-        let mut linked: Vec<Option<NodeIndex>> = Vec::new();
-        for (asn, links) in speakers {
-            let u = vertex(&mut graph, asn);
-            spoken.resize(graph.node_count(), false);
-            if std::mem::replace(&mut spoken[u.index()], true) {
-                continue;
-            }
-            // A link listed twice: the last one counts.
-            for link in links.iter().rev() {
-                let v = vertex(&mut graph, link.asn);
-                linked.resize(graph.node_count(), None);
-                if linked[v.index()] != Some(u) {
-                    linked[v.index()] = Some(u);
-                    graph.add_edge(u, v, (link.cost, link.capacity));
-                }
-            }
-        }
-
+    /// Dijkstra from `from` (cost, then hops, then the smaller AS path), keeping each
+    /// destination's predecessor, next hop and bottleneck capacity.
+    fn dijkstra(graph: &DiGraph<Asn, (u64, u64)>, source: Asn, from: NodeIndex) -> Self {
         let n = graph.node_count();
         let mut dist: Vec<Option<Distance>> = vec![None; n];
         let mut pred: Vec<NodeIndex> = vec![from; n];
@@ -219,4 +202,41 @@ impl ShortestPaths {
             .map(|s| (s.destination, s.entry))
             .collect()
     }
+}
+
+/// The routing graph: one vertex per AS, an edge X→Y for each link the speaker of X
+/// advertises (a link listed twice: the last one counts). Returns it with the source's
+/// vertex.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "`spoken` and `linked` are resized to the vertex count before each index"
+)]
+fn graph_of<'a>(
+    source: Asn,
+    speakers: impl Iterator<Item = (Asn, &'a [AsLink])>,
+) -> (DiGraph<Asn, (u64, u64)>, NodeIndex) {
+    let mut graph: DiGraph<Asn, (u64, u64)> = DiGraph::new();
+    let mut index: HashMap<Asn, NodeIndex> = HashMap::new();
+    let mut vertex = |graph: &mut DiGraph<Asn, (u64, u64)>, asn: Asn| {
+        *index.entry(asn).or_insert_with(|| graph.add_node(asn))
+    };
+    let from = vertex(&mut graph, source);
+    let mut spoken: Vec<bool> = Vec::new();
+    let mut linked: Vec<Option<NodeIndex>> = Vec::new();
+    for (asn, links) in speakers {
+        let u = vertex(&mut graph, asn);
+        spoken.resize(graph.node_count(), false);
+        if std::mem::replace(&mut spoken[u.index()], true) {
+            continue;
+        }
+        for link in links.iter().rev() {
+            let v = vertex(&mut graph, link.asn);
+            linked.resize(graph.node_count(), None);
+            if linked[v.index()] != Some(u) {
+                linked[v.index()] = Some(u);
+                graph.add_edge(u, v, (link.cost, link.capacity));
+            }
+        }
+    }
+    (graph, from)
 }
