@@ -277,39 +277,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             };
             print!("{}", String::from_utf8_lossy(&client(&rpc)?.get(path)?));
         }
-        Cmd::Ca(CaCmd::Init { out, bits }) => {
-            let (public, ca) = authority::init(&out, bits)?;
-            println!(
-                "authority key written to {} (mode 0600); list {} in trusted_cas\n{}",
-                out.display(),
-                public.display(),
-                ca.fingerprint()
-            );
-        }
-        Cmd::Cert(CertCmd::Issue {
-            ca,
-            node,
-            asn,
-            key,
-            days,
-            serial,
-            out,
-        }) => {
-            let request = authority::Request {
-                node,
-                asn,
-                days,
-                serial,
-            };
-            let cert = authority::issue(&ca, &key, &request, &out)?;
-            println!("{}: {}", out.display(), authority::describe(&cert));
-        }
-        Cmd::Cert(CertCmd::Show { file }) => {
-            println!(
-                "{}",
-                authority::describe(&authority::load_certificate(&file)?)
-            );
-        }
+        Cmd::Ca(command) => ca(command)?,
+        Cmd::Cert(command) => cert(command)?,
         Cmd::Leave { rpc } => {
             let answer: Value = serde_json::from_slice(&client(&rpc)?.post("/v1/leave")?)?;
             println!("RC{} is leaving the network", answer["node"]);
@@ -328,6 +297,48 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             nodes: nodes.map(usize::from),
             keep,
         })?,
+    }
+    Ok(())
+}
+
+/// `ca init`.
+fn ca(command: CaCmd) -> Result<(), CliError> {
+    let CaCmd::Init { out, bits } = command;
+    let (public, ca) = authority::init(&out, bits)?;
+    println!(
+        "authority key written to {} (mode 0600); list {} in trusted_cas\n{}",
+        out.display(),
+        public.display(),
+        ca.fingerprint()
+    );
+    Ok(())
+}
+
+/// `cert issue` and `cert show`.
+fn cert(command: CertCmd) -> Result<(), CliError> {
+    match command {
+        CertCmd::Issue {
+            ca,
+            node,
+            asn,
+            key,
+            days,
+            serial,
+            out,
+        } => {
+            let request = authority::Request {
+                node,
+                asn,
+                days,
+                serial,
+            };
+            let cert = authority::issue(&ca, &key, &request, &out)?;
+            println!("{}: {}", out.display(), authority::describe(&cert));
+        }
+        CertCmd::Show { file } => {
+            let cert = authority::load_certificate(&file)?;
+            println!("{}", authority::describe(&cert));
+        }
     }
     Ok(())
 }

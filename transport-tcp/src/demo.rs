@@ -109,67 +109,8 @@ async fn demo(options: &DemoOptions) -> Result<(), DemoError> {
         ),
     };
     println!("overlay-network demo: {title}, on loopback, gossip every 500 ms");
-
-    let mut listeners = Vec::new();
-    for _ in &files {
-        listeners.push((
-            TcpListener::bind("127.0.0.1:0").await?,
-            TcpListener::bind("127.0.0.1:0").await?,
-        ));
-    }
-    let addrs = listeners
-        .iter()
-        .map(|(g, _)| g.local_addr())
-        .collect::<Result<Vec<_>, _>>()?;
-    topology::relocate(&mut files, &addrs);
-    let cluster_key = keys::new_cluster_key()
-        .map_err(DaemonError::from)?
-        .to_base64();
-    for (file, (_, rpc)) in files.iter_mut().zip(&listeners) {
-        file.cron = "@every 500ms".into();
-        file.log_level = "WARN".into();
-        file.cluster_keys = vec![cluster_key.clone()];
-        file.rpc_addr = Some(rpc.local_addr()?.to_string());
-    }
-
-    println!(
-        "generating {} RSA-2048 node keys and an authority that certifies each controller's \
-         id, AS and key for a day ...",
-        files.len()
-    );
-    let mut identities = generate_identities(files.len() + 1).map_err(DaemonError::from)?;
-    let authority = identities
-        .pop()
-        .ok_or_else(|| DaemonError::from(KeyError::Random("no authority key".into())))?;
-    let mut rng = keys::os_rng().map_err(DaemonError::from)?;
     let state = StateDir::create()?;
-    let mut nodes = Vec::new();
-    for ((file, identity), (gossip, rpc)) in files.iter().zip(identities).zip(listeners) {
-        let source = Source::unnamed(format!("RC{}", file.me.id));
-        let mut settings = Settings::resolve(file, &source, &Overrides::default(), true)
-            .map_err(DaemonError::from)?;
-        settings.core.trusted_cas = vec![authority.public().clone()];
-        settings.key_file = state.0.join(format!("rc{}.pem", file.me.id));
-        let claim = (
-            settings.core.node_id,
-            settings.core.asn,
-            &identity.fingerprint(),
-        );
-        let serial = u64::from(file.me.id);
-        let day = Duration::from_secs(86_400);
-        settings.core.certificate = Some(certify(&authority, claim, serial, day, &mut rng));
-        let running = daemon::launch(&settings, identity, gossip, rpc)?;
-        println!(
-            "  RC{} (AS{}) listens on {}, control API on {}",
-            file.me.id, file.me.autonomous_system_number, running.listen, running.rpc
-        );
-        nodes.push(DemoNode {
-            name: format!("RC{}", file.me.id),
-            handle: running.handle.clone(),
-            rpc: running.rpc,
-            task: Some(smol::spawn(running.run())),
-        });
-    }
+    let mut nodes = start(&mut files, &state).await?;
 
     let mut live = vec![true; files.len()];
     println!("\nconverging ... (per controller: direct peers/live members/routes)");
@@ -178,20 +119,7 @@ async fn demo(options: &DemoOptions) -> Result<(), DemoError> {
         print!("\n{}", render::routes(table));
     }
     let tables: Vec<Value> = tables.into_iter().flatten().collect();
-    if options.nodes.is_none() {
-        let rows = topology::fixture_rows(EXAMPLE_README);
-        let wrong = topology::check_rows(&rows, &tables);
-        if !wrong.is_empty() {
-            return Err(DemoError::Fixture(wrong.join("; ")));
-        }
-        println!(
-            "\nOK: all {} rows of the expected table in fixtures/example/README.md match, and \
-             every table matches the path rule.",
-            rows.len()
-        );
-    } else {
-        println!("\nOK: every table matches the path rule over the configured links.");
-    }
+    check_tables(options, &tables)?;
 
     // A link cost changes.
     let changed = change_a_link(&mut files[0]);
@@ -219,31 +147,133 @@ async fn demo(options: &DemoOptions) -> Result<(), DemoError> {
     print_changes(&nodes, &before, &after);
 
     if options.keep {
-        println!("\nthe cluster keeps running; see each controller's network page, or try:");
-        for node in nodes.iter().filter(|n| n.task.is_some()) {
-            println!("  {}: http://{}/", node.name, node.rpc);
-        }
-        for node in nodes.iter().filter(|n| n.task.is_some()) {
-            println!(
-                "  overlay-network routes --rpc {}    # {}",
-                node.rpc, node.name
-            );
-        }
-        if let Some(node) = nodes.iter().find(|n| n.task.is_some()) {
-            let token = state
-                .0
-                .join(format!("{}.rpc-token", node.name.to_lowercase()));
-            println!(
-                "  overlay-network leave --rpc {} --token-file {}",
-                node.rpc,
-                token.display()
-            );
-        }
-        println!("press Ctrl-C to make every controller leave and exit");
-        let mut signals = Signals::new([Signal::Int, Signal::Term])?;
-        signals.next().await;
+        keep_running(&nodes, &state).await?;
     }
-    for node in &nodes {
+    stop(&mut nodes).await;
+    println!(
+        "\nevery controller has left; demo done in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Starts a controller for each file on loopback (ports chosen by the system), with one
+/// fresh cluster key, a node key each and an authority's certificate for each; keys and
+/// tokens go to `state`.
+async fn start(files: &mut [FileConfig], state: &StateDir) -> Result<Vec<DemoNode>, DemoError> {
+    let mut listeners = Vec::new();
+    for _ in files.iter() {
+        listeners.push((
+            TcpListener::bind("127.0.0.1:0").await?,
+            TcpListener::bind("127.0.0.1:0").await?,
+        ));
+    }
+    let addrs = listeners
+        .iter()
+        .map(|(g, _)| g.local_addr())
+        .collect::<Result<Vec<_>, _>>()?;
+    topology::relocate(files, &addrs);
+    let cluster_key = keys::new_cluster_key()
+        .map_err(DaemonError::from)?
+        .to_base64();
+    for (file, (_, rpc)) in files.iter_mut().zip(&listeners) {
+        file.cron = "@every 500ms".into();
+        file.log_level = "WARN".into();
+        file.cluster_keys = vec![cluster_key.clone()];
+        file.rpc_addr = Some(rpc.local_addr()?.to_string());
+    }
+    println!(
+        "generating {} RSA-2048 node keys and an authority that certifies each controller's \
+         id, AS and key for a day ...",
+        files.len()
+    );
+    let mut identities = generate_identities(files.len() + 1).map_err(DaemonError::from)?;
+    let authority = identities
+        .pop()
+        .ok_or_else(|| DaemonError::from(KeyError::Random("no authority key".into())))?;
+    let mut rng = keys::os_rng().map_err(DaemonError::from)?;
+    let mut nodes = Vec::new();
+    for ((file, identity), (gossip, rpc)) in files.iter().zip(identities).zip(listeners) {
+        let source = Source::unnamed(format!("RC{}", file.me.id));
+        let mut settings = Settings::resolve(file, &source, &Overrides::default(), true)
+            .map_err(DaemonError::from)?;
+        settings.core.trusted_cas = vec![authority.public().clone()];
+        settings.key_file = state.0.join(format!("rc{}.pem", file.me.id));
+        let claim = (
+            settings.core.node_id,
+            settings.core.asn,
+            &identity.fingerprint(),
+        );
+        let serial = u64::from(file.me.id);
+        let day = Duration::from_secs(86_400);
+        settings.core.certificate = Some(certify(&authority, claim, serial, day, &mut rng));
+        let running = daemon::launch(&settings, identity, gossip, rpc)?;
+        println!(
+            "  RC{} (AS{}) listens on {}, control API on {}",
+            file.me.id, file.me.autonomous_system_number, running.listen, running.rpc
+        );
+        nodes.push(DemoNode {
+            name: format!("RC{}", file.me.id),
+            handle: running.handle.clone(),
+            rpc: running.rpc,
+            task: Some(smol::spawn(running.run())),
+        });
+    }
+    Ok(nodes)
+}
+
+/// Checks the converged tables: against the fixture's expected rows for the example
+/// cluster (every table already matches the path rule).
+fn check_tables(options: &DemoOptions, tables: &[Value]) -> Result<(), DemoError> {
+    if options.nodes.is_some() {
+        println!("\nOK: every table matches the path rule over the configured links.");
+        return Ok(());
+    }
+    let rows = topology::fixture_rows(EXAMPLE_README);
+    let wrong = topology::check_rows(&rows, tables);
+    if !wrong.is_empty() {
+        return Err(DemoError::Fixture(wrong.join("; ")));
+    }
+    println!(
+        "\nOK: all {} rows of the expected table in fixtures/example/README.md match, and \
+         every table matches the path rule.",
+        rows.len()
+    );
+    Ok(())
+}
+
+/// `--keep`: prints how to look at the running cluster and waits for Ctrl-C.
+async fn keep_running(nodes: &[DemoNode], state: &StateDir) -> Result<(), DemoError> {
+    println!("\nthe cluster keeps running; see each controller's network page, or try:");
+    let running: Vec<&DemoNode> = nodes.iter().filter(|n| n.task.is_some()).collect();
+    for node in &running {
+        println!("  {}: http://{}/", node.name, node.rpc);
+    }
+    for node in &running {
+        println!(
+            "  overlay-network routes --rpc {}    # {}",
+            node.rpc, node.name
+        );
+    }
+    if let Some(node) = running.first() {
+        let token = state
+            .0
+            .join(format!("{}.rpc-token", node.name.to_lowercase()));
+        println!(
+            "  overlay-network leave --rpc {} --token-file {}",
+            node.rpc,
+            token.display()
+        );
+    }
+    println!("press Ctrl-C to make every controller leave and exit");
+    let mut signals = Signals::new([Signal::Int, Signal::Term])?;
+    signals.next().await;
+    Ok(())
+}
+
+/// Makes every controller still running leave, and waits up to 5 s for them to stop.
+async fn stop(nodes: &mut [DemoNode]) {
+    for node in nodes.iter() {
         if node.task.is_some() {
             let _ = node.handle.command(Command::Leave).await;
         }
@@ -258,11 +288,6 @@ async fn demo(options: &DemoOptions) -> Result<(), DemoError> {
         Timer::after(Duration::from_secs(5)).await;
     })
     .await;
-    println!(
-        "\nevery controller has left; demo done in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
 }
 
 /// New RSA-2048 keys, made on all cores.

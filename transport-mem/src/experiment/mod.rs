@@ -1,0 +1,529 @@
+//! Scripted experiments: a cluster built from a Barabási–Albert topology, booted until
+//! every node knows every member, put through a scenario (broadcast, churn, partition,
+//! byzantine), then measured on one link change: delivery ratio, messages per rumor,
+//! last-delivery hop, time to full delivery and to route convergence, wall time and
+//! memory. `examples/sim.rs` prints the [`Report`] as JSON.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+mod measure;
+mod scenarios;
+
+use measure::{Measured, measure_change};
+pub use measure::{Totals, dissemination_totals, rss};
+use scenarios::{Churn, add_outsider, byzantine, churn, partition, pick};
+
+use overlay_core::{Addr, AsLink, Asn, ClusterKey, Config, Dissemination, NodeId, Time};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::keys::{KEY_BITS, KeyPool};
+use crate::misbehave::Misbehavior;
+use crate::random::{below, mix};
+use crate::sim::{Delivery, LossMode, MemberEvent, NetParams, Sim, SimParams, SlotId};
+use crate::topology::Topology;
+
+/// The AS of node `i` is `ASN_BASE + i`.
+pub const ASN_BASE: u32 = 64_512;
+/// Most bootstrap addresses a node is given (taken from its topology neighbours).
+pub const MAX_BOOTSTRAP: usize = 8;
+
+/// What happens between boot and the measured link change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// Nothing: the link change is broadcast on a quiet network.
+    Broadcast,
+    /// 5 % of the nodes crash (half restart one round later), 2 % leave gracefully.
+    Churn,
+    /// 10 % of the nodes crash silently just before the measured change (Plumtree must
+    /// repair the trees they were part of).
+    Crash,
+    /// Two random halves are split for six rounds (members expire), then healed.
+    Partition,
+    /// 1 % of the nodes misbehave (forge, flood, replay) and one node holds a wrong
+    /// cluster key.
+    Byzantine,
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "broadcast" => Ok(Scenario::Broadcast),
+            "churn" => Ok(Scenario::Churn),
+            "crash" => Ok(Scenario::Crash),
+            "partition" => Ok(Scenario::Partition),
+            "byzantine" => Ok(Scenario::Byzantine),
+            other => Err(format!(
+                "unknown scenario {other:?} (broadcast, churn, crash, partition, byzantine)"
+            )),
+        }
+    }
+}
+
+/// An experiment's parameters.
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    /// Honest controllers.
+    pub nodes: usize,
+    /// The one seed.
+    pub seed: u64,
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Network model (latency, jitter, loss).
+    pub net: NetParams,
+    /// Apply the loss only once the cluster has booted (the boot itself lossless).
+    pub loss_after_boot: bool,
+    /// `max_peers` of every node.
+    pub max_peers: usize,
+    /// Gossip period of every node.
+    pub gossip_period: Duration,
+    /// Edges each new node brings in the Barabási–Albert topology.
+    pub attach: usize,
+    /// Plumtree (the core's default) or flooding.
+    pub dissemination: Dissemination,
+    /// Plumtree's tree optimisation threshold in hops (the core's `optimize_hops`).
+    pub optimize_hops: u32,
+    /// Gossip rounds run after the boot before anything happens: every origin advertises
+    /// once per round, so Plumtree's per-origin trees are pruned (steady state). 0
+    /// measures right after the boot, while the trees are still forming.
+    pub warmup_rounds: u32,
+    /// Gossip rounds run after the scenario and before the measured change: 0 measures the
+    /// first rumor through the trees the scenario broke (a crash's holes repaired by
+    /// grafts), 1 or more measures the trees Plumtree rebuilt.
+    pub settle_rounds: u32,
+    /// How long the cluster takes to start: node i starts at i × `join_over` / N, in the
+    /// topology's growth order (each node attaches to earlier ones). Zero starts every
+    /// node at once (the first advertisement of every origin floods at the same moment).
+    pub join_over: Duration,
+    /// Simulator worker threads (wall time only: outcomes and digests do not depend on it).
+    pub threads: usize,
+}
+
+impl Experiment {
+    /// Defaults: broadcast, max_peers 10, 10 s gossip period (the product default),
+    /// Plumtree, Barabási–Albert with 2 edges per node, 5–50 ms latency, 5 ms jitter, no
+    /// loss.
+    pub fn new(nodes: usize, seed: u64) -> Self {
+        Experiment {
+            nodes,
+            seed,
+            scenario: Scenario::Broadcast,
+            net: NetParams::default(),
+            loss_after_boot: false,
+            max_peers: 10,
+            gossip_period: Duration::from_secs(10),
+            attach: 2,
+            dissemination: Dissemination::Plumtree,
+            optimize_hops: 1,
+            warmup_rounds: 2,
+            settle_rounds: 0,
+            join_over: Duration::ZERO,
+            threads: SimParams::new(seed).threads,
+        }
+    }
+
+    /// Keys the experiment needs: one per node, plus the byzantine scenario's outsider
+    /// and the fresh keys of the churn scenario's re-keyed restarts.
+    pub fn slots(&self) -> usize {
+        let extra = match self.scenario {
+            Scenario::Byzantine => 1,
+            Scenario::Churn => Churn::of(self.nodes).rekeyed,
+            _ => 0,
+        };
+        self.nodes + extra
+    }
+
+    /// Sets the field a command-line flag names (`--nodes`, `--seed`, `--loss`,
+    /// `--loss-mode`, `--scenario`, `--dissemination`, `--max-peers`, `--period-ms`,
+    /// `--optimize-hops`, `--warmup-rounds`, `--settle-rounds`, `--join-ms`, `--threads`)
+    /// from its value; `Ok(false)` for another flag. The examples share it.
+    pub fn set_flag(&mut self, flag: &str, value: &str) -> Result<bool, String> {
+        let num = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
+        let small = |v: &str| u32::try_from(num(v)?).map_err(|e| format!("{flag}: {e}"));
+        match flag {
+            "--nodes" => self.nodes = num(value)? as usize,
+            "--seed" => self.seed = num(value)?,
+            "--loss" => {
+                self.net.loss = value.parse().map_err(|e| format!("--loss: {e}"))?;
+            }
+            "--loss-mode" => {
+                self.net.loss_mode = match value {
+                    "drop" => LossMode::Drop,
+                    "reset" => LossMode::Reset,
+                    "retransmit" => LossMode::Retransmit { rto_ms: 200 },
+                    other => return Err(format!("--loss-mode: unknown {other:?}")),
+                }
+            }
+            "--scenario" => self.scenario = value.parse()?,
+            "--dissemination" => {
+                self.dissemination = match value {
+                    "plumtree" => Dissemination::Plumtree,
+                    "flood" => Dissemination::Flood,
+                    other => return Err(format!("--dissemination: unknown {other:?}")),
+                }
+            }
+            "--max-peers" => self.max_peers = num(value)? as usize,
+            "--period-ms" => self.gossip_period = Duration::from_millis(num(value)?),
+            "--optimize-hops" => self.optimize_hops = small(value)?,
+            "--warmup-rounds" => self.warmup_rounds = small(value)?,
+            "--settle-rounds" => self.settle_rounds = small(value)?,
+            "--join-ms" => self.join_over = Duration::from_millis(num(value)?),
+            "--threads" => self.threads = (num(value)? as usize).max(1),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// The figures of one experiment.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Scenario run.
+    pub scenario: Scenario,
+    /// Honest controllers.
+    pub nodes: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Frame loss probability.
+    pub loss: f64,
+    /// What a loss does.
+    pub loss_mode: LossMode,
+    /// Whether the loss started only after the boot.
+    pub loss_after_boot: bool,
+    /// `max_peers`.
+    pub max_peers: usize,
+    /// Gossip period, ms.
+    pub gossip_period_ms: u64,
+    /// Plumtree or flooding.
+    pub dissemination: Dissemination,
+    /// Gossip rounds run between the boot and the scenario.
+    pub warmup_rounds: u32,
+    /// Gossip rounds run between the scenario and the measured change.
+    pub settle_rounds: u32,
+    /// Over how long the nodes started, ms (0: all at once).
+    pub join_over_ms: u64,
+    /// Simulator worker threads (wall time only).
+    pub threads: usize,
+    /// Plumtree's tree optimisation threshold in hops.
+    pub optimize_hops: u32,
+    /// RSA key size of every node.
+    pub key_bits: usize,
+    /// The topology.
+    pub topology: String,
+    /// Virtual time until every node knew every member, ms (`None`: not within 20 rounds).
+    pub boot_ms: Option<u64>,
+    /// Rumor copies sent until the boot settled, per ordered pair of controllers (1.0 =
+    /// every controller got every other's first advertisement exactly once).
+    pub boot_copies_per_pair: f64,
+    /// Wall time of the boot (until every controller knows every other, plus a quarter
+    /// round to settle).
+    pub boot_wall_seconds: f64,
+    /// Wall time of the warm-up rounds.
+    pub warmup_wall_seconds: f64,
+    /// The node whose link change is measured.
+    pub measured_origin: NodeId,
+    /// Live nodes that accepted the measured rumor (or a later one of its origin, carrying
+    /// the same change), over live nodes other than its origin.
+    pub delivery_ratio: f64,
+    /// Of those, the nodes whose first copy was a later rumor of the origin.
+    pub delivered_by_a_later_rumor: usize,
+    /// Rumor copies sent per rumor originated, during the measurement. Exact when
+    /// `rumors_measured` is 1; with gossip rounds inside the window it reads low, since the
+    /// copies of rumors originated near its end are cut off.
+    pub messages_per_rumor: f64,
+    /// Rumors originated by live nodes while measuring (the measured one included).
+    pub rumors_measured: u64,
+    /// The same divided by N-1 (1.0 would be one copy per receiver).
+    pub messages_per_rumor_per_n1: f64,
+    /// Lazy announcements (rumor ids) sent per rumor originated.
+    pub announcements_per_rumor: f64,
+    /// Grafts (tree repairs) per rumor originated.
+    pub grafts_per_rumor: f64,
+    /// Prunes per rumor originated.
+    pub prunes_per_rumor: f64,
+    /// Depth of the delivery tree of the measured rumor.
+    pub last_delivery_hop: u32,
+    /// Mean depth of the delivery tree.
+    pub mean_delivery_hop: f64,
+    /// Virtual time from the link change to the last acceptance, ms.
+    pub full_delivery_ms: Option<u64>,
+    /// Virtual time from the link change until every live table equals the reference, ms.
+    pub route_convergence_ms: Option<u64>,
+    /// The same in gossip periods.
+    pub route_convergence_rounds: Option<f64>,
+    /// Whether every live table equals the reference at the end.
+    pub routes_match_reference: bool,
+    /// Offenses counted against nodes that never misbehaved, over the whole run (goal 0).
+    pub honest_offenses: u64,
+    /// Evictions of nodes that never misbehaved, over the whole run (goal 0).
+    pub honest_evictions: u64,
+    /// The first difference, when they do not.
+    pub mismatch: Option<String>,
+    /// Figures of the scenario itself.
+    pub scenario_figures: Value,
+    /// Network counters.
+    pub net: Value,
+    /// Digest of the event log (equal for equal seeds).
+    pub trace_digest: String,
+    /// Virtual time simulated, ms.
+    pub virtual_ms: u64,
+    /// Wall-clock seconds of the simulation (keys excluded).
+    pub wall_seconds: f64,
+    /// Peak resident memory of the process (VmHWM), bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Resident memory grown while the cluster was built and run, per node, bytes.
+    pub state_bytes_per_node: Option<u64>,
+}
+
+/// Listen address of node `i`.
+pub fn addr(i: usize) -> Addr {
+    Addr::from(format!("rc{i}.sim:1450"))
+}
+
+/// AS of node `i`.
+pub fn asn(i: usize) -> Asn {
+    Asn(ASN_BASE + i as u32)
+}
+
+/// The experiment's cluster: one node per topology node (AS links and bootstrap peers
+/// from the graph), each with the experiment's period and peer limit.
+pub fn build(exp: &Experiment, keys: &KeyPool) -> (Sim, Topology) {
+    let mut rng = ChaCha20Rng::seed_from_u64(mix(exp.seed ^ 0x70b0));
+    let topology = Topology::barabasi_albert(exp.nodes, exp.attach, &mut rng).random_weights(
+        &mut rng,
+        1..=10,
+        &[10, 100, 1_000, 10_000],
+    );
+    let mut params = SimParams::new(exp.seed);
+    params.net = exp.net.clone();
+    params.threads = exp.threads;
+    if exp.loss_after_boot {
+        params.net.loss = 0.0;
+    }
+    let mut sim = Sim::new(params);
+    for i in 0..exp.nodes {
+        let mut c = config(exp, i);
+        c.links = topology.links(i, asn);
+        let mut neighbours = topology.neighbours(i);
+        while neighbours.len() > MAX_BOOTSTRAP {
+            neighbours.swap_remove(below(&mut rng, neighbours.len() as u64) as usize);
+        }
+        c.bootstrap = neighbours.into_iter().map(addr).collect();
+        if !exp.join_over.is_zero() {
+            let join_at = exp.join_over.as_millis() * i as u128 / exp.nodes.max(1) as u128;
+            sim.run_until(Time::from_millis(
+                u64::try_from(join_at).unwrap_or(u64::MAX),
+            ));
+        }
+        // Configs built here are valid by construction.
+        sim.add(c, keys.get(i))
+            .unwrap_or_else(|e| unreachable!("config: {e}"));
+    }
+    (sim, topology)
+}
+
+fn config(exp: &Experiment, i: usize) -> Config {
+    let mut c = Config::new(
+        NodeId(i as u32 + 1),
+        asn(i),
+        addr(i),
+        vec![ClusterKey::from_bytes(*b"overlay-network simulated key 01")],
+    );
+    c.gossip_period = exp.gossip_period;
+    c.max_peers = exp.max_peers;
+    c.dissemination = exp.dissemination;
+    c.optimize_hops = exp.optimize_hops;
+    c
+}
+
+/// Runs the experiment with keys from `keys` (at least [`Experiment::slots`]).
+pub fn run(exp: &Experiment, keys: &KeyPool) -> Report {
+    run_with_progress(exp, keys, &mut |_| {})
+}
+
+/// [`run`], handing `progress` one JSON object at the end of the boot and of each warm-up
+/// round (`phase`, `virtual_ms`, `wall_seconds`, `rss_bytes`, `peak_rss_bytes`, and the
+/// boot's figures), so that a run of hours shows where it is and what it has measured.
+pub fn run_with_progress(
+    exp: &Experiment,
+    keys: &KeyPool,
+    progress: &mut dyn FnMut(Value),
+) -> Report {
+    let started = Instant::now();
+    let rss_before = rss("VmRSS:");
+    let (mut sim, _) = build(exp, keys);
+    let period = exp.gossip_period;
+    let mut rng = ChaCha20Rng::seed_from_u64(mix(exp.seed ^ 0x5ce7));
+    let mut honest: Vec<SlotId> = (0..exp.nodes).collect();
+    let outsider = (exp.scenario == Scenario::Byzantine).then(|| add_outsider(&mut sim, exp, keys));
+    let n = exp.nodes;
+    let boot = sim.run_until_true(sim.now() + period * 20, Duration::from_millis(50), |s| {
+        (0..n).all(|i| s.node(i).is_some_and(|node| node.status().members >= n))
+    });
+    // Let the last dials and syncs of the boot finish, then run the warm-up rounds.
+    sim.run_for((period / 4).min(Duration::from_secs(2)));
+    let boot_wall = started.elapsed();
+    let boot_totals = dissemination_totals(&sim, &honest);
+    let mut phases = Phases {
+        started,
+        boot,
+        boot_copies_per_pair: boot_totals.copies as f64 / (n * n.saturating_sub(1)).max(1) as f64,
+        boot_wall,
+        warmup_wall: Duration::ZERO,
+    };
+    let mut say =
+        |sim: &Sim, phase: &str, extra: Value| progress(phases_line(&started, sim, phase, extra));
+    let booted = json!({
+        "boot_ms": boot.map(|t| t.as_millis()),
+        "boot_copies_per_pair": phases.boot_copies_per_pair,
+    });
+    say(&sim, "booted", booted);
+    // Whole gossip rounds, with a progress line after each.
+    let mut run_rounds = |sim: &mut Sim, phase: &str, rounds: u32| {
+        for round in 1..=rounds {
+            sim.run_for(period);
+            say(sim, phase, json!({ "round": round }));
+        }
+    };
+    run_rounds(&mut sim, "warmup_round", exp.warmup_rounds);
+    phases.warmup_wall = started.elapsed() - phases.boot_wall;
+    if exp.loss_after_boot {
+        sim.set_loss(exp.net.loss, exp.net.loss_mode);
+    }
+    let figures = scenario(exp, &mut sim, &mut honest, outsider, &mut rng, keys);
+    run_rounds(&mut sim, "settle_round", exp.settle_rounds);
+    let m = measure_change(&mut sim, &honest, &mut rng, period);
+    let grown = rss("VmRSS:")
+        .zip(rss_before)
+        .map(|(a, b)| a.saturating_sub(b));
+    report(exp, &sim, &phases, m, honest.len(), figures, grown)
+}
+
+/// The times and figures of the phases before the scenario.
+struct Phases {
+    started: Instant,
+    boot: Option<Time>,
+    boot_copies_per_pair: f64,
+    boot_wall: Duration,
+    warmup_wall: Duration,
+}
+
+/// One progress line: the phase, virtual and wall time, memory, and `extra`'s fields.
+fn phases_line(started: &Instant, sim: &Sim, phase: &str, extra: Value) -> Value {
+    let mut line = json!({
+        "phase": phase,
+        "virtual_ms": sim.now().as_millis(),
+        "wall_seconds": started.elapsed().as_secs_f64(),
+        "rss_bytes": rss("VmRSS:"),
+        "peak_rss_bytes": rss("VmHWM:"),
+    });
+    if let (Some(line), Value::Object(extra)) = (line.as_object_mut(), extra) {
+        line.extend(extra);
+    }
+    line
+}
+
+/// Runs the experiment's scenario; the nodes it takes out leave `honest`. Returns the
+/// scenario's own figures.
+fn scenario(
+    exp: &Experiment,
+    sim: &mut Sim,
+    honest: &mut Vec<SlotId>,
+    outsider: Option<SlotId>,
+    rng: &mut ChaCha20Rng,
+    keys: &KeyPool,
+) -> Value {
+    let period = exp.gossip_period;
+    match exp.scenario {
+        Scenario::Broadcast => json!({}),
+        Scenario::Churn => churn(sim, honest, rng, (period, keys)),
+        Scenario::Crash => {
+            let mut pool = honest.clone();
+            let crashed = pick(&mut pool, (exp.nodes / 10).max(1), rng);
+            for &s in &crashed {
+                sim.crash(s);
+            }
+            honest.retain(|s| !crashed.contains(s));
+            json!({ "crashed": crashed.len() })
+        }
+        Scenario::Partition => partition(sim, honest, rng, period),
+        Scenario::Byzantine => byzantine(sim, honest, outsider.unwrap_or(exp.nodes), rng, period),
+    }
+}
+
+/// The report of a finished run over `live` honest nodes.
+fn report(
+    exp: &Experiment,
+    sim: &Sim,
+    phases: &Phases,
+    m: Measured,
+    live: usize,
+    figures: Value,
+    grown: Option<u64>,
+) -> Report {
+    let period = exp.gossip_period;
+    let n1 = live.saturating_sub(1).max(1) as f64;
+    let (honest_offenses, honest_evictions) = sim.honest_blame();
+    Report {
+        scenario: exp.scenario,
+        nodes: exp.nodes,
+        seed: exp.seed,
+        loss: exp.net.loss,
+        loss_mode: exp.net.loss_mode,
+        loss_after_boot: exp.loss_after_boot,
+        max_peers: exp.max_peers,
+        gossip_period_ms: millis(period),
+        dissemination: exp.dissemination,
+        warmup_rounds: exp.warmup_rounds,
+        settle_rounds: exp.settle_rounds,
+        join_over_ms: millis(exp.join_over),
+        threads: exp.threads,
+        optimize_hops: exp.optimize_hops,
+        key_bits: KEY_BITS,
+        topology: format!("barabasi_albert(n={}, m={})", exp.nodes, exp.attach),
+        boot_ms: phases.boot.map(|t| t.as_millis()),
+        boot_copies_per_pair: phases.boot_copies_per_pair,
+        boot_wall_seconds: phases.boot_wall.as_secs_f64(),
+        warmup_wall_seconds: phases.warmup_wall.as_secs_f64(),
+        measured_origin: m.origin,
+        delivery_ratio: m.delivered as f64 / n1,
+        delivered_by_a_later_rumor: m.superseded,
+        messages_per_rumor: m.messages_per_rumor,
+        rumors_measured: m.originated,
+        messages_per_rumor_per_n1: m.messages_per_rumor / n1,
+        announcements_per_rumor: m.announcements_per_rumor,
+        grafts_per_rumor: m.grafts_per_rumor,
+        prunes_per_rumor: m.prunes_per_rumor,
+        last_delivery_hop: m.last_hop,
+        mean_delivery_hop: m.mean_hop,
+        full_delivery_ms: m.full_delivery.map(millis),
+        route_convergence_ms: m.convergence.map(millis),
+        route_convergence_rounds: m
+            .convergence
+            .map(|d| d.as_secs_f64() / period.as_secs_f64()),
+        routes_match_reference: m.mismatch.is_none(),
+        honest_offenses,
+        honest_evictions,
+        mismatch: m.mismatch,
+        scenario_figures: figures,
+        net: serde_json::to_value(sim.stats()).unwrap_or(Value::Null),
+        trace_digest: sim.trace().digest(),
+        virtual_ms: sim.now().as_millis(),
+        wall_seconds: phases.started.elapsed().as_secs_f64(),
+        peak_rss_bytes: rss("VmHWM:"),
+        state_bytes_per_node: grown.map(|g| g / sim.len().max(1) as u64),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests;
