@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The module layering of each crate: a module may use (`crate::m`) only modules of lower
-layers, so that the crate's modules form no cycle. Test modules (from `#[cfg(test)]` at the
-start of a line to the end of the file) and comments are not read. Prints the import graph
-with --graph; exits 1 naming each import that points up or across a layer."""
+layers, so that the crate's modules form no cycle. Test modules (from `#[cfg(test)]` or
+`#[cfg(all(test, ...))]` at the start of a line to the end of the file) and comments are
+not read. Prints the import graph with --graph; exits 1 naming each import that points up
+or across a layer."""
 
 import pathlib
 import re
@@ -22,6 +23,7 @@ LAYERS = {
         ["gossip", "handshake", "discipline"],
         ["broadcast", "swarm"],
         ["node"],
+        ["testing"],
     ],
     "transport-mem": [
         ["keys", "misbehave", "pipe", "random", "reference", "trace"],
@@ -45,7 +47,7 @@ LAYERS = {
 def uses(path):
     """The crate modules a source file refers to outside its tests and comments."""
     text = path.read_text()
-    test = re.search(r"^#\[cfg\(test\)\]", text, re.M)
+    test = re.search(r"^#\[cfg\((all\()?test\b", text, re.M)
     if test:
         text = text[: test.start()]
     text = re.sub(r"//[^\n]*", "", text)

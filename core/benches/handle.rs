@@ -10,15 +10,12 @@
 // The benchmark itself measures wall time; the core under test never does.
 #![allow(missing_docs, clippy::disallowed_types, clippy::disallowed_methods)]
 
-#[path = "../tests/harness/mod.rs"]
-mod harness;
-
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use harness::{Cluster, config, identity};
 use overlay_core::PublicIdentity;
 use overlay_core::testing::sign_rumor as sign;
+use overlay_core::testing::{Cluster, config, identity};
 use overlay_core::wire::{Addr, LinkMessage, RumorContent, SignedRumor};
 use overlay_core::{
     Asn, CertBody, Certificate, ConnId, Event, Identity, NodeId, issue_certificate,
@@ -115,7 +112,7 @@ fn star(ca: Option<&Identity>) -> Cluster {
             c
         });
     let mut c = Cluster::new(configs.collect());
-    c.advance(50);
+    c.drive_for(50);
     assert_eq!(c.node(0).peers().len(), 3);
     c
 }

@@ -7,86 +7,58 @@
 //! clock, never touches a socket or a file, and takes randomness only from the seed it was
 //! built with; it reports when it next needs to run with [`Node::next_wakeup`].
 //!
-//! # Example: two controllers in one loop
+//! # Embedding
 //!
-//! A complete embedding in a few lines: the "network" is a queue of events, connections are
-//! pairs of [`ConnId`]s, and time jumps to the earliest [`Node::next_wakeup`].
+//! An embedder's loop hands each node the events its transport sees and carries out the
+//! actions the node returns; then it calls the node again at [`Node::next_wakeup`]:
 //!
 //! ```
-//! use std::collections::VecDeque;
 //! use overlay_core::*;
-//! use rand_chacha::ChaCha20Rng;
-//! use rand_core::SeedableRng;
+//! # let config = overlay_core::testing::config(0, 100, vec![], &[]);
+//! # let identity = overlay_core::testing::identity(0);
 //!
-//! let key = ClusterKey::from_bytes([7; 32]);
-//! let addrs = [Addr::from("10.0.0.1:1450"), Addr::from("10.0.0.2:1450")];
-//! let link = |asn| vec![AsLink { asn: Asn(asn), capacity: 100, cost: 1 }];
-//! let mut configs = [
-//!     Config::new(NodeId(1), Asn(100), addrs[0].clone(), vec![key.clone()]),
-//!     Config::new(NodeId(2), Asn(200), addrs[1].clone(), vec![key]),
-//! ];
-//! configs[0].links = link(200);
-//! configs[1].links = link(100);
-//! configs[1].bootstrap = vec![addrs[0].clone()]; // RC2 dials RC1
-//! let mut rng = ChaCha20Rng::seed_from_u64(1);
-//! let mut nodes: Vec<Node> = configs
-//!     .into_iter()
-//!     .enumerate()
-//!     .map(|(i, c)| {
-//!         let identity = Identity::generate(&mut rng, 2048).unwrap();
-//!         Node::new(c, identity, [i as u8; 32], Time::ZERO).unwrap()
-//!     })
-//!     .collect();
-//!
-//! let mut now = Time::ZERO;
-//! let mut queue: VecDeque<(usize, Event)> = (0..2).map(|i| (i, Event::Tick)).collect();
-//! while now < Time::from_millis(5_000) {
-//!     let Some((i, event)) = queue.pop_front() else {
-//!         // Nothing in flight: sleep until the earliest timer and wake that node.
-//!         let (i, at) = (0..2)
-//!             .filter_map(|i| Some((i, nodes[i].next_wakeup()?)))
-//!             .min_by_key(|&(_, at)| at)
-//!             .unwrap();
-//!         now = now.max(at);
-//!         queue.push_back((i, Event::Tick));
-//!         continue;
-//!     };
-//!     let other = 1 - i; // ConnId(j) is node j's end of the one connection
-//!     for action in nodes[i].handle(now, event) {
-//!         match action {
-//!             Action::Connect { addr } => {
-//!                 queue.push_back((i, Event::Connected {
-//!                     conn: ConnId(i as u64), direction: Direction::Outbound, remote: addr,
-//!                 }));
-//!                 queue.push_back((other, Event::Connected {
-//!                     conn: ConnId(other as u64), direction: Direction::Inbound,
-//!                     remote: Addr::from("10.0.0.2:50000"),
-//!                 }));
-//!             }
-//!             Action::Send { bytes, .. } => {
-//!                 queue.push_back((other, Event::Received { conn: ConnId(other as u64), bytes }))
-//!             }
-//!             Action::Close { .. } => {
-//!                 queue.push_back((other, Event::Disconnected { conn: ConnId(other as u64) }))
-//!             }
-//!             Action::Notify(_) => {} // peer up, member joined, routes changed, ...
-//!         }
+//! let mut node = Node::new(config, identity, [7; 32], Time::ZERO)?; // the seed: 32 bytes
+//! for action in node.handle(Time::ZERO, Event::Tick) {
+//!     match action {
+//!         Action::Connect { addr } => {} // dial; report Event::Connected or ConnectFailed
+//!         Action::Send { conn, bytes } => {} // write the bytes, in order
+//!         Action::Close { conn, reason } => {} // flush, then close
+//!         Action::Notify(n) => {} // peer up, member joined, routes changed, ...
 //!     }
 //! }
-//! assert_eq!(nodes[0].peers().len(), 1);
-//! let route = nodes[1].routes().into_iter().find(|r| r.destination == Asn(100)).unwrap();
-//! assert_eq!((route.cost, route.path), (1, vec![Asn(200), Asn(100)]));
+//! assert!(node.next_wakeup().is_some()); // hand it Event::Tick then
+//! # Ok::<(), ConfigError>(())
+//! ```
+//!
+//! With the `test-util` feature, `testing::Cluster` is such a loop over in-memory pipes, on
+//! virtual time (the tests, benchmarks and fuzz targets all drive nodes with it). Two
+//! controllers, RC2 dialing RC1:
+//!
+//! ```
+//! use overlay_core::Asn;
+//! use overlay_core::testing::{Cluster, config, link};
+//!
+//! // config(slot, AS, links, bootstrap slots)
+//! let mut cluster = Cluster::new(vec![
+//!     config(0, 100, vec![link(200, 100, 1)], &[]),
+//!     config(1, 200, vec![link(100, 100, 1)], &[0]),
+//! ]);
+//! cluster.drive_for(5_000); // five seconds of virtual time
+//! assert_eq!(cluster.node(0).peers().len(), 1);
+//! let routes = cluster.node(1).routes();
+//! let route = routes.iter().find(|r| r.destination == Asn(100)).unwrap();
+//! assert_eq!((route.cost, &route.path), (1, &vec![Asn(200), Asn(100)]));
 //! ```
 //!
 //! The public API is this page's list; [`wire`] holds the message types an outsider needs to
 //! speak the protocol. Inside, one private module per component: `wire` (frames and
 //! messages), `identity` (keys and signatures), `linkcrypto` (handshake transcript, hop
 //! encryption), `verify` (verification once per process), `reputation` (offenses, bans,
-//! evictions), `cert`
-//! (certificates), `swarm` (connections, handshake, direct peers), `gossip` (rumor store and
-//! acceptance), `broadcast` (Plumtree dissemination, sync, anti-entropy), `routing` and
-//! `bindings` (members and best paths), `scheduler` (time and timers); `node` dispatches
-//! between them (docs/ARCHITECTURE.md has their layers).
+//! evictions) and `discipline` (from a bad message to an eviction), `cert` (certificates),
+//! `swarm` and `handshake` (connections, direct peers), `dialing` (whom to dial), `gossip`
+//! (rumor store and acceptance), `broadcast` (Plumtree dissemination, sync, anti-entropy),
+//! `routing`, `paths` and `bindings` (members and best paths), `scheduler` (time and
+//! timers); `node` dispatches between them (docs/ARCHITECTURE.md has their layers).
 
 #![forbid(unsafe_code)]
 #![deny(unreachable_pub)]
@@ -135,14 +107,9 @@ pub use verify::VerifyCache;
 pub use wire::{Addr, AsLink, Asn, CertBody, Certificate, ConnId, NodeId};
 
 /// Test support and fault injection (the `test-util` feature, never on in release builds):
-/// signing rumors as any identity, the handshake's building blocks for test vectors, and
-/// the routing engine for benchmarks. `Node::inject`, `Node::inject_sealed` and
-/// `Node::sign_rumor` are behind the same feature.
+/// the in-memory cluster harness every test, benchmark and fuzz target drives nodes with
+/// (`Cluster`, with a shared pool of test identities), signing rumors as any identity, the
+/// handshake's building blocks for test vectors, and the routing engine for benchmarks.
+/// `Node::inject`, `Node::inject_sealed` and `Node::sign_rumor` are behind the same feature.
 #[cfg(feature = "test-util")]
-pub mod testing {
-    pub use crate::gossip::sign as sign_rumor;
-    pub use crate::handshake::{REFUSED, hello_proof};
-    pub use crate::identity::Proof;
-    pub use crate::linkcrypto::{LinkCipher, Role, Transcript, derive_link_ciphers};
-    pub use crate::routing::{Applied, Routing};
-}
+pub mod testing;

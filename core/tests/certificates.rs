@@ -2,9 +2,7 @@
 //! speaks for an AS, accuses, and stays linked; a certified key that signs for another id
 //! or AS is banned and evicted; certificates end, and renewed ones extend, a member's life.
 
-mod harness;
-
-use harness::*;
+use overlay_core::testing::*;
 use overlay_core::wire::{CertBody, Certificate, LinkMessage, RumorContent, SignedRumor};
 use overlay_core::{
     Asn, CloseReason, Command, Config, Event, Identity, NodeId, Notification, Time,
@@ -64,7 +62,7 @@ fn certified_star_until(until: &[u64]) -> Cluster {
         })
         .collect();
     let mut c = Cluster::new(configs);
-    c.advance(1_000);
+    c.drive_for(1_000);
     c
 }
 
@@ -131,7 +129,7 @@ fn a_node_without_a_valid_certificate_for_its_claim_cannot_link() {
     for config in [none, stolen, other_as, expired] {
         c.add(config);
     }
-    c.advance(2_000);
+    c.drive_for(2_000);
     for slot in 2..6 {
         assert!(!c.linked(0, slot), "slot {slot} must not link");
     }
@@ -165,7 +163,7 @@ fn uncertified_rumors_are_ignored_and_blame_nobody() {
     )
     .envelope(0, 0);
     c.inject(1, 0, &push(accuse));
-    c.advance(500);
+    c.drive_for(500);
     assert!(!is_member(&c, 0, 9));
     assert_eq!(rejected(&c, 0, "uncertified"), 2);
     assert_eq!(rejected(&c, 0, "not_member"), 1);
@@ -187,14 +185,14 @@ fn a_certified_key_signing_for_another_as_is_banned_and_evicted() {
         certified(config(3, 400, vec![], &[0, 2]), 3, 1_000_000),
     ];
     let mut c = Cluster::new(configs);
-    c.advance(1_000);
+    c.drive_for(1_000);
     assert!(c.linked(0, 1) && c.linked(2, 1));
     // Slot 1 (id 2, certified for AS 200) signs, with its valid certificate, a claim to AS
     // 300, and pushes it to both its peers.
     let hijack = advert(1, 2, 300, Some(cert(1, 2, 200, 1_000_000)), c.now);
     c.inject(1, 0, &push(hijack.clone()));
     c.inject(1, 2, &push(hijack));
-    c.advance(2_000);
+    c.drive_for(2_000);
     assert!(banned(&c, 0, 2) && banned(&c, 2, 2));
     assert!(!c.linked(0, 1) && !c.linked(2, 1));
     assert!(
@@ -209,13 +207,13 @@ fn a_certified_key_signing_for_another_as_is_banned_and_evicted() {
 fn a_member_lives_as_long_as_its_certificate_and_a_renewal_extends_it() {
     // Slots 1 and 2 hold certificates that run out at 8 s; slot 1 renews its own.
     let mut c = certified_star_until(&[1_000_000, 8_000, 8_000]);
-    c.advance(3_000);
+    c.drive_for(3_000);
     let renewed = Box::new(cert(1, 2, 200, 1_000_000));
     c.deliver(1, Event::Command(Command::SetCertificate(renewed)));
     // A certificate for another node is refused.
     let foreign = Box::new(cert(2, 3, 300, 1_000_000));
     c.deliver(1, Event::Command(Command::SetCertificate(foreign)));
-    c.advance(10_000);
+    c.drive_for(10_000);
     assert!(
         c.notes(1)
             .any(|n| matches!(n, Notification::CommandFailed(_))),

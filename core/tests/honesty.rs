@@ -6,11 +6,9 @@
 //! dishonest member cannot evict anyone (accusations under unbound ids, or naming a key the
 //! accused id is not bound to).
 
-mod harness;
-
 use std::sync::Arc;
 
-use harness::*;
+use overlay_core::testing::*;
 use overlay_core::wire::{LinkMessage, RumorContent, RumorId, SignedRumor};
 use overlay_core::{Command, Event, Node, NodeId, Notification, RejectReason, Time};
 use rand_chacha::ChaCha20Rng;
@@ -47,7 +45,7 @@ fn relay_setup() -> (Cluster, Node) {
         config(0, 100, vec![], &[]),
         config(1, 200, vec![], &[0]),
     ]);
-    c.advance(100);
+    c.drive_for(100);
     let origin = Node::new(config(2, 300, vec![], &[]), identity(2), [2; 32], c.now).unwrap();
     (c, origin)
 }
@@ -86,7 +84,7 @@ fn set_links(c: &mut Cluster, i: usize, to: overlay_core::AsLink) -> u64 {
         .node_mut(i)
         .handle(now, Event::Command(Command::SetLinks(vec![to])));
     c.execute(i, actions);
-    c.run();
+    c.drive();
     c.node(i).status().seq
 }
 
@@ -102,7 +100,7 @@ fn a_relay_forwarding_a_restarted_origins_lower_sequence_is_not_blamed() {
     assert!(accepted(&c, 0, 3, 500));
     // The origin restarts and counts from 1 again; its old advertisement expires at node
     // 1 first, which then relays the new incarnation on the link that delivered 500.
-    c.advance(1_000);
+    c.drive_for(1_000);
     let new = advert(&mut origin, c.now, 3);
     c.inject(1, 0, &push(vec![new.clone()]));
     assert_eq!(
@@ -112,7 +110,7 @@ fn a_relay_forwarding_a_restarted_origins_lower_sequence_is_not_blamed() {
     );
     // Once node 0's own copy and tombstone have lapsed, the new incarnation is accepted
     // from that same link.
-    c.advance(9_000);
+    c.drive_for(9_000);
     let newer = advert(&mut origin, c.now, 4);
     c.inject(1, 0, &push(vec![newer]));
     assert!(accepted(&c, 0, 3, 4), "the new incarnation is learned");
@@ -141,7 +139,7 @@ fn a_starved_receiver_reading_a_backlog_blames_nobody_but_a_flood_is_blamed() {
     let mut backlog = Vec::new();
     for k in 0..15 {
         backlog.push(own_advert(&mut c, 1, base + k));
-        c.advance(200);
+        c.drive_for(200);
     }
     c.inject(1, 0, &push(backlog));
     assert_eq!(
@@ -171,7 +169,7 @@ fn links_changed_many_times_within_a_period_are_paced_and_blame_nobody() {
         signed <= 7,
         "{signed} rumors signed within one period (limit 8)"
     );
-    c.advance(3_000);
+    c.drive_for(3_000);
     assert_eq!(blamed(&c, 0), vec![]);
     let member = c
         .node(0)
@@ -190,7 +188,7 @@ fn a_newer_versions_messages_are_ignored_but_malformed_known_ones_are_blamed() {
         let now = c.now;
         let actions = c.node_mut(1).inject_sealed(now, conn, text.as_bytes());
         c.execute(1, actions);
-        c.run();
+        c.drive();
     };
     for _ in 0..10 {
         seal(&mut c, r#"{"shiny_new":{"x":[1,2,3]}}"#);
@@ -236,7 +234,7 @@ fn requests_past_the_round_budget_are_refused_without_blame() {
     let mut configs = vec![config(0, 100, vec![], &[]), config(1, 200, vec![], &[0])];
     configs[0].max_members = 4; // 16 requested ids per round
     let mut c = Cluster::new(configs);
-    c.advance(100);
+    c.drive_for(100);
     let ids = vec![RumorId(NodeId(1), None, 1); 16];
     for _ in 0..5 {
         c.inject(1, 0, &LinkMessage::Pull { ids: ids.clone() });
@@ -261,13 +259,13 @@ fn lifetimes_run_from_the_signed_issue_time_not_the_unsigned_age() {
     aged.age_ms = u64::MAX;
     c.inject(1, 0, &push(vec![aged]));
     assert!(accepted(&c, 0, 3, 10));
-    c.advance(2_500);
+    c.drive_for(2_500);
     assert!(
         c.node(0).advert_of(NodeId(3)).is_some(),
         "not expired by a claimed age"
     );
     // An advertisement signed 5.5 s ago, relayed as brand new, is not brought back.
-    c.advance(3_000);
+    c.drive_for(3_000);
     assert!(
         c.node(0).advert_of(NodeId(3)).is_none(),
         "expired at issue + 4 s"
@@ -307,7 +305,7 @@ fn star(n: usize) -> Cluster {
     let mut configs = vec![config(0, 100, vec![], &[])];
     configs.extend((1..n).map(|i| config(i, 100 + 100 * i as u32, vec![], &[0])));
     let mut c = Cluster::new(configs);
-    c.advance(500);
+    c.drive_for(500);
     c
 }
 
@@ -394,7 +392,7 @@ fn routed_star() -> Cluster {
         config(1, 200, vec![link(100, 10, 1)], &[0]),
         config(2, 300, vec![link(100, 10, 1)], &[0]),
     ]);
-    c.advance(1_000);
+    c.drive_for(1_000);
     c
 }
 
@@ -413,7 +411,7 @@ fn a_member_with_a_fresh_key_cannot_hijack_an_as_by_signing_as_a_lower_id() {
         accepted(&c, 0, 0, 5_000),
         "a valid advertisement of a new member"
     );
-    c.advance(100);
+    c.drive_for(100);
     assert!(
         !routes_to(&c, 0, 999),
         "but AS300 stays node 2's: {:?}",
@@ -425,7 +423,7 @@ fn a_member_with_a_fresh_key_cannot_hijack_an_as_by_signing_as_a_lower_id() {
     assert_eq!(blamed(&c, 0), vec![]);
     // Once node 2 is gone, the claimant speaks for AS300.
     c.crash(2);
-    c.advance(6_000);
+    c.drive_for(6_000);
     c.inject(1, 0, &push(vec![claim_of_as(&c, 6, 0, 6_000)]));
     assert!(routes_to(&c, 0, 999), "{:?}", c.route_table(0));
 }
@@ -483,7 +481,7 @@ fn small_budget() -> Cluster {
     let mut configs = vec![config(0, 100, vec![], &[]), config(1, 200, vec![], &[0])];
     configs[0].max_members = 4;
     let mut c = Cluster::new(configs);
-    c.advance(100);
+    c.drive_for(100);
     c
 }
 
@@ -582,7 +580,7 @@ fn the_store_keeps_a_byte_budget() {
     let mut configs = vec![config(0, 100, vec![], &[]), config(1, 200, vec![], &[0])];
     configs[0].max_members = 4; // 64 KiB of bodies
     let mut c = Cluster::new(configs);
-    c.advance(100);
+    c.drive_for(100);
     // Two new members (keys no member speaks for) with 1000 links each: about 40 KiB each.
     c.inject(1, 0, &push(vec![big_advert(&c, 5, 60, 1000)]));
     c.inject(1, 0, &push(vec![big_advert(&c, 6, 61, 1000)]));
@@ -613,7 +611,7 @@ fn a_peer_lying_about_its_hop_count_becomes_an_eager_parent_once_at_most() {
         config(3, 400, vec![], &[2]),
     ]);
     c.blocked = vec![(0, 2), (0, 3), (1, 3)];
-    c.advance(3_000);
+    c.drive_for(3_000);
     let seq = change_links(&mut c, 1);
     assert!(
         accepted(&c, 2, 1, seq),
@@ -631,7 +629,7 @@ fn a_peer_lying_about_its_hop_count_becomes_an_eager_parent_once_at_most() {
         !accepted(&c, 2, 1, seq),
         "withheld: node 1 only announces it now"
     );
-    c.advance(1_000);
+    c.drive_for(1_000);
     let newest = c.node(2).advert_of(NodeId(1)).map(|r| r.seq);
     assert!(newest >= Some(seq), "grafted from node 1");
     // The same lie again is not believed: the next change comes through node 1 at once.
@@ -655,7 +653,7 @@ fn idle_inbound(c: &mut Cluster, i: usize, conn: u64, remote: &str) {
             remote: overlay_core::Addr::from(remote),
         },
     );
-    c.run();
+    c.drive();
 }
 
 #[test]
@@ -670,7 +668,7 @@ fn idle_strangers_neither_stop_dialing_nor_crowd_in_from_one_host() {
         idle_inbound(&mut c, 0, 90_000 + k, &format!("192.0.2.{k}:40000"));
     }
     c.blocked.clear();
-    c.advance(2_000);
+    c.drive_for(2_000);
     assert!(c.linked(0, 1), "node 0 still dials out");
     // From one host, four pending handshakes at a time.
     let before = c.closes.len();

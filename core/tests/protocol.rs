@@ -2,10 +2,8 @@
 //! peer lists, routes, triggered updates, hop authentication, bans and eviction, admission,
 //! leave, expiry and key rotation.
 
-mod harness;
-
-use harness::*;
 use overlay_core::testing::REFUSED;
+use overlay_core::testing::*;
 use overlay_core::wire::{LinkMessage, RumorBody, RumorContent, SignedRumor};
 use overlay_core::{CloseReason, Command, MemberState, NodeId, Notification, RejectReason};
 use serde_json::value::RawValue;
@@ -29,7 +27,7 @@ fn any_ban(c: &Cluster) -> bool {
 
 fn converged_example() -> Cluster {
     let mut c = Cluster::new(example_configs());
-    c.advance(3_000);
+    c.drive_for(3_000);
     c
 }
 
@@ -44,7 +42,7 @@ fn two_nodes() -> Cluster {
 #[test]
 fn handshake_accepts_and_both_sides_see_the_peer() {
     let mut c = two_nodes();
-    c.advance(10);
+    c.drive_for(10);
     assert!(c.linked(0, 1) && c.linked(1, 0));
     assert!(has_peer_up(&c, 0, 2) && has_peer_up(&c, 1, 1));
     assert_eq!(c.node(0).status().members, 2);
@@ -58,7 +56,7 @@ fn simultaneous_dials_leave_exactly_one_link() {
         config(0, 100, vec![], &[1]),
         config(1, 200, vec![], &[0]),
     ]);
-    c.advance(2_000);
+    c.drive_for(2_000);
     assert_eq!(c.node(0).peers().len(), 1);
     assert_eq!(c.node(1).peers().len(), 1);
     assert_eq!(c.node(0).peers()[0].conn, c.conn_between(0, 1).unwrap());
@@ -70,10 +68,10 @@ fn full_listener_refuses_with_its_peer_list_and_the_dialer_follows_it() {
     full.max_peers = 1;
     full.min_peers = 1;
     let mut c = Cluster::new(vec![full, config(1, 200, vec![], &[0])]);
-    c.advance(10);
+    c.drive_for(10);
     assert!(c.linked(0, 1));
     let newcomer = c.add(config(2, 300, vec![], &[0]));
-    c.advance(10);
+    c.drive_for(10);
     assert!(!c.linked(newcomer, 0), "the full node must refuse");
     assert!(c.closes.contains(&(0, CloseReason::AtCapacity)));
     assert!(c.closes.contains(&(newcomer, CloseReason::AtCapacity)));
@@ -99,7 +97,7 @@ fn accepting_hello_peer_list_infects_the_dialer() {
     let mut configs = vec![hub];
     configs.append(&mut spokes);
     let mut c = Cluster::new(configs);
-    c.advance(10);
+    c.drive_for(10);
     let mut joiner = config(4, 900, vec![], &[0]);
     joiner.target_peers = Some(4);
     // Only the hub's first frame (its welcome) reaches the joiner: it can learn the other
@@ -115,7 +113,7 @@ fn accepting_hello_peer_list_infects_the_dialer() {
         Tap::Deliver
     }));
     let j = c.add(joiner);
-    c.advance(10);
+    c.drive_for(10);
     for spoke in 1..4 {
         assert!(
             c.dials.contains(&(j, addr(spoke))),
@@ -171,7 +169,7 @@ fn link_change_triggers_an_update_without_waiting_for_a_round() {
     assert_eq!(c.route_table(2).iter().find(|r| r.0 == 30).unwrap().1, 3);
     let links = vec![link(100, 10, 5), link(300, 100, 1), link(30, 10, 9)];
     c.deliver(1, overlay_core::Event::Command(Command::SetLinks(links)));
-    c.run(); // no time passes
+    c.drive(); // no time passes
     let to30 = c.route_table(2).into_iter().find(|r| r.0 == 30).unwrap();
     assert_eq!((to30.1, to30.2), (10, vec![300, 200, 30]));
     let from100 = c.route_table(0).into_iter().find(|r| r.0 == 30).unwrap();
@@ -189,7 +187,7 @@ fn invalid_link_command_is_refused_with_a_typed_error() {
         0,
         overlay_core::Event::Command(Command::SetLinks(vec![link(100, 1, 1)])),
     );
-    c.run();
+    c.drive();
     assert!(
         c.notes(0)
             .any(|n| matches!(n, Notification::CommandFailed(_)))
@@ -203,7 +201,7 @@ fn tampered_frame_is_rejected_without_blame_and_the_link_recovers() {
         config(0, 100, vec![link(200, 1, 1)], &[]),
         config(1, 200, vec![link(100, 1, 1)], &[0]),
     ]);
-    c.advance(100);
+    c.drive_for(100);
     assert!(c.linked(0, 1));
     let mut flipped = 0;
     c.tap = Some(Box::new(move |from, _, bytes| {
@@ -227,7 +225,7 @@ fn tampered_frame_is_rejected_without_blame_and_the_link_recovers() {
         0,
         overlay_core::Event::Command(Command::SetLinks(vec![link(200, 1, 7)])),
     );
-    c.run();
+    c.drive();
     let seq_now = c
         .node(1)
         .members()
@@ -237,7 +235,7 @@ fn tampered_frame_is_rejected_without_blame_and_the_link_recovers() {
         .seq;
     assert_eq!(seq_now, before, "the tampered advert must not be accepted");
     assert!(rejected(&c, 1, |r| *r == RejectReason::HopAuth) >= 1);
-    c.advance(5_000);
+    c.drive_for(5_000);
     assert!(
         c.closes.contains(&(1, CloseReason::HopAuthFailures)),
         "link reset"
@@ -265,7 +263,7 @@ fn tampered_frame_is_rejected_without_blame_and_the_link_recovers() {
 #[test]
 fn replayed_frame_is_rejected() {
     let mut c = two_nodes();
-    c.advance(100);
+    c.drive_for(100);
     let (_, _, conn, frame) = c
         .captured
         .iter()
@@ -275,11 +273,11 @@ fn replayed_frame_is_rejected() {
         .unwrap();
     let accepted = c.node(1).metrics().rumors_accepted;
     c.deliver(1, overlay_core::Event::Received { conn, bytes: frame });
-    c.run();
+    c.drive();
     assert_eq!(rejected(&c, 1, |r| *r == RejectReason::HopAuth), 1);
     assert_eq!(c.node(1).metrics().rumors_accepted, accepted);
     assert!(c.linked(0, 1), "one bad frame does not reset the link");
-    c.advance(3_000);
+    c.drive_for(3_000);
     assert!(
         c.linked(0, 1),
         "the chain is intact: later frames still open"
@@ -307,7 +305,7 @@ fn forged_rumors_get_the_sender_banned_accused_and_evicted_by_quorum() {
     configs[2].bootstrap = vec![addr(0)];
     configs[3].bootstrap = vec![addr(0), addr(1), addr(2)];
     let mut c = Cluster::new(configs);
-    c.advance(2_000);
+    c.drive_for(2_000);
     for honest in 0..3 {
         assert!(c.linked(3, honest));
     }
@@ -327,7 +325,7 @@ fn forged_rumors_get_the_sender_banned_accused_and_evicted_by_quorum() {
     }
     // Accusations reach nodes whose eager path ran through the forger by lazy
     // announcement and graft: that takes a lazy interval and a graft timeout.
-    c.advance(1_000);
+    c.drive_for(1_000);
     for victim in [0, 1] {
         assert_eq!(
             rejected(&c, victim, |r| *r == RejectReason::BadSignature),
@@ -368,7 +366,7 @@ fn forged_rumors_get_the_sender_banned_accused_and_evicted_by_quorum() {
             .iter()
             .any(|(_, n)| matches!(n, Notification::MemberEvicted { node, .. } if *node != bad))
     );
-    c.advance(10_000);
+    c.drive_for(10_000);
     for honest in 0..3 {
         assert!(!c.linked(honest, 3));
     }
@@ -384,7 +382,7 @@ fn forged_rumors_get_the_sender_banned_accused_and_evicted_by_quorum() {
 #[test]
 fn a_peer_resending_older_rumors_on_its_link_is_blamed_for_replay() {
     let mut c = two_nodes();
-    c.advance(100);
+    c.drive_for(100);
     let old = c.node_mut(1).sign_rumor(
         1_000,
         RumorContent::Leave {
@@ -438,7 +436,7 @@ fn a_single_accuser_never_evicts_with_quorum_two() {
     configs[1].bootstrap = vec![addr(0)];
     configs[2].bootstrap = vec![addr(0)];
     let mut c = Cluster::new(configs);
-    c.advance(2_000);
+    c.drive_for(2_000);
     // Node 3 (slot 2) accuses node 1 (slot 0) falsely, many times.
     let victim_fp = c.node(0).fingerprint();
     let rumors: Vec<_> = (0..5)
@@ -454,7 +452,7 @@ fn a_single_accuser_never_evicts_with_quorum_two() {
         })
         .collect();
     c.inject(2, 1, &LinkMessage::Rumors { rumors });
-    c.advance(3_000);
+    c.drive_for(3_000);
     assert!(
         !c.notifications
             .iter()
@@ -468,7 +466,7 @@ fn wrong_cluster_key_is_refused_and_never_admitted() {
     let mut intruder = config(1, 200, vec![link(100, 1, 1)], &[0]);
     intruder.cluster_keys = vec![cluster_key(9)];
     let mut c = Cluster::new(vec![config(0, 100, vec![link(200, 1, 1)], &[]), intruder]);
-    c.advance(5_000);
+    c.drive_for(5_000);
     assert!(!c.linked(0, 1));
     assert!(rejected(&c, 0, |r| *r == RejectReason::UnknownClusterKey) >= 1);
     assert!(c.node(0).members().iter().all(|m| m.node.0 != 2));
@@ -481,7 +479,7 @@ fn leave_withdraws_routes_at_once_and_is_not_a_failure() {
     let mut c = converged_example();
     assert!(c.node(0).routes().iter().any(|r| r.destination.0 == 40));
     c.deliver(2, overlay_core::Event::Command(Command::Leave));
-    c.run(); // no time passes
+    c.drive(); // no time passes
     for i in 0..2 {
         assert!(
             c.notes(i)
@@ -501,7 +499,7 @@ fn leave_withdraws_routes_at_once_and_is_not_a_failure() {
     }
     assert_eq!(c.node(2).next_wakeup(), None);
     assert!(c.node(2).status().left);
-    c.advance(10_000);
+    c.drive_for(10_000);
     assert!(
         !c.notifications
             .iter()
@@ -520,14 +518,14 @@ fn leave_withdraws_routes_at_once_and_is_not_a_failure() {
 fn leave_arriving_in_one_read_with_the_goodbye_is_applied() {
     let mut c = Cluster::new(example_configs());
     c.coalesce = true;
-    c.advance(3_000);
+    c.drive_for(3_000);
     assert_eq!(
         c.route_table(0).len(),
         6,
         "converges with coalesced reads too"
     );
     c.deliver(2, overlay_core::Event::Command(Command::Leave));
-    c.run();
+    c.drive();
     for i in 0..2 {
         assert!(
             c.notes(i)
@@ -541,12 +539,12 @@ fn leave_arriving_in_one_read_with_the_goodbye_is_applied() {
 fn a_silent_node_expires_after_the_advertisement_age() {
     let mut c = converged_example();
     c.crash(2);
-    c.advance(1_000);
+    c.drive_for(1_000);
     assert!(
         c.node(0).routes().iter().any(|r| r.destination.0 == 40),
         "not yet expired"
     );
-    c.advance(5_000);
+    c.drive_for(5_000);
     for i in 0..2 {
         assert!(
             c.notes(i)
@@ -572,11 +570,11 @@ fn restarted_node_rejoins_with_a_sequence_number_above_its_old_one() {
         .unwrap()
         .seq;
     c.crash(2);
-    c.advance(500);
+    c.drive_for(500);
     let config = example_configs().remove(2);
     let node = overlay_core::Node::new(config, identity(2), [99; 32], c.now).unwrap();
     c.nodes[2] = Some(node);
-    c.advance(3_000);
+    c.drive_for(3_000);
     let m = c
         .node(0)
         .members()
@@ -591,11 +589,11 @@ fn restarted_node_rejoins_with_a_sequence_number_above_its_old_one() {
 #[test]
 fn dead_link_is_closed_by_heartbeat_timeout() {
     let mut c = two_nodes();
-    c.advance(100);
+    c.drive_for(100);
     c.tap = Some(Box::new(
         |from, _, _| if from == 1 { Tap::Drop } else { Tap::Deliver },
     ));
-    c.advance(4_000);
+    c.drive_for(4_000);
     assert!(c.closes.contains(&(0, CloseReason::HeartbeatTimeout)));
 }
 
@@ -613,7 +611,7 @@ fn cluster_keys_rotate_without_downtime() {
     configs[1].cluster_keys = vec![old.clone(), new.clone()];
     configs[2].cluster_keys = vec![old.clone()];
     let mut c = Cluster::new(configs);
-    c.advance(3_000);
+    c.drive_for(3_000);
     assert!(c.linked(0, 1), "new key accepted by a node that has both");
     assert!(
         rejected(&c, 2, |r| *r == RejectReason::UnknownClusterKey) >= 1,
@@ -637,13 +635,13 @@ fn copies_per_rumor(mode: overlay_core::Dissemination) -> f64 {
         })
         .collect();
     let mut c = Cluster::new(configs);
-    c.advance(10_000);
+    c.drive_for(10_000);
     let total = |c: &Cluster, f: fn(&overlay_core::Metrics) -> u64| -> u64 {
         (0..5).map(|i| f(&c.node(i).metrics())).sum()
     };
     let out0 = total(&c, |m| m.rumors_out);
     let seq0: u64 = (0..5).map(|i| c.node(i).status().seq).sum();
-    c.advance(10_000);
+    c.drive_for(10_000);
     let out1 = total(&c, |m| m.rumors_out);
     let seq1: u64 = (0..5).map(|i| c.node(i).status().seq).sum();
     for i in 0..5 {
@@ -677,7 +675,7 @@ fn lazy_announcements_and_grafts_repair_the_tree_when_a_node_crashes() {
         .collect();
     let mut c = Cluster::new(configs);
     c.blocked = vec![(0, 3), (0, 4)];
-    c.advance(10_000);
+    c.drive_for(10_000);
     let lazy: usize = (0..5).map(|i| c.node(i).sizes().lazy_pairs).sum();
     assert!(lazy > 0, "duplicates pruned some links");
     // Crash node 1: whoever got node 0's rumors through it must graft them from node 2.
@@ -692,7 +690,7 @@ fn lazy_announcements_and_grafts_repair_the_tree_when_a_node_crashes() {
         0,
         overlay_core::Event::Command(Command::SetLinks(vec![link(777, 1, 1)])),
     );
-    c.advance(600); // lazy interval + graft timeout, well under a gossip round
+    c.drive_for(600); // lazy interval + graft timeout, well under a gossip round
     for &i in &alive[1..] {
         let m = c
             .node(i)
@@ -768,17 +766,17 @@ fn a_partition_longer_than_the_advert_age_re_merges_after_healing() {
         })
         .collect();
     let mut c = Cluster::new(configs);
-    c.advance(5_000);
+    c.drive_for(5_000);
     for i in 0..6 {
         assert_eq!(c.node(i).status().members, 6);
     }
     c.partition = Some(vec![0, 1, 2]);
-    c.advance(10_000); // heartbeats cut the links, then every advert from across expires
+    c.drive_for(10_000); // heartbeats cut the links, then every advert from across expires
     for i in 0..6 {
         assert_eq!(c.node(i).status().members, 3, "node {i} sees only its side");
     }
     c.partition = None;
-    c.advance(30_000);
+    c.drive_for(30_000);
     for i in 0..6 {
         assert_eq!(
             c.node(i).status().members,
@@ -791,7 +789,7 @@ fn a_partition_longer_than_the_advert_age_re_merges_after_healing() {
 #[test]
 fn bytes_that_never_complete_a_frame_do_not_keep_a_link_alive() {
     let mut c = two_nodes();
-    c.advance(100);
+    c.drive_for(100);
     let conn = c.conn_between(0, 1).unwrap();
     // Node 1 goes silent; someone trickles one byte every 300 ms on its link instead.
     c.tap = Some(Box::new(
@@ -805,7 +803,7 @@ fn bytes_that_never_complete_a_frame_do_not_keep_a_link_alive() {
                 bytes: vec![0],
             },
         );
-        c.advance(300);
+        c.drive_for(300);
     }
     assert!(c.closes.contains(&(0, CloseReason::HeartbeatTimeout)));
 }

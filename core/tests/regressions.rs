@@ -2,56 +2,38 @@
 //! memory (no IO, exact timing); fixed in the core, kept as regression tests. Those that
 //! need real processes and the proxy are in tests/mitm.rs.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
+use overlay_core::testing::{Cluster, Tap, config, identity};
 use overlay_core::wire::{Digest, LinkMessage};
-use overlay_core::{
-    Action, Addr, Asn, ClusterKey, Config, ConnId, Direction, Event, Identity, Node, NodeId,
-    Notification, RejectReason, Time,
-};
-use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
+use overlay_core::{Notification, RejectReason};
 
 const PERIOD: Duration = Duration::from_millis(500);
-/// Both nodes call their one connection this.
-const LINK: ConnId = ConnId(1);
 
-fn node(id: u32, key: &ClusterKey) -> Node {
-    let mut rng = ChaCha20Rng::seed_from_u64(u64::from(id));
-    let identity = Identity::generate(&mut rng, 2048).unwrap();
-    let addr = Addr::from(format!("10.0.0.{id}:1450"));
-    let mut config = Config::new(NodeId(id), Asn(100 * id), addr, vec![key.clone()]);
-    config.gossip_period = PERIOD;
-    Node::new(config, identity, [id as u8; 32], Time::ZERO).unwrap()
+/// Two nodes in AS100 and AS200 that gossip every 500 ms, node 1 dialing node 0, linked.
+fn pair() -> Cluster {
+    let configs = (0..2)
+        .map(|i| {
+            let mut c = config(i, 100 * (i as u32 + 1), vec![], &[0][..i]);
+            c.gossip_period = PERIOD;
+            c.reject_threshold = 10;
+            c
+        })
+        .collect();
+    let mut c = Cluster::with_identities(configs, vec![identity(0), identity(1)]);
+    c.drive_for(2_000);
+    assert!(c.linked(0, 1));
+    c
 }
 
-/// Delivers what `from` sends, and every answer, until both are quiet; returns the
-/// rejections that blamed the other node.
-fn deliver(
-    nodes: &mut [Node; 2],
-    now: Time,
-    from: usize,
-    actions: Vec<Action>,
-) -> Vec<RejectReason> {
-    let mut queue = VecDeque::from([(from, actions)]);
-    let mut blamed = Vec::new();
-    while let Some((from, actions)) = queue.pop_front() {
-        for action in actions {
-            match action {
-                Action::Send { bytes, .. } => {
-                    let to = 1 - from;
-                    let out = nodes[to].handle(now, Event::Received { conn: LINK, bytes });
-                    queue.push_back((to, out));
-                }
-                Action::Notify(Notification::Rejected { reason, .. }) if reason.blames_peer() => {
-                    blamed.push(reason);
-                }
-                _ => {}
-            }
-        }
-    }
-    blamed
+/// Rejections so far that blamed the sender, by the node that made them.
+fn blamed(c: &Cluster, node: usize) -> Vec<RejectReason> {
+    c.notes(node)
+        .filter_map(|n| match n {
+            Notification::Rejected { reason, .. } if reason.blames_peer() => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A digest answered in the same `handle` call as a gossip round: the answer held the
@@ -61,38 +43,10 @@ fn deliver(
 /// accused it). Seen on real daemons after a link reset in tests/mitm.rs.
 #[test]
 fn an_answer_never_follows_a_newer_push_of_the_same_rumor() {
-    let key = ClusterKey::from_bytes([5; 32]);
-    let mut nodes = [node(1, &key), node(2, &key)];
-    let mut now = Time::ZERO;
-    let mut blamed = Vec::new();
-    for (i, direction, remote) in [
-        (1, Direction::Inbound, "10.0.0.1:50000"),
-        (0, Direction::Outbound, "10.0.0.2:1450"),
-    ] {
-        let remote = Addr::from(remote);
-        let out = nodes[i].handle(
-            now,
-            Event::Connected {
-                conn: LINK,
-                direction,
-                remote,
-            },
-        );
-        blamed.extend(deliver(&mut nodes, now, i, out));
-    }
-    // A few quiet gossip rounds: linked, synced, each holding the other's advertisement.
-    for _ in 0..40 {
-        now = now + Duration::from_millis(50);
-        for i in 0..2 {
-            let out = nodes[i].handle(now, Event::Tick);
-            blamed.extend(deliver(&mut nodes, now, i, out));
-        }
-    }
-    assert_eq!(nodes[0].peers().len(), 1);
-    assert!(blamed.is_empty(), "{blamed:?}");
-    let seq = nodes[0].status().seq;
-
-    // Node 2 says it stores nothing (as a controller that has just restarted does); node 1
+    let mut c = pair();
+    assert!(blamed(&c, 0).is_empty() && blamed(&c, 1).is_empty());
+    let seq = c.node(0).status().seq;
+    // Node 1 says it stores nothing (as a controller that has just restarted does); node 0
     // handles that digest two periods later, when its gossip round is overdue.
     let digest = LinkMessage::Digest(Digest {
         after: None,
@@ -100,56 +54,19 @@ fn an_answer_never_follows_a_newer_push_of_the_same_rumor() {
         ids: Vec::new(),
         reply: false,
     });
-    let sealed = nodes[1].inject(now, LINK, &digest);
-    now = now + PERIOD * 2;
-    let mut to_node1 = Vec::new();
-    for action in sealed {
-        if let Action::Send { bytes, .. } = action {
-            to_node1.extend(nodes[0].handle(now, Event::Received { conn: LINK, bytes }));
-        }
-    }
+    let conn = c.conn_between(1, 0).expect("linked");
+    let now = c.now;
+    let sealed = c.node_mut(1).inject(now, conn, &digest);
+    c.now = c.now + PERIOD * 2;
+    c.execute(1, sealed);
+    assert!(c.step(), "the digest reaches node 0");
     assert!(
-        nodes[0].status().seq > seq,
+        c.node(0).status().seq > seq,
         "the gossip round ran in the same call"
     );
-    let blamed = deliver(&mut nodes, now, 0, to_node1);
-    assert!(blamed.is_empty(), "node 2 blamed honest node 1: {blamed:?}");
-}
-
-/// Opens connection `conn` from node 1 (dialer) to node 0 (listener); returns what each
-/// says first.
-fn open(nodes: &mut [Node; 2], now: Time, conn: ConnId) -> (Vec<Action>, Vec<Action>) {
-    let inbound = nodes[0].handle(
-        now,
-        Event::Connected {
-            conn,
-            direction: Direction::Inbound,
-            remote: Addr::from("10.0.0.2:50000"),
-        },
-    );
-    let outbound = nodes[1].handle(
-        now,
-        Event::Connected {
-            conn,
-            direction: Direction::Outbound,
-            remote: Addr::from("10.0.0.1:1450"),
-        },
-    );
-    (inbound, outbound)
-}
-
-/// Hands `node` the bytes that `actions` send on `conn` (one step, no answers delivered);
-/// returns what it did in reply.
-fn hand_over(node: &mut Node, now: Time, conn: ConnId, actions: Vec<Action>) -> Vec<Action> {
-    let mut replies = Vec::new();
-    for action in actions {
-        if let Action::Send { conn: on, bytes } = action
-            && on == conn
-        {
-            replies.extend(node.handle(now, Event::Received { conn, bytes }));
-        }
-    }
-    replies
+    c.drive();
+    let blamed = blamed(&c, 1);
+    assert!(blamed.is_empty(), "node 1 blamed honest node 0: {blamed:?}");
 }
 
 /// A handshake in flight when its peer gets banned: the listener checked the key at the
@@ -157,32 +74,34 @@ fn hand_over(node: &mut Node, now: Time, conn: ConnId, actions: Vec<Action>) -> 
 /// key. The same holds for a key evicted between hello and `Finish`.
 #[test]
 fn a_peer_banned_during_a_handshake_does_not_get_linked() {
-    let key = ClusterKey::from_bytes([6; 32]);
-    // Node 0 honest (listener on both connections), node 1 the attacker (dialer).
-    let mut nodes = [node(1, &key), node(2, &key)];
-    let now = Time::ZERO;
-    let second = ConnId(2);
-    // First connection: linked.
-    let (inbound, outbound) = open(&mut nodes, now, LINK);
-    deliver(&mut nodes, now, 0, inbound);
-    deliver(&mut nodes, now, 1, outbound);
-    assert_eq!(nodes[0].peers().len(), 1);
-    // Second connection: the hello reaches node 0, which answers with its welcome (held).
-    let (_, hello) = open(&mut nodes, now, second);
-    let welcome = hand_over(&mut nodes[0], now, second, hello);
+    // Node 0 honest (the listener on both connections), node 1 the attacker (the dialer).
+    let mut c = pair();
+    let link = c.conn_between(1, 0).expect("linked");
+    // Second connection: the hello reaches node 0, whose welcome is held back.
+    c.connect(1, 0);
+    c.step();
+    c.step();
+    let hold = Duration::from_millis(1);
+    c.tap = Some(Box::new(move |from, _, _| match from {
+        0 => Tap::Delay(hold),
+        _ => Tap::Deliver,
+    }));
+    assert!(c.step(), "the hello reaches node 0");
+    c.tap = None;
     // Meanwhile node 1 sends garbage on the first link until node 0 bans it.
-    for _ in 0..nodes[0].config().reject_threshold {
-        let garbage = nodes[1].inject_sealed(now, LINK, b"not a message");
-        deliver(&mut nodes, now, 1, garbage);
+    for _ in 0..c.node(0).config().reject_threshold {
+        let now = c.now;
+        let garbage = c.node_mut(1).inject_sealed(now, link, b"not a message");
+        c.execute(1, garbage);
+        c.drive();
     }
-    assert_eq!(nodes[0].bans().len(), 1, "banned");
-    assert!(nodes[0].peers().is_empty(), "first link closed");
+    assert_eq!(c.node(0).bans().len(), 1, "banned");
+    assert!(c.node(0).peers().is_empty(), "first link closed");
     // The welcome reaches node 1, whose finish reaches node 0.
-    let finish = hand_over(&mut nodes[1], now, second, welcome);
-    hand_over(&mut nodes[0], now, second, finish);
+    c.drive_for(hold.as_millis() as u64);
     assert!(
-        nodes[0].peers().is_empty(),
+        c.node(0).peers().is_empty(),
         "linked with a banned key: {:?}",
-        nodes[0].peers()
+        c.node(0).peers()
     );
 }

@@ -1,6 +1,8 @@
 //! Shared machinery of the fuzz targets: a node under test (A) with one authenticated peer
-//! (B) that can seal anything to it, a pool of genuinely signed rumors to pick and mutate,
-//! structured operations the fuzzer composes, and the invariants checked after each step.
+//! (B) that can seal anything to it, both in the core's test harness (`testing::Cluster`)
+//! with identities from its shared pool, a pool of genuinely signed rumors to pick and
+//! mutate, structured operations the fuzzer composes, and the invariants checked after each
+//! step.
 
 #![forbid(unsafe_code)]
 
@@ -13,9 +15,10 @@ use overlay_core::wire::{
     Announcement, AsLink, Digest, Handshake, Hello, HelloIdentity, LinkMessage, RumorContent,
     RumorId, RumorKey, SignedRumor, encode_frame, to_json,
 };
+use overlay_core::testing::{Cluster, identity};
 use overlay_core::{
-    Action, Addr, Asn, ClusterKey, Command, Config, ConnId, Direction, Event, Identity, Node,
-    NodeId, Notification, Time,
+    Action, Addr, Asn, ClusterKey, Command, Config, ConnId, Direction, Event, Identity, NodeId,
+    Notification, Time,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -37,11 +40,8 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let mut rng = ChaCha20Rng::seed_from_u64(7);
-        let a = Identity::generate(&mut rng, 2048).expect("key");
-        let b = Identity::generate(&mut rng, 2048).expect("key");
-        let others: Vec<Identity> = (0..ORIGINS.len())
-            .map(|_| Identity::generate(&mut rng, 2048).expect("key"))
-            .collect();
+        let (a, b) = (identity(0), identity(1));
+        let others: Vec<Identity> = (0..ORIGINS.len()).map(|i| identity(2 + i)).collect();
         let mut pool = Vec::new();
         let signers = std::iter::once((NodeId(2), &b)).chain(ORIGINS.iter().map(|&o| NodeId(o)).zip(&others));
         for (origin, id) in signers {
@@ -251,16 +251,14 @@ fn flip(bytes: &mut [u8], f: Option<(u16, u8)>) {
     }
 }
 
-/// The node under test (A), its peer (B), and what the checks need.
+/// The node under test (A, slot 0), its peer (B, slot 1), and what the checks need.
 #[derive(Clone)]
 pub struct Pair {
-    a: Node,
-    b: Node,
-    now: Time,
-    a_conn: Option<ConnId>,
-    b_conn: Option<ConnId>,
+    c: Cluster,
     next_conn: u64,
     accepted: BTreeSet<(NodeId, u64)>,
+    /// Notifications already looked at.
+    seen: usize,
 }
 
 fn config(node: u32, asn: u32, listen: &str) -> Config {
@@ -289,132 +287,74 @@ impl Pair {
 
     fn build() -> Self {
         let f = fixture();
-        let now = Time::from_millis(1_000);
-        let a = Node::new(config(1, 100, "a:1"), f.a.clone(), [1; 32], now).expect("config");
-        let b = Node::new(config(2, 200, "b:1"), f.b.clone(), [2; 32], now).expect("config");
-        let mut pair = Pair { a, b, now, a_conn: None, b_conn: None, next_conn: 10, accepted: BTreeSet::new() };
-        pair.connect();
+        let configs = vec![config(1, 100, "a:1"), config(2, 200, "b:1")];
+        let c = Cluster::with_identities(configs, vec![f.a.clone(), f.b.clone()]);
+        let mut pair = Pair { c, next_conn: 0, accepted: BTreeSet::new(), seen: 0 };
+        pair.c.connect(1, 0);
+        pair.c.drive();
+        pair.observe();
         pair
     }
 
-    fn connect(&mut self) {
-        let (ac, bc) = (ConnId(self.next_conn), ConnId(self.next_conn + 1));
-        self.next_conn += 2;
-        self.a_conn = Some(ac);
-        self.b_conn = Some(bc);
-        let now = self.now;
-        let from_a = self.a.handle(now, Event::Connected { conn: ac, direction: Direction::Inbound, remote: Addr::from("b-eph") });
-        let from_b = self.b.handle(now, Event::Connected { conn: bc, direction: Direction::Outbound, remote: Addr::from("a:1") });
-        self.exchange(from_a, from_b);
+    /// A's and B's ends of their link, when it is up.
+    fn link(&self) -> Option<(ConnId, ConnId)> {
+        Some((self.c.conn_between(0, 1)?, self.c.conn_between(1, 0)?))
     }
 
-    /// Delivers actions between A and B until both are quiet (bounded).
-    fn exchange(&mut self, mut from_a: Vec<Action>, mut from_b: Vec<Action>) {
-        for _ in 0..64 {
-            if from_a.is_empty() && from_b.is_empty() {
-                return;
+    /// Looks at A's new notifications: nothing is accepted twice.
+    fn observe(&mut self) {
+        for (slot, n) in &self.c.notifications[self.seen..] {
+            if let (0, Notification::RumorAccepted { origin, seq, .. }) = (slot, n) {
+                assert!(self.accepted.insert((*origin, *seq)), "({origin}, {seq}) accepted twice");
             }
-            let (mut next_a, mut next_b) = (Vec::new(), Vec::new());
-            for action in std::mem::take(&mut from_a) {
-                match action {
-                    Action::Send { conn, bytes } if Some(conn) == self.a_conn => {
-                        if let Some(bc) = self.b_conn {
-                            next_b.extend(self.b.handle(self.now, Event::Received { conn: bc, bytes }));
-                        }
-                    }
-                    Action::Close { conn, .. } if Some(conn) == self.a_conn => {
-                        self.a_conn = None;
-                        if let Some(bc) = self.b_conn.take() {
-                            next_b.extend(self.b.handle(self.now, Event::Disconnected { conn: bc }));
-                        }
-                    }
-                    Action::Connect { addr } => {
-                        next_a.extend(self.a.handle(self.now, Event::ConnectFailed { addr }));
-                    }
-                    Action::Notify(n) => self.observe(n),
-                    _ => {}
-                }
-            }
-            for action in std::mem::take(&mut from_b) {
-                match action {
-                    Action::Send { conn, bytes } if Some(conn) == self.b_conn => {
-                        if let Some(ac) = self.a_conn {
-                            next_a.extend(self.a.handle(self.now, Event::Received { conn: ac, bytes }));
-                        }
-                    }
-                    Action::Close { conn, .. } if Some(conn) == self.b_conn => {
-                        self.b_conn = None;
-                        if let Some(ac) = self.a_conn.take() {
-                            next_a.extend(self.a.handle(self.now, Event::Disconnected { conn: ac }));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            from_a = next_a;
-            from_b = next_b;
         }
-    }
-
-    fn observe(&mut self, n: Notification) {
-        if let Notification::RumorAccepted { origin, seq, .. } = n {
-            assert!(self.accepted.insert((origin, seq)), "({origin}, {seq}) accepted twice");
-        }
+        self.seen = self.c.notifications.len();
     }
 
     /// Runs one operation and checks the invariants.
     pub fn step(&mut self, op: &Op) {
         let before = self.accepted.clone();
         let mut forged = BTreeSet::new();
+        let now = self.c.now;
         match op {
             Op::Send { msg, plain_flip, frame_flip, split } => {
                 let mut plain = plaintext(msg, &mut forged);
                 // A flip in a signed body breaks its signature; one in an unsigned field
                 // (age, hops) is legitimate: `check` compares stored bodies with the pool.
                 flip(&mut plain, *plain_flip);
-                let Some(bc) = self.b_conn else { return };
-                let sealed = self.b.inject_sealed(self.now, bc, &plain);
-                for action in sealed {
+                let Some((ac, bc)) = self.link() else { return };
+                for action in self.c.node_mut(1).inject_sealed(now, bc, &plain) {
                     if let Action::Send { mut bytes, .. } = action {
                         flip(&mut bytes, *frame_flip);
                         let cut = usize::from(*split) % (bytes.len() + 1);
                         let tail = bytes.split_off(cut);
-                        let Some(ac) = self.a_conn else { return };
-                        let mut out = self.a.handle(self.now, Event::Received { conn: ac, bytes });
-                        out.extend(self.a.handle(self.now, Event::Received { conn: ac, bytes: tail }));
-                        self.exchange(out, Vec::new());
+                        self.c.deliver(0, Event::Received { conn: ac, bytes });
+                        self.c.deliver(0, Event::Received { conn: ac, bytes: tail });
                     }
                 }
             }
             Op::Garbage(bytes) => {
-                if let Some(ac) = self.a_conn {
-                    let out = self.a.handle(self.now, Event::Received { conn: ac, bytes: bytes.clone() });
-                    self.exchange(out, Vec::new());
+                if let Some((ac, _)) = self.link() {
+                    self.c.deliver(0, Event::Received { conn: ac, bytes: bytes.clone() });
                 }
             }
             Op::Inbound { hello, extra } => {
+                // A stranger's connection, unknown to the harness: what A answers goes nowhere.
                 let conn = ConnId(1_000_000 + self.next_conn);
                 self.next_conn += 1;
-                let mut out = self.a.handle(self.now, Event::Connected { conn, direction: Direction::Inbound, remote: Addr::from("x") });
+                self.c.deliver(0, Event::Connected { conn, direction: Direction::Inbound, remote: Addr::from("x") });
                 let mut bytes = hello.as_ref().map(|h| encode_frame(&to_json(&hello_of(h)))).unwrap_or_default();
                 bytes.extend_from_slice(extra);
-                out.extend(self.a.handle(self.now, Event::Received { conn, bytes }));
-                out.extend(self.a.handle(self.now, Event::Disconnected { conn }));
-                self.exchange(out, Vec::new());
+                self.c.deliver(0, Event::Received { conn, bytes });
+                self.c.deliver(0, Event::Disconnected { conn });
             }
-            Op::Advance(ms) => {
-                self.now = Time::from_millis(self.now.as_millis() + u64::from(*ms % 4096));
-                let out_a = self.a.handle(self.now, Event::Tick);
-                let out_b = self.b.handle(self.now, Event::Tick);
-                self.exchange(out_a, out_b);
-            }
+            Op::Advance(ms) => self.c.drive_for(u64::from(*ms % 4096)),
             Op::Reconnect => {
-                if let Some(bc) = self.b_conn.take() {
-                    let out_b = self.b.handle(self.now, Event::Disconnected { conn: bc });
-                    let out_a = self.a_conn.take().map(|ac| self.a.handle(self.now, Event::Disconnected { conn: ac })).unwrap_or_default();
-                    self.exchange(out_a, out_b);
+                if let Some((_, bc)) = self.link() {
+                    self.c.drop_connection(bc);
+                    self.c.drive();
                 }
-                self.connect();
+                self.c.connect(1, 0);
             }
             Op::Command(cmd) => {
                 let command = match cmd {
@@ -424,10 +364,11 @@ impl Pair {
                     ),
                     FuzzCommand::Connect(addr) => Command::Connect(Addr::from(addr.clone())),
                 };
-                let out = self.a.handle(self.now, Event::Command(command));
-                self.exchange(out, Vec::new());
+                self.c.deliver(0, Event::Command(command));
             }
         }
+        self.c.drive();
+        self.observe();
         // A forged copy is never accepted: whatever A accepted in this step is a
         // genuine copy (the peer may have sent one too), which `check` verifies below.
         for id in self.accepted.difference(&before) {
@@ -450,7 +391,8 @@ impl Pair {
             },
         };
         [None, Some(NodeId(1))].into_iter().all(|subject| {
-            self.a
+            self.c
+                .node(0)
                 .stored_rumor(&RumorKey { origin, subject })
                 .is_none_or(|r| key.public().verify(r.body.get().as_bytes(), &r.sig.decode()).is_ok())
         })
@@ -458,8 +400,9 @@ impl Pair {
 
     /// Invariants that hold after every step.
     fn check(&self) {
-        let s = self.a.sizes();
-        let cfg = self.a.config();
+        let a = self.c.node(0);
+        let s = a.sizes();
+        let cfg = a.config();
         assert!(s.connections <= cfg.max_peers * 2 + 8, "{s:?}");
         assert!(s.members <= MAX_MEMBERS, "{s:?}");
         assert!(s.rumors <= MAX_MEMBERS * 2 && s.tombstones <= MAX_MEMBERS * 2, "{s:?}");
@@ -472,9 +415,9 @@ impl Pair {
         for origin in std::iter::once(2).chain(ORIGINS) {
             assert!(self.genuinely_signed(NodeId(origin)), "a stored rumor of {origin} is not signed by its key");
         }
-        let status = self.a.status();
-        assert_eq!(self.a.next_wakeup().is_none(), status.left, "a running node always has a timer");
-        let peers = self.a.peers();
+        let status = a.status();
+        assert_eq!(a.next_wakeup().is_none(), status.left, "a running node always has a timer");
+        let peers = a.peers();
         let unique: BTreeSet<_> = peers.iter().map(|p| p.fingerprint).collect();
         assert_eq!(unique.len(), peers.len(), "one link per peer");
     }

@@ -15,7 +15,7 @@ use rand_core::SeedableRng;
 /// RSA modulus size of every pooled key (the protocol's minimum; never lowered).
 pub const KEY_BITS: usize = 2048;
 /// Seed of key 0; key `i` is generated from `KEY_SEED_BASE + i`.
-pub const KEY_SEED_BASE: u64 = 0x5eed_0000;
+pub(crate) const KEY_SEED_BASE: u64 = 0x5eed_0000;
 
 /// A pool of identities, indexed from 0.
 #[derive(Debug, Clone)]

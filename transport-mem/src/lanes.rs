@@ -21,7 +21,7 @@ pub type SlotId = usize;
 const PARALLEL_MIN_LANES: usize = if cfg!(test) { 2 } else { 16 };
 
 /// What a node is handed within a window.
-pub enum Input {
+pub(crate) enum Input {
     /// A timer may be due.
     Wake,
     /// An event.
@@ -29,7 +29,7 @@ pub enum Input {
 }
 
 /// What handing a node its share of a window produced, in the node's order.
-pub enum Output {
+pub(crate) enum Output {
     /// A trace record (of an event handed or an action returned).
     Record(Record),
     /// An action to carry out.
@@ -37,7 +37,7 @@ pub enum Output {
 }
 
 /// One node's share of a window.
-pub struct Lane {
+pub(crate) struct Lane {
     /// Its slot.
     pub slot: SlotId,
     /// The node, lent for the window.
@@ -48,7 +48,7 @@ pub struct Lane {
 
 /// What a lane produced, with times, and how many events the node was handed.
 #[derive(Default)]
-pub struct LaneOutput {
+pub(crate) struct LaneOutput {
     /// Records and actions in the node's order.
     pub items: Vec<(Time, Output)>,
     /// Events handed.
@@ -90,7 +90,7 @@ impl Shared {
 }
 
 /// The worker pool (no workers with one thread).
-pub struct Lanes {
+pub(crate) struct Lanes {
     shared: Arc<Shared>,
     done: Receiver<Finished>,
     workers: Vec<JoinHandle<()>>,
@@ -98,7 +98,7 @@ pub struct Lanes {
 
 impl Lanes {
     /// A pool of `threads - 1` workers (the calling thread is the last).
-    pub fn new(threads: usize) -> Self {
+    pub(crate) fn new(threads: usize) -> Self {
         let shared = Arc::new(Shared::default());
         let (done_tx, done) = channel::<Finished>();
         let workers = (1..threads.max(1))
@@ -125,7 +125,7 @@ impl Lanes {
 
     /// Runs every lane of the window ending at `end`; returns each with its output (in no
     /// particular order).
-    pub fn run(&mut self, lanes: Vec<Lane>, end: Time) -> Vec<Done> {
+    pub(crate) fn run(&mut self, lanes: Vec<Lane>, end: Time) -> Vec<Done> {
         if self.workers.is_empty() || lanes.len() < PARALLEL_MIN_LANES {
             return lanes.into_iter().map(|lane| run(lane, end)).collect();
         }

@@ -50,21 +50,26 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
 pub mod experiment;
-pub mod keys;
+mod keys;
 mod lanes;
-pub mod misbehave;
-pub mod pipe;
+mod misbehave;
+mod pipe;
 mod random;
-pub mod reference;
-pub mod sim;
-pub mod topology;
-pub mod trace;
+mod reference;
+mod sim;
+mod topology;
+mod trace;
 
-pub use keys::KeyPool;
+pub use keys::{KEY_BITS, KeyPool};
 pub use misbehave::Misbehavior;
 pub use pipe::{Duplex, Pipe, Side};
 pub use reference::{RefRoute, Reference};
-pub use sim::{Delivery, LossMode, MemberEvent, NetParams, Sim, SimParams, SlotId, SlotState};
+pub use sim::{
+    Delivery, Logged, LossMode, MemberEvent, NetParams, NetStats, Sim, SimParams, SlotId,
+    SlotState, Tally,
+};
 pub use topology::{Topology, Weights};
+pub use trace::Trace;

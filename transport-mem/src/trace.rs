@@ -10,7 +10,7 @@ use overlay_core::{Action, Event, Notification, Time};
 use sha2::{Digest, Sha256};
 
 /// The hash of one traced item (its time, slot, kind and fields).
-pub type Record = [u8; 32];
+pub(crate) type Record = [u8; 32];
 
 fn record(at: Time, slot: usize, tag: u8, fields: &[&[u8]]) -> Record {
     let mut h = Sha256::new();
@@ -25,7 +25,7 @@ fn record(at: Time, slot: usize, tag: u8, fields: &[&[u8]]) -> Record {
 }
 
 /// The record of an event handed to the node in `slot`.
-pub fn event_record(at: Time, slot: usize, event: &Event) -> Record {
+pub(crate) fn event_record(at: Time, slot: usize, event: &Event) -> Record {
     match event {
         Event::Connected {
             conn,
@@ -48,7 +48,7 @@ pub fn event_record(at: Time, slot: usize, event: &Event) -> Record {
 }
 
 /// The record of an action the node in `slot` returned.
-pub fn action_record(at: Time, slot: usize, action: &Action) -> Record {
+pub(crate) fn action_record(at: Time, slot: usize, action: &Action) -> Record {
     match action {
         Action::Connect { addr } => record(at, slot, 11, &[addr.0.as_bytes()]),
         Action::Send { conn, bytes } => record(at, slot, 12, &[&conn.0.to_be_bytes(), bytes]),

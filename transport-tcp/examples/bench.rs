@@ -11,7 +11,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Cluster, cli};
-use overlay_transport_tcp::{keys, topology};
+use overlay_transport_tcp::keys;
+use overlay_transport_tcp::testing::topology;
 use serde_json::json;
 
 const DAEMONS: usize = 10;

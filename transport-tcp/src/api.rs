@@ -38,6 +38,7 @@ use crate::{metrics, web};
 /// Control API connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 32;
 /// Connections one client address may hold at a time (a browser opens at most six).
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
 pub const MAX_PER_CLIENT: usize = 8;
 /// Time a client has to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,7 +47,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// configured), and the one a state-changing request needs (that token, or else one the
 /// daemon made at start and wrote to a file only its user can read, as a cookie).
 #[derive(Debug, Clone)]
-pub struct Access {
+pub(crate) struct Access {
     /// Required by every request but the page's static files; `None` trusts the loopback.
     pub read: Option<String>,
     /// Required by requests that change state (`POST`).
@@ -59,7 +60,7 @@ impl Access {
     /// The access of a daemon with `settings`: its `rpc_token` for everything, or else a
     /// fresh random token for state-changing requests, written (mode 0600, atomically,
     /// replacing the last start's) to [`Settings::rpc_token_file`].
-    pub fn create(settings: &Settings) -> Result<Access, KeyError> {
+    pub(crate) fn create(settings: &Settings) -> Result<Access, KeyError> {
         if let Some(token) = &settings.rpc_token {
             return Ok(Access {
                 read: Some(token.clone()),
@@ -82,7 +83,7 @@ impl Access {
 }
 
 /// Serves the control API on `listener` until the driver stops.
-pub async fn serve(listener: TcpListener, handle: Handle, access: Access) {
+pub(crate) async fn serve(listener: TcpListener, handle: Handle, access: Access) {
     let token = Arc::new(access);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let clients: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
@@ -336,7 +337,7 @@ fn keyed(view: &View<'_>, key: &str, value: Value) -> Value {
 }
 
 /// The routing table in the public `routes --json` shape.
-pub fn routes(view: &View<'_>) -> Value {
+pub(crate) fn routes(view: &View<'_>) -> Value {
     keyed(view, "routes", json!(view.node.routes()))
 }
 

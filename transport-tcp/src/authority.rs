@@ -20,10 +20,10 @@ use crate::keys::{self, KeyError};
 
 /// How far before the moment of issue a certificate's validity starts, for clocks behind
 /// the authority's.
-pub const BACKDATE: Duration = Duration::from_secs(300);
+pub(crate) const BACKDATE: Duration = Duration::from_secs(300);
 
 /// The public key file written beside an authority key: `ca.pem` → `ca.pub.pem`.
-pub fn public_path(ca: &Path) -> PathBuf {
+pub(crate) fn public_path(ca: &Path) -> PathBuf {
     let stem = ca
         .file_stem()
         .map_or_else(|| "ca".into(), |s| s.to_string_lossy().into_owned());
@@ -32,7 +32,7 @@ pub fn public_path(ca: &Path) -> PathBuf {
 
 /// Creates an authority: its private key at `out` (0600, never overwritten) and its public
 /// key beside it (see [`public_path`]). Returns the public key's path and the authority.
-pub fn init(out: &Path, bits: usize) -> Result<(PathBuf, Identity), KeyError> {
+pub(crate) fn init(out: &Path, bits: usize) -> Result<(PathBuf, Identity), KeyError> {
     let public = public_path(out);
     for path in [out, public.as_path()] {
         if path.exists() {
@@ -48,7 +48,7 @@ pub fn init(out: &Path, bits: usize) -> Result<(PathBuf, Identity), KeyError> {
 
 /// What `cert issue` certifies.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub(crate) struct Request {
     /// The controller id.
     pub node: u32,
     /// Its AS.
@@ -62,7 +62,7 @@ pub struct Request {
 /// Issues a certificate with the authority key at `ca` for the node key at `key` (a
 /// private PKCS#8 key or a public key PEM), and writes it to `out` atomically (a renewal
 /// replaces the old file).
-pub fn issue(
+pub(crate) fn issue(
     ca: &Path,
     key: &Path,
     request: &Request,
@@ -94,7 +94,7 @@ pub fn issue(
 
 /// A certificate from `authority` for `key` as controller `node` of AS `asn`, valid from
 /// [`BACKDATE`] ago for `lifetime`.
-pub fn certify(
+pub(crate) fn certify(
     authority: &Identity,
     (node, asn, key): (NodeId, Asn, &Fingerprint),
     serial: u64,
@@ -116,7 +116,7 @@ pub fn certify(
 
 /// Reads an authority's public key (`ca.pub.pem`). A private key is refused: it belongs
 /// on the authority's host only.
-pub fn load_trusted(path: &Path) -> Result<PublicIdentity, KeyError> {
+pub(crate) fn load_trusted(path: &Path) -> Result<PublicIdentity, KeyError> {
     let pem = read(path)?;
     if pem.contains("PRIVATE KEY") {
         return Err(KeyError::Key {
@@ -128,7 +128,7 @@ pub fn load_trusted(path: &Path) -> Result<PublicIdentity, KeyError> {
 }
 
 /// Reads a certificate file.
-pub fn load_certificate(path: &Path) -> Result<Certificate, KeyError> {
+pub(crate) fn load_certificate(path: &Path) -> Result<Certificate, KeyError> {
     let text = read(path)?;
     serde_json::from_str(&text).map_err(|e| KeyError::Key {
         path: path.to_path_buf(),
@@ -137,7 +137,7 @@ pub fn load_certificate(path: &Path) -> Result<Certificate, KeyError> {
 }
 
 /// A one-line description of a certificate.
-pub fn describe(cert: &Certificate) -> String {
+pub(crate) fn describe(cert: &Certificate) -> String {
     let b = &cert.body;
     format!(
         "RC{} AS{} key {} serial {} valid {} to {} (Unix ms), issuer {}",
@@ -188,7 +188,7 @@ fn key_error(path: &Path, e: impl std::fmt::Display) -> KeyError {
 /// to the node (which refuses, and logs, one that does not certify it). Warns once per
 /// distinct read error, and once when the certificate in use has expired. Returns when the
 /// node has stopped.
-pub async fn watch(
+pub(crate) async fn watch(
     path: PathBuf,
     mut current: Option<Certificate>,
     every: Duration,
@@ -231,7 +231,7 @@ pub async fn watch(
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn unix_ms(t: SystemTime) -> u64 {
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -77,13 +77,13 @@ pub enum Mode {
 /// The unbound node id a `hijack` claims (lower than every real id).
 const SYBIL_ID: NodeId = NodeId(0);
 /// The made-up AS a hijacked AS is given a zero-cost link to.
-pub const HIJACK_AS: Asn = Asn(64_999);
+pub(crate) const HIJACK_AS: Asn = Asn(64_999);
 /// The first unbound id of `sybil-accuse`'s accusers.
 const SYBIL_ACCUSERS: u32 = 1_000_000_000;
 
 /// Starts attacking through `handle` (with `identity`, the node's own key, for
 /// impersonation); the task ends when the node stops.
-pub fn spawn(handle: Handle, mode: Mode, identity: Identity) -> Result<Task<()>, KeyError> {
+pub(crate) fn spawn(handle: Handle, mode: Mode, identity: Identity) -> Result<Task<()>, KeyError> {
     let attacker = Attacker::new(mode, identity, keys::os_rng()?);
     warn!(
         ?mode,

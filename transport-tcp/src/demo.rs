@@ -29,7 +29,7 @@ const PHASE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `overlay-network demo` options.
 #[derive(Debug, Clone, Default)]
-pub struct DemoOptions {
+pub(crate) struct DemoOptions {
     /// A generated layout of this many controllers instead of the example.
     pub nodes: Option<usize>,
     /// Keep running after the script, printing each controller's page and RPC address.
@@ -91,7 +91,7 @@ struct DemoNode {
 }
 
 /// Runs the demo; returns when it is over.
-pub fn run(options: &DemoOptions) -> Result<(), DemoError> {
+pub(crate) fn run(options: &DemoOptions) -> Result<(), DemoError> {
     daemon::init_logging(LevelFilter::WARN);
     smol::block_on(demo(options))
 }

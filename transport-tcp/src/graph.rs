@@ -17,7 +17,7 @@ use crate::telemetry::Rejection;
 /// What an AS is in the graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum AsKind {
+pub(crate) enum AsKind {
     /// A live controller speaks for it: it advertises links and may be transit.
     Controller,
     /// No live controller: a destination only, never transit.
@@ -26,7 +26,7 @@ pub enum AsKind {
 
 /// One AS of the graph.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AsNode {
+pub(crate) struct AsNode {
     /// The AS number.
     pub asn: Asn,
     /// Controller or stub.
@@ -43,7 +43,7 @@ pub struct AsNode {
 
 /// One advertised link: the live controller of `from` advertises a link to `to`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Link {
+pub(crate) struct Link {
     /// The advertising AS.
     pub from: Asn,
     /// The neighbouring AS.
@@ -59,7 +59,7 @@ pub struct Link {
 /// Why a key is shut out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Exclusion {
+pub(crate) enum Exclusion {
     /// This controller banned it (a direct peer that sent too many invalid messages).
     Banned,
     /// A quorum of members accused it.
@@ -68,7 +68,7 @@ pub enum Exclusion {
 
 /// A banned or evicted key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Excluded {
+pub(crate) struct Excluded {
     /// The key.
     pub fingerprint: Fingerprint,
     /// The controller id it spoke for, when known.
@@ -81,7 +81,7 @@ pub struct Excluded {
 
 /// The network as one controller sees it (the `GET /v1/topology` answer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Graph {
+pub(crate) struct Graph {
     /// This controller.
     pub node: NodeId,
     /// Its AS.
@@ -108,7 +108,7 @@ pub struct Graph {
 
 impl Graph {
     /// The view of the node inside the driver.
-    pub fn of(view: &View<'_>) -> Graph {
+    pub(crate) fn of(view: &View<'_>) -> Graph {
         let node = view.node;
         let config = node.config();
         let members = node.members();
@@ -160,7 +160,7 @@ impl Graph {
     /// The AS graph in Graphviz DOT: controllers are boxes (this controller's bold, its
     /// direct peers' doubled), stub ASes dashed ellipses, links arrows labelled with cost
     /// and capacity, bold where a best path of this controller crosses them.
-    pub fn dot(&self) -> String {
+    pub(crate) fn dot(&self) -> String {
         let controllers = self
             .ases
             .iter()

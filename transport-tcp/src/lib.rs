@@ -1,26 +1,42 @@
 //! overlay-transport-tcp: the smol/async-io TCP driver around `overlay-core`
-//! ([`driver`], [`telemetry`]), the `overlay-network` daemon ([`daemon`]) with its
-//! configuration files ([`config`]), keys ([`keys`]), certificates ([`authority`]) and HTTP control API ([`api`],
-//! [`metrics`], [`graph`], [`web`], [`client`]), the command line ([`cli`], [`render`]),
-//! and the demo ([`demo`], [`topology`]). With the `chaos` feature (tests only), `chaos`
-//! makes a controller misbehave on purpose.
+//! ([`driver`]), the `overlay-network` daemon ([`daemon`]) with its configuration files
+//! ([`config`]) and keys ([`keys`]), a client of its HTTP control API ([`client`]), and the
+//! command line ([`cli`]). Inside: the control API, its metrics, graph and web page, the
+//! certificate authority, telemetry, rendering and the demo. With the `chaos` feature
+//! (tests only), a controller can misbehave on purpose; with `test-util`, [`testing`] has
+//! what the tests and benchmarks share (generated clusters of config files).
 
 #![forbid(unsafe_code)]
+#![deny(unreachable_pub)]
 
-pub mod api;
-pub mod authority;
+mod api;
+mod authority;
 #[cfg(feature = "chaos")]
-pub mod chaos;
+mod chaos;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
-pub mod demo;
+mod demo;
 pub mod driver;
-pub mod graph;
+mod graph;
 pub mod keys;
-pub mod metrics;
-pub mod render;
-pub mod telemetry;
-pub mod topology;
-pub mod web;
+mod metrics;
+mod render;
+mod telemetry;
+mod topology;
+mod web;
+
+/// Test support (the `test-util` feature): clusters of config files on loopback, and the
+/// limits and renderings tests compare against.
+#[cfg(feature = "test-util")]
+pub mod testing {
+    pub use crate::api::MAX_PER_CLIENT;
+    pub use crate::render::path;
+
+    /// Clusters of config files: the example cluster, generated ones, relocation to
+    /// loopback ports, and the checks of route tables against expected rows.
+    pub mod topology {
+        pub use crate::topology::*;
+    }
+}

@@ -10,7 +10,7 @@ use crate::driver::View;
 type Family = (&'static str, &'static str, &'static str, Vec<(String, f64)>);
 
 /// Renders every metric in the Prometheus text format (version 0.0.4).
-pub fn render(view: &View<'_>) -> String {
+pub(crate) fn render(view: &View<'_>) -> String {
     let mut out = String::new();
     let families = [
         identity(view),

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use serde_json::Value;
 
 /// `"100 300 200"` for a route's AS path.
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
 pub fn path(route: &Value) -> String {
     route["path"]
         .as_array()
@@ -14,7 +15,7 @@ pub fn path(route: &Value) -> String {
 }
 
 /// A `routes --json` answer as a table.
-pub fn routes(answer: &Value) -> String {
+pub(crate) fn routes(answer: &Value) -> String {
     let (routes, mut out) = listing(answer, "routes", "route");
     let _ = writeln!(
         out,
@@ -37,7 +38,7 @@ pub fn routes(answer: &Value) -> String {
 }
 
 /// What changed between two `routes --json` answers of one controller, one line each.
-pub fn route_changes(before: &Value, after: &Value) -> Vec<String> {
+pub(crate) fn route_changes(before: &Value, after: &Value) -> Vec<String> {
     let by_destination = |answer: &Value| {
         answer["routes"]
             .as_array()
@@ -71,7 +72,7 @@ pub fn route_changes(before: &Value, after: &Value) -> Vec<String> {
 }
 
 /// A `/v1/status` answer as text.
-pub fn status(s: &Value) -> String {
+pub(crate) fn status(s: &Value) -> String {
     let state = if s["left"] == Value::Bool(true) {
         "left"
     } else {
@@ -93,7 +94,7 @@ pub fn status(s: &Value) -> String {
 }
 
 /// A `/v1/peers` answer as a table.
-pub fn peers(answer: &Value) -> String {
+pub(crate) fn peers(answer: &Value) -> String {
     let (peers, mut out) = listing(answer, "peers", "direct peer");
     let _ = writeln!(
         out,

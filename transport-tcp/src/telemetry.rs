@@ -12,11 +12,11 @@ use overlay_core::{Action, Addr, ConnId, Event, NodeId, Notification, Time};
 use serde::Serialize;
 
 /// Rejections kept for the control API and the page.
-pub const RECENT_REJECTIONS: usize = 64;
+pub(crate) const RECENT_REJECTIONS: usize = 64;
 
 /// Upper bounds (seconds) of the latency histograms' buckets. Times are measured in whole
 /// milliseconds, so the first bucket holds everything under a millisecond.
-pub const LATENCY_BUCKETS: [f64; 15] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
@@ -24,14 +24,14 @@ pub const LATENCY_BUCKETS: [f64; 15] = [
 /// start, plus the monotonic time elapsed since. It never goes back, even when the wall
 /// clock is set back.
 #[derive(Debug, Clone, Copy)]
-pub struct Clock {
+pub(crate) struct Clock {
     started: Instant,
     epoch_ms: u64,
 }
 
 impl Clock {
     /// A clock starting now.
-    pub fn start() -> Clock {
+    pub(crate) fn start() -> Clock {
         let epoch_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -42,17 +42,17 @@ impl Clock {
     }
 
     /// The current time (Unix milliseconds).
-    pub fn now(&self) -> Time {
+    pub(crate) fn now(&self) -> Time {
         Time::from_millis(self.epoch_ms.saturating_add(millis(self.started.elapsed())))
     }
 
     /// The instant at which this clock reads `time` (now, if that is before the start).
-    pub fn instant(&self, time: Time) -> Instant {
+    pub(crate) fn instant(&self, time: Time) -> Instant {
         self.started + Duration::from_millis(time.as_millis().saturating_sub(self.epoch_ms))
     }
 
     /// Time since the start.
-    pub fn uptime(&self) -> Duration {
+    pub(crate) fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
 }

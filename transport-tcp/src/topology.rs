@@ -3,6 +3,9 @@
 //! layouts, moving a layout onto real addresses, and the routes every live controller
 //! must converge to.
 
+// Public in `testing` (the `test-util` feature); the demo uses it either way.
+#![cfg_attr(not(feature = "test-util"), allow(unreachable_pub))]
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;

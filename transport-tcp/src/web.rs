@@ -4,7 +4,7 @@
 
 /// One file of the page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Asset {
+pub(crate) struct Asset {
     /// `Content-Type` to serve it with.
     pub content_type: &'static str,
     /// Its text.
@@ -12,7 +12,7 @@ pub struct Asset {
 }
 
 /// What the page may load and run: from this daemon only, no inline script.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
@@ -42,7 +42,7 @@ const ASSETS: [(&str, Asset); 3] = [
 ];
 
 /// The page's file at `path`, if any.
-pub fn asset(path: &str) -> Option<Asset> {
+pub(crate) fn asset(path: &str) -> Option<Asset> {
     ASSETS
         .iter()
         .find(|(p, _)| *p == path)

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{Cluster, Daemon, cli, wait_for};
-use overlay_transport_tcp::topology;
+use overlay_transport_tcp::testing::topology;
 
 const CONVERGE: Duration = Duration::from_secs(30);
 

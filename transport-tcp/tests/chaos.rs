@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{Cluster, wait_for};
-use overlay_transport_tcp::topology;
+use overlay_transport_tcp::testing::topology;
 use serde_json::Value;
 
 const CONVERGE: Duration = Duration::from_secs(30);

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::Cluster;
-use overlay_transport_tcp::topology;
+use overlay_transport_tcp::testing::topology;
 
 const CONVERGE: Duration = Duration::from_secs(30);
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{Cluster, Daemon, cli, free_addr, wait_for};
 use overlay_transport_tcp::config::{FileConfig, RcEntry};
-use overlay_transport_tcp::topology;
+use overlay_transport_tcp::testing::topology;
 use serde_json::{Value, json};
 
 const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/seed");
@@ -452,7 +452,7 @@ fn one_client_cannot_hold_every_control_api_connection() {
     let mut c = Cluster::new(topology::generated(1), "@every 500ms", &key(41));
     c.start(0);
     assert!(wait_for(CONVERGE, || c.status(0)).is_some());
-    let max = overlay_transport_tcp::api::MAX_PER_CLIENT;
+    let max = overlay_transport_tcp::testing::MAX_PER_CLIENT;
     let idle: Vec<TcpStream> = (0..max)
         .map(|_| TcpStream::connect(c.rpc[0]).unwrap())
         .collect();

@@ -23,7 +23,8 @@ use common::{Cluster, wait_for};
 use overlay_core::Command;
 use overlay_transport_tcp::config::{self, Overrides, Settings};
 use overlay_transport_tcp::driver::Handle;
-use overlay_transport_tcp::{daemon, keys, topology};
+use overlay_transport_tcp::testing::topology;
+use overlay_transport_tcp::{daemon, keys};
 use serde_json::{Value, json};
 
 const CONVERGE: Duration = Duration::from_secs(30);

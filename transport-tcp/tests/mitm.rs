@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::proxy::{Fault, Proxy};
 use common::{Cluster, cli, wait_for};
-use overlay_transport_tcp::topology;
+use overlay_transport_tcp::testing::topology;
 use serde_json::Value;
 
 const CONVERGE: Duration = Duration::from_secs(30);

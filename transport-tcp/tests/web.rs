@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use common::{Cluster, cli, metric_in, wait_for};
 use overlay_transport_tcp::client::Client;
-use overlay_transport_tcp::topology;
+use overlay_transport_tcp::testing::topology;
 use serde_json::{Value, json};
 
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -464,7 +464,7 @@ fn cli_path(c: &Cluster, i: usize, destination: u64) -> String {
         .find(|r| r["destination"] == destination)
         .unwrap_or_else(|| panic!("no route to AS{destination}: {answer}"))
         .clone();
-    overlay_transport_tcp::render::path(&route)
+    overlay_transport_tcp::testing::path(&route)
 }
 
 #[test]

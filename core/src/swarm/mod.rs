@@ -549,3 +549,33 @@ pub(crate) const PENDING_PER_HOST: usize = 4;
 fn host_of(addr: &Addr) -> &str {
     addr.0.rsplit_once(':').map_or(&addr.0, |(host, _)| host)
 }
+
+#[cfg(all(test, feature = "test-util"))]
+mod tests {
+    use crate::event::{CloseReason, Command, Event, Notification};
+    use crate::testing::{Cluster, config, link};
+
+    #[test]
+    fn leaving_says_bye_on_every_link_and_then_closes_it() {
+        let configs = vec![
+            config(0, 100, vec![link(200, 1, 1)], &[]),
+            config(1, 200, vec![], &[0]),
+            config(2, 300, vec![], &[0]),
+        ];
+        let mut c = Cluster::new(configs);
+        c.drive_for(3_000);
+        assert!(c.linked(0, 1) && c.linked(0, 2));
+        c.deliver(0, Event::Command(Command::Leave));
+        c.drive();
+        let closes: Vec<_> = c.closes.iter().filter(|(from, _)| *from == 0).collect();
+        assert_eq!(closes.len(), 2, "{closes:?}");
+        assert!(closes.iter().all(|(_, r)| *r == CloseReason::Leaving));
+        for peer in [1, 2] {
+            let told = c.notes(peer).any(|n| {
+                matches!(n, Notification::PeerDown { reason: CloseReason::Bye(r), .. } if r == "leaving")
+            });
+            assert!(told, "node {peer} heard the bye before the close");
+        }
+        assert!(c.node(0).next_wakeup().is_none(), "no timers after leaving");
+    }
+}

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use overlay_transport_tcp::client::Client;
 use overlay_transport_tcp::config::FileConfig;
-use overlay_transport_tcp::topology;
+use overlay_transport_tcp::testing::topology;
 use serde_json::Value;
 
 /// The binary under test: `OVERLAY_NETWORK_BIN` if set, else cargo's for tests, else the
