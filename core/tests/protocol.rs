@@ -719,41 +719,18 @@ fn lazy_announcements_and_grafts_repair_the_tree_when_a_node_crashes() {
 /// the dialer's Finish and its first sealed frames must all be opened.
 #[test]
 fn sealed_frames_coalesced_with_the_last_handshake_frame_are_kept() {
-    use overlay_core::{ConnId, Direction, Event, Time};
-    let t = Time::from_millis(1);
-    let (mut a, mut b, mut to_b) = dialer_and_listener(t);
-    let inbound = Event::Connected {
-        conn: ConnId(1),
-        direction: Direction::Inbound,
-        remote: addr(1),
-    };
-    b.handle(t, inbound);
-    for _ in 0..4 {
-        let bytes = std::mem::take(&mut to_b);
-        let to_a = sent_bytes(&b.handle(
-            t,
-            Event::Received {
-                conn: ConnId(1),
-                bytes,
-            },
-        ));
-        if !to_a.is_empty() {
-            to_b = sent_bytes(&a.handle(
-                t,
-                Event::Received {
-                    conn: ConnId(1),
-                    bytes: to_a,
-                },
-            ));
-        }
-    }
+    let configs = vec![config(0, 100, vec![], &[]), config(1, 200, vec![], &[])];
+    let mut c = Cluster::new(configs);
+    c.coalesce = true;
+    c.connect(1, 0);
+    c.drive();
     assert_eq!(
-        b.metrics().rejects.get("hop_auth"),
+        c.node(0).metrics().rejects.get("hop_auth"),
         None,
         "frames after Finish were lost"
     );
-    assert_eq!(b.status().members, 2);
-    assert_eq!(a.status().members, 2);
+    assert_eq!(c.node(0).status().members, 2);
+    assert_eq!(c.node(1).status().members, 2);
 }
 
 #[test]

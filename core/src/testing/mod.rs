@@ -16,7 +16,6 @@ mod pool;
 pub use cluster::{Cluster, Tap, TapFn};
 pub use pool::{
     POOL_SIZE, addr, cluster_key, config, dialer_and_listener, example_configs, identity, link,
-    sent_bytes,
 };
 
 pub use crate::gossip::sign as sign_rumor;

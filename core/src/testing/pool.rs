@@ -92,7 +92,7 @@ pub fn example_configs() -> Vec<Config> {
 }
 
 /// All bytes sent in `actions`, in order.
-pub fn sent_bytes(actions: &[Action]) -> Vec<u8> {
+fn sent_bytes(actions: &[Action]) -> Vec<u8> {
     actions
         .iter()
         .filter_map(|a| match a {
