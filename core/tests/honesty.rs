@@ -15,16 +15,6 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde_json::value::RawValue;
 
-/// Offenses node `i` counted against its peers.
-fn blamed(c: &Cluster, i: usize) -> Vec<RejectReason> {
-    c.notes(i)
-        .filter_map(|n| match n {
-            Notification::Rejected { reason, .. } if reason.blames_peer() => Some(reason.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 fn banned(c: &Cluster) -> bool {
     c.notifications
         .iter()
@@ -104,7 +94,7 @@ fn a_relay_forwarding_a_restarted_origins_lower_sequence_is_not_blamed() {
     let new = advert(&mut origin, c.now, 3);
     c.inject(1, 0, &push(vec![new.clone()]));
     assert_eq!(
-        blamed(&c, 0),
+        c.blamed(0),
         vec![],
         "a lower relayed sequence number blames nobody"
     );
@@ -114,7 +104,7 @@ fn a_relay_forwarding_a_restarted_origins_lower_sequence_is_not_blamed() {
     let newer = advert(&mut origin, c.now, 4);
     c.inject(1, 0, &push(vec![newer]));
     assert!(accepted(&c, 0, 3, 4), "the new incarnation is learned");
-    assert_eq!(blamed(&c, 0), vec![]);
+    assert_eq!(c.blamed(0), vec![]);
     assert!(!banned(&c));
 }
 
@@ -126,7 +116,7 @@ fn a_peer_replaying_its_own_older_rumor_is_still_blamed() {
     let older = own_advert(&mut c, 1, seq + 5);
     c.inject(1, 0, &push(vec![newer]));
     c.inject(1, 0, &push(vec![older]));
-    assert_eq!(blamed(&c, 0), vec![RejectReason::Replay]);
+    assert_eq!(c.blamed(0), vec![RejectReason::Replay]);
 }
 
 #[test]
@@ -142,18 +132,14 @@ fn a_starved_receiver_reading_a_backlog_blames_nobody_but_a_flood_is_blamed() {
         c.drive_for(200);
     }
     c.inject(1, 0, &push(backlog));
-    assert_eq!(
-        blamed(&c, 0),
-        vec![],
-        "a backlog signed at the allowed rate"
-    );
+    assert_eq!(c.blamed(0), vec![], "a backlog signed at the allowed rate");
     assert!(accepted(&c, 0, 2, base + 14), "and the newest is stored");
     // The same number signed at one instant is signed evidence of a flood.
     let flood: Vec<SignedRumor> = (0..15)
         .map(|k| own_advert(&mut c, 1, base + 100 + k))
         .collect();
     c.inject(1, 0, &push(flood));
-    assert!(blamed(&c, 0).contains(&RejectReason::RateLimited));
+    assert!(c.blamed(0).contains(&RejectReason::RateLimited));
     assert!(banned(&c), "the flooder is banned");
 }
 
@@ -170,7 +156,7 @@ fn links_changed_many_times_within_a_period_are_paced_and_blame_nobody() {
         "{signed} rumors signed within one period (limit 8)"
     );
     c.drive_for(3_000);
-    assert_eq!(blamed(&c, 0), vec![]);
+    assert_eq!(c.blamed(0), vec![]);
     let member = c
         .node(0)
         .members()
@@ -210,11 +196,7 @@ fn a_newer_versions_messages_are_ignored_but_malformed_known_ones_are_blamed() {
     for _ in 0..10 {
         c.inject(1, 0, &push(vec![rumor.clone()]));
     }
-    assert_eq!(
-        blamed(&c, 0),
-        vec![],
-        "nothing of a newer version is blamed"
-    );
+    assert_eq!(c.blamed(0), vec![], "nothing of a newer version is blamed");
     assert!(c.linked(0, 1));
     assert_eq!(
         c.node(0).metrics().rejects.get("unknown"),
@@ -223,7 +205,7 @@ fn a_newer_versions_messages_are_ignored_but_malformed_known_ones_are_blamed() {
     );
     seal(&mut c, r#"{"prune":{"origins":"not a list"}}"#);
     assert_eq!(
-        blamed(&c, 0).len(),
+        c.blamed(0).len(),
         1,
         "a known kind that does not parse is blamed"
     );
@@ -239,7 +221,7 @@ fn requests_past_the_round_budget_are_refused_without_blame() {
     for _ in 0..5 {
         c.inject(1, 0, &LinkMessage::Pull { ids: ids.clone() });
     }
-    assert_eq!(blamed(&c, 0), vec![]);
+    assert_eq!(c.blamed(0), vec![]);
     assert!(c.notes(0).any(|n| matches!(
         n,
         Notification::Rejected {
@@ -274,7 +256,7 @@ fn lifetimes_run_from_the_signed_issue_time_not_the_unsigned_age() {
     c.inject(1, 0, &push(vec![stale]));
     assert!(!accepted(&c, 0, 3, 11));
     assert_eq!(c.node(0).metrics().rejects.get("untimely"), Some(&1));
-    assert_eq!(blamed(&c, 0), vec![]);
+    assert_eq!(c.blamed(0), vec![]);
 }
 
 /// An accusation of `accused` (naming key `fingerprint`) signed by `signer`'s key under the
@@ -420,7 +402,7 @@ fn a_member_with_a_fresh_key_cannot_hijack_an_as_by_signing_as_a_lower_id() {
     // A live member's key signing as another id, relayed: not believed, nobody blamed.
     c.inject(2, 0, &push(vec![claim_of_as(&c, 1, 0, 7_000)]));
     assert!(!accepted(&c, 0, 0, 7_000));
-    assert_eq!(blamed(&c, 0), vec![]);
+    assert_eq!(c.blamed(0), vec![]);
     // Once node 2 is gone, the claimant speaks for AS300.
     c.crash(2);
     c.drive_for(6_000);
@@ -450,7 +432,7 @@ fn a_relayed_rumor_signed_for_another_id_convicts_its_signer_not_the_relay() {
     assert!(!accepted(&c, 0, 7, 5_000));
     assert!(banned_node(&c, 0, 2), "the signer is banned");
     assert!(!banned_node(&c, 0, 3));
-    assert_eq!(blamed(&c, 0), vec![], "the relay is not blamed");
+    assert_eq!(c.blamed(0), vec![], "the relay is not blamed");
     assert!(c.conn_between(0, 2).is_some());
     assert!(
         c.conn_between(0, 1).is_none(),
@@ -519,7 +501,7 @@ fn an_empty_digest_asking_for_a_reply_costs_what_the_reply_lists() {
         "{} refused",
         busy(&c, 0)
     );
-    assert_eq!(blamed(&c, 0), vec![]);
+    assert_eq!(c.blamed(0), vec![]);
 }
 
 #[test]
@@ -535,7 +517,7 @@ fn announcements_count_against_the_request_budget() {
         busy(&c, 0) >= 1,
         "24 announced ids are past the budget of 16"
     );
-    assert_eq!(blamed(&c, 0), vec![]);
+    assert_eq!(c.blamed(0), vec![]);
 }
 
 /// An advertisement of `as_id` (AS 700 + id) with `links` links, signed by key `signer`.
@@ -572,7 +554,7 @@ fn a_padded_body_is_refused_and_blamed_on_its_signer() {
     };
     c.inject(1, 0, &push(vec![rumor]));
     assert!(!accepted(&c, 0, 2, seq), "not stored");
-    assert!(matches!(blamed(&c, 0)[..], [RejectReason::Violation(_)]));
+    assert!(matches!(c.blamed(0)[..], [RejectReason::Violation(_)]));
 }
 
 #[test]
@@ -586,7 +568,7 @@ fn the_store_keeps_a_byte_budget() {
     c.inject(1, 0, &push(vec![big_advert(&c, 6, 61, 1000)]));
     assert!(accepted(&c, 0, 60, 1));
     assert!(!accepted(&c, 0, 61, 1), "past the byte budget");
-    assert_eq!(blamed(&c, 0), vec![]);
+    assert_eq!(c.blamed(0), vec![]);
 }
 
 /// Node 3 announces `origin`'s rumor `seq` to node 2 as if it were next to the origin.
@@ -640,7 +622,7 @@ fn a_peer_lying_about_its_hop_count_becomes_an_eager_parent_once_at_most() {
         accepted(&c, 2, 1, seq),
         "node 3 was not made eager parent again"
     );
-    assert_eq!(blamed(&c, 2), vec![]);
+    assert_eq!(c.blamed(2), vec![]);
 }
 
 /// Opens an inbound connection to node `i` from `remote` that never says a word.

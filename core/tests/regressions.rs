@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use overlay_core::testing::{Cluster, Tap, config, identity};
 use overlay_core::wire::{Digest, LinkMessage};
-use overlay_core::{Notification, RejectReason};
 
 const PERIOD: Duration = Duration::from_millis(500);
 
@@ -26,16 +25,6 @@ fn pair() -> Cluster {
     c
 }
 
-/// Rejections so far that blamed the sender, by the node that made them.
-fn blamed(c: &Cluster, node: usize) -> Vec<RejectReason> {
-    c.notes(node)
-        .filter_map(|n| match n {
-            Notification::Rejected { reason, .. } if reason.blames_peer() => Some(reason.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 /// A digest answered in the same `handle` call as a gossip round: the answer held the
 /// older copy of the node's own advertisement, the round pushed the newer one, and pushes
 /// went out before answers, so the peer got seq n+1 then n on one link and counted a
@@ -44,7 +33,7 @@ fn blamed(c: &Cluster, node: usize) -> Vec<RejectReason> {
 #[test]
 fn an_answer_never_follows_a_newer_push_of_the_same_rumor() {
     let mut c = pair();
-    assert!(blamed(&c, 0).is_empty() && blamed(&c, 1).is_empty());
+    assert!(c.blamed(0).is_empty() && c.blamed(1).is_empty());
     let seq = c.node(0).status().seq;
     // Node 1 says it stores nothing (as a controller that has just restarted does); node 0
     // handles that digest two periods later, when its gossip round is overdue.
@@ -65,7 +54,7 @@ fn an_answer_never_follows_a_newer_push_of_the_same_rumor() {
         "the gossip round ran in the same call"
     );
     c.drive();
-    let blamed = blamed(&c, 1);
+    let blamed = c.blamed(1);
     assert!(blamed.is_empty(), "node 1 blamed honest node 0: {blamed:?}");
 }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 use super::pool::identity;
 use crate::wire::LinkMessage;
 use crate::{
-    Action, Addr, CloseReason, Config, ConnId, Direction, Event, Identity, Node, Notification, Time,
+    Action, Addr, CloseReason, Config, ConnId, Direction, Event, Identity, Node, Notification,
+    RejectReason, Time,
 };
 
 /// What a tap does with one frame in flight.
@@ -385,6 +386,18 @@ impl Cluster {
             .iter()
             .filter(move |(n, _)| *n == i)
             .map(|(_, n)| n)
+    }
+
+    /// The rejections node `i` blamed its peers for (its offenses against them), in order.
+    pub fn blamed(&self, i: usize) -> Vec<RejectReason> {
+        self.notes(i)
+            .filter_map(|n| match n {
+                Notification::Rejected { reason, .. } if reason.blames_peer() => {
+                    Some(reason.clone())
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Routes of node `i` as (destination, cost, path) triples.
