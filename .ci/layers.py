@@ -17,7 +17,7 @@ LAYERS = {
         ["wire", "pace"],
         ["scheduler", "paths"],
         ["identity"],
-        ["cert", "bindings", "dialing", "linkcrypto", "reputation", "verify"],
+        ["advertising", "cert", "bindings", "dialing", "linkcrypto", "reputation", "verify"],
         ["config", "routing"],
         ["event"],
         ["gossip", "handshake", "discipline"],

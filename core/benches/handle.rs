@@ -72,6 +72,7 @@ fn rumor_pool(ca: Option<&Identity>) -> Vec<SignedRumor> {
                 }]
                 .into(),
                 cert: certs[i].as_ref().map(Into::into),
+                peers: Some(vec![NodeId(1), NodeId(2)].into()),
             };
             pool.push(
                 sign(

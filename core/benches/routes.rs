@@ -40,6 +40,8 @@ fn members(n: u32) -> Vec<Member> {
                     cost: 1 + u64::from(rng.next_u32() % 10),
                 })
                 .collect(),
+            peers: None,
+            reachable: true,
             state: MemberState::Alive,
         })
         .collect()

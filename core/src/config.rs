@@ -77,13 +77,16 @@ pub enum ConfigError {
         /// Advertisement age limit in effect.
         age: Duration,
     },
-    /// `max_advert_age` would expire live nodes between two rounds.
-    #[error("max_advert_age: {age:?} must be at least twice the gossip period {period:?}")]
+    /// `max_advert_age` would expire live nodes between two refreshes.
+    #[error(
+        "max_advert_age: {age:?} must be at least two refreshes ({refresh:?} each: advert_refresh \
+         gossip periods)"
+    )]
     AdvertAgeTooShort {
         /// Configured age.
         age: Duration,
-        /// Gossip period.
-        period: Duration,
+        /// The refresh interval: `advert_refresh` gossip periods.
+        refresh: Duration,
     },
     /// A link to the node's own AS.
     #[error("links: AS {0} is this node's own AS")]
@@ -130,8 +133,11 @@ pub struct Config {
     /// Direct peers the node dials towards (between `min_peers` and `max_peers`); the
     /// rest of `max_peers` is headroom for joiners. Default: `max(min_peers, max_peers / 2)`.
     pub target_peers: Option<usize>,
-    /// Period of gossip rounds (re-advertisement, expiry).
+    /// Period of gossip rounds (a batch of triggered changes, expiry, anti-entropy).
     pub gossip_period: Duration,
+    /// An unchanged advertisement is signed again every this many gossip rounds; a change
+    /// of links or direct peers advertises at once (damped). 1: every round. Default: 30.
+    pub advert_refresh: u32,
     /// Heartbeat interval on idle links; a link silent for 3 intervals is closed.
     /// Default: the gossip period, at most 5 s.
     pub heartbeat_interval: Option<Duration>,
@@ -146,7 +152,8 @@ pub struct Config {
     /// Largest frame body accepted or sent.
     pub max_frame_bytes: usize,
     /// An advertisement not refreshed for this long is dropped (its node is considered
-    /// failed). Default: 4 gossip periods.
+    /// failed). Default: two refreshes plus the clock-skew bound, at least 4 gossip
+    /// periods.
     pub max_advert_age: Option<Duration>,
     /// Accepted cluster keys; the first is used when dialing.
     pub cluster_keys: Vec<ClusterKey>,
@@ -201,6 +208,7 @@ impl Config {
             max_peers: 10,
             target_peers: None,
             gossip_period: Duration::from_secs(10),
+            advert_refresh: 30,
             heartbeat_interval: None,
             handshake_timeout: Duration::from_secs(10),
             reject_threshold: 10,
@@ -240,9 +248,17 @@ impl Config {
         self.max_clock_skew.unwrap_or(self.gossip_period)
     }
 
+    /// The interval of unchanged advertisements: `advert_refresh` gossip periods.
+    pub fn refresh(&self) -> Duration {
+        self.gossip_period.saturating_mul(self.advert_refresh)
+    }
+
     /// The advertisement age limit in effect.
     pub fn advert_max_age(&self) -> Duration {
-        self.max_advert_age.unwrap_or(self.gossip_period * 4)
+        self.max_advert_age.unwrap_or_else(|| {
+            let default = self.refresh().saturating_mul(2) + self.clock_skew();
+            default.max(self.gossip_period * 4)
+        })
     }
 
     /// The route recomputation debounce in effect.
@@ -304,10 +320,13 @@ impl Config {
         if self.max_frame_bytes < MIN_FRAME_BYTES {
             return Err(ConfigError::FrameTooSmall(self.max_frame_bytes));
         }
-        if self.advert_max_age() < self.gossip_period * 2 {
+        if self.advert_refresh == 0 {
+            return Err(ConfigError::Zero("advert_refresh"));
+        }
+        if self.advert_max_age() < self.refresh().saturating_mul(2) {
             return Err(ConfigError::AdvertAgeTooShort {
                 age: self.advert_max_age(),
-                period: self.gossip_period,
+                refresh: self.refresh(),
             });
         }
         for (field, value) in [
@@ -376,7 +395,13 @@ mod tests {
         let c = base().with_cron("@every 500ms").unwrap();
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(c.heartbeat(), Duration::from_millis(500));
-        assert_eq!(c.advert_max_age(), Duration::from_secs(2));
+        // Two refreshes of 30 rounds, plus one period of clock skew.
+        assert_eq!(c.advert_max_age(), Duration::from_millis(30_500));
+        let every_round = Config {
+            advert_refresh: 1,
+            ..c.clone()
+        };
+        assert_eq!(every_round.advert_max_age(), Duration::from_secs(2));
         assert_eq!(c.debounce(), Duration::from_millis(50));
         assert_eq!(c.target(), 5);
     }
@@ -395,8 +420,17 @@ mod tests {
                 "max_rumors_per_period",
             ),
             (
-                Box::new(|c| c.max_clock_skew = Some(Duration::from_secs(40))),
+                Box::new(|c| {
+                    c.advert_refresh = 1;
+                    c.max_advert_age = Some(Duration::from_secs(30));
+                    c.max_clock_skew = Some(Duration::from_secs(40));
+                }),
                 "max_clock_skew",
+            ),
+            (Box::new(|c| c.advert_refresh = 0), "advert_refresh"),
+            (
+                Box::new(|c| c.max_advert_age = Some(Duration::from_secs(500))),
+                "max_advert_age",
             ),
             (Box::new(|c| c.max_frame_bytes = 100), "max_frame_bytes"),
             (

@@ -214,6 +214,8 @@ mod tests {
             fingerprint: fp,
             seq: 1,
             links: Arc::from(Vec::new()),
+            peers: None,
+            reachable: true,
             state: MemberState::Alive,
         });
         routing

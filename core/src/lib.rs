@@ -72,6 +72,7 @@
     )
 )]
 
+mod advertising;
 mod bindings;
 mod broadcast;
 mod cert;

@@ -140,6 +140,8 @@ pub(crate) enum Timer {
     AntiEntropy,
     /// Sign what waited for the signing pace (an advertisement, accusations).
     Sign,
+    /// Advertise a change of direct peers, once its hold-down has passed.
+    Advertise,
 }
 
 /// The timer table: at most one deadline per [`Timer`], ordered by time.

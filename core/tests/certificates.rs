@@ -94,6 +94,7 @@ fn advert(signer: usize, node: u32, asn: u32, cert: Option<Certificate>, now: Ti
             addr: addr(signer),
             links: vec![link(999, 1000, 1)].into(),
             cert: cert.as_ref().map(Into::into),
+            peers: None,
         },
     )
     .envelope(0, 0)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use overlay_core::testing::*;
 use overlay_core::wire::{LinkMessage, RumorContent, RumorId, SignedRumor};
-use overlay_core::{Command, Event, Node, NodeId, Notification, RejectReason, Time};
+use overlay_core::{Command, Config, Event, Node, NodeId, Notification, RejectReason, Time};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde_json::value::RawValue;
@@ -28,12 +28,18 @@ fn accepted(c: &Cluster, i: usize, origin: u32, seq: u64) -> bool {
     })
 }
 
-/// Two linked controllers, 0 and 1, and a third (slot 2, not in the cluster) whose
-/// rumors node 1 relays to node 0.
+/// A config that advertises every round, so that adverts live 4 periods (4 s).
+fn every_round(mut c: Config) -> Config {
+    c.advert_refresh = 1;
+    c
+}
+
+/// Two linked controllers, 0 and 1, advertising every round, and a third (slot 2, not in
+/// the cluster) whose rumors node 1 relays to node 0.
 fn relay_setup() -> (Cluster, Node) {
     let mut c = Cluster::new(vec![
-        config(0, 100, vec![], &[]),
-        config(1, 200, vec![], &[0]),
+        every_round(config(0, 100, vec![], &[])),
+        every_round(config(1, 200, vec![], &[0])),
     ]);
     c.drive_for(100);
     let origin = Node::new(config(2, 300, vec![], &[]), identity(2), [2; 32], c.now).unwrap();
@@ -51,18 +57,23 @@ fn advert(node: &mut Node, now: Time, seq: u64) -> SignedRumor {
             addr,
             links: Vec::new().into(),
             cert: None,
+            peers: None,
         },
     )
 }
 
-/// An advertisement of cluster node `i` with sequence number `seq`, signed now.
+/// An advertisement of cluster node `i` with sequence number `seq`, signed now (the node
+/// is woken first, so that its clock reads now).
 fn own_advert(c: &mut Cluster, i: usize, seq: u64) -> SignedRumor {
+    c.deliver(i, Event::Tick);
+    c.drive();
     let node = c.node_mut(i);
     let content = RumorContent::Advert {
         asn: node.config().asn,
         addr: node.config().listen_addr.clone(),
         links: Vec::new().into(),
         cert: None,
+        peers: None,
     };
     node.sign_rumor(seq, content)
 }
@@ -362,6 +373,7 @@ fn claim_of_as(c: &Cluster, signer: usize, as_id: u32, seq: u64) -> SignedRumor 
             addr: addr(7),
             links: vec![link(999, 1000, 1), link(100, 1000, 1)].into(),
             cert: None,
+            peers: None,
         },
     )
     .envelope(0, 0)
@@ -533,6 +545,7 @@ fn big_advert(c: &Cluster, signer: usize, as_id: u32, links: u32) -> SignedRumor
             addr: addr(6),
             links: (0..links).map(|k| link(10_000 + k, 1, 1)).collect(),
             cert: None,
+            peers: None,
         },
     )
     .envelope(0, 0)

@@ -45,6 +45,9 @@ fn handshake_accepts_and_both_sides_see_the_peer() {
     c.drive_for(10);
     assert!(c.linked(0, 1) && c.linked(1, 0));
     assert!(has_peer_up(&c, 0, 2) && has_peer_up(&c, 1, 1));
+    // A member counts once both adverts list the link (after the 100 ms hold-down).
+    assert_eq!(c.node(0).status().members, 1);
+    c.drive_for(200);
     assert_eq!(c.node(0).status().members, 2);
     assert_eq!(c.node(1).status().members, 2);
     assert_eq!(c.node(0).metrics().handshakes, 1);
@@ -396,6 +399,7 @@ fn a_peer_resending_older_rumors_on_its_link_is_blamed_for_replay() {
             addr: addr(1),
             links: Vec::new().into(),
             cert: None,
+            peers: None,
         },
     );
     c.inject(
@@ -535,28 +539,63 @@ fn leave_arriving_in_one_read_with_the_goodbye_is_applied() {
     }
 }
 
+/// A crashed controller is withdrawn as soon as its peers unlist it (its links reset, or
+/// their heartbeats time out): unreachable, no route through it, though its advertisement
+/// lives on until it expires, two refreshes later.
 #[test]
-fn a_silent_node_expires_after_the_advertisement_age() {
+fn a_crashed_node_is_withdrawn_at_once_and_expires_after_the_advertisement_age() {
     let mut c = converged_example();
+    assert!(c.node(0).routes().iter().any(|r| r.destination.0 == 40));
     c.crash(2);
     c.drive_for(1_000);
-    assert!(
-        c.node(0).routes().iter().any(|r| r.destination.0 == 40),
-        "not yet expired"
-    );
-    c.drive_for(5_000);
     for i in 0..2 {
         assert!(
-            c.notes(i)
-                .any(|n| matches!(n, Notification::MemberExpired { node } if node.0 == 3))
+            c.node(i).routes().iter().all(|r| r.destination.0 != 40),
+            "node {i} still routes through the crashed AS300"
         );
-        assert!(c.node(i).routes().iter().all(|r| r.destination.0 != 40));
+        let m = c.node(i).members().into_iter().find(|m| m.node.0 == 3);
+        assert!(m.is_some_and(|m| m.state == MemberState::Alive && !m.reachable));
+        assert_eq!(
+            c.node(i).status().members,
+            2,
+            "the crashed one is not counted"
+        );
     }
+    let expired = |c: &Cluster| {
+        c.notifications
+            .iter()
+            .any(|(_, n)| matches!(n, Notification::MemberExpired { node } if node.0 == 3))
+    };
+    assert!(!expired(&c), "its advertisement lives on");
+    let age = c.node(0).config().advert_max_age();
+    c.drive_for(age.as_millis() as u64 + 1_000);
+    assert!(expired(&c), "expired after {age:?}");
     assert!(
         !c.notifications
             .iter()
             .any(|(_, n)| matches!(n, Notification::MemberLeft { .. }))
     );
+}
+
+/// A controller that goes silent without closing anything (a hung host, a cut cable) is
+/// withdrawn once its peers' heartbeats time out: 3 intervals, then the hold-down.
+#[test]
+fn a_silent_node_is_withdrawn_after_the_heartbeat_timeout() {
+    let mut c = converged_example();
+    let heartbeat = c.node(0).config().heartbeat();
+    c.blocked.extend([(2, 0), (2, 1)]);
+    c.drive_for(heartbeat.as_millis() as u64 * 2);
+    assert!(
+        c.node(0).routes().iter().any(|r| r.destination.0 == 40),
+        "within the heartbeat timeout"
+    );
+    c.drive_for(heartbeat.as_millis() as u64 + 1_000);
+    for i in 0..2 {
+        assert!(
+            c.node(i).routes().iter().all(|r| r.destination.0 != 40),
+            "node {i}: withdrawn within the heartbeat timeout and a second"
+        );
+    }
 }
 
 #[test]
@@ -631,6 +670,8 @@ fn copies_per_rumor(mode: overlay_core::Dissemination) -> f64 {
             let mut cfg = config(i, 100 + i as u32, vec![], &[0, 1, 2, 3, 4]);
             cfg.dissemination = mode;
             cfg.target_peers = Some(4);
+            // Every round, so that the steady state keeps originating rumors to count.
+            cfg.advert_refresh = 1;
             cfg
         })
         .collect();
@@ -723,7 +764,7 @@ fn sealed_frames_coalesced_with_the_last_handshake_frame_are_kept() {
     let mut c = Cluster::new(configs);
     c.coalesce = true;
     c.connect(1, 0);
-    c.drive();
+    c.drive_for(200);
     assert_eq!(
         c.node(0).metrics().rejects.get("hop_auth"),
         None,
@@ -768,10 +809,18 @@ fn bytes_that_never_complete_a_frame_do_not_keep_a_link_alive() {
     let mut c = two_nodes();
     c.drive_for(100);
     let conn = c.conn_between(0, 1).unwrap();
-    // Node 1 goes silent; someone trickles one byte every 300 ms on its link instead.
+    // Node 1 goes silent; someone announces a 4 KiB frame on its link and trickles its
+    // body one byte every 300 ms instead.
     c.tap = Some(Box::new(
         |from, _, _| if from == 1 { Tap::Drop } else { Tap::Deliver },
     ));
+    c.deliver(
+        0,
+        overlay_core::Event::Received {
+            conn,
+            bytes: 4096u32.to_be_bytes().to_vec(),
+        },
+    );
     for _ in 0..15 {
         c.deliver(
             0,

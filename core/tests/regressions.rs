@@ -9,12 +9,15 @@ use overlay_core::wire::{Digest, LinkMessage};
 
 const PERIOD: Duration = Duration::from_millis(500);
 
-/// Two nodes in AS100 and AS200 that gossip every 500 ms, node 1 dialing node 0, linked.
+/// Two nodes in AS100 and AS200 that gossip (and advertise) every 500 ms, node 1 dialing
+/// node 0, linked.
 fn pair() -> Cluster {
     let configs = (0..2)
         .map(|i| {
             let mut c = config(i, 100 * (i as u32 + 1), vec![], &[0][..i]);
             c.gossip_period = PERIOD;
+            // Every round advertises: the regression is a round's advert racing an answer.
+            c.advert_refresh = 1;
             c.reject_threshold = 10;
             c
         })

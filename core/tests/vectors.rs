@@ -174,6 +174,7 @@ fn vectors() -> Vec<(&'static str, String)> {
             }]
             .into(),
             cert: None,
+            peers: Some(vec![NodeId(2)].into()),
         },
     );
     let envelope = rumor.envelope(0, 1);

@@ -58,6 +58,7 @@ fn fixture() -> &'static Fixture {
                         addr: Addr::from(format!("10.0.0.{}:1450", origin.0)),
                         links: [AsLink { asn: Asn(100), capacity: seq, cost: seq }].into(),
                         cert: None,
+                        peers: Some([NodeId(2)].into()),
                     },
                 };
                 // Sequence numbers far above what B's own rounds reach in a run.

@@ -17,7 +17,7 @@ pub enum Misbehavior {
     /// Its own advertisement with a changed body (zero costs, a fresh sequence number)
     /// under the old signature.
     Forge,
-    /// An older advertisement of its own, re-sent after newer ones.
+    /// A newer advertisement of its own, then an older one again on the same links.
     Replay,
     /// A batch of validly self-signed advertisements, three times the rate limit.
     Flood,
@@ -60,12 +60,10 @@ pub(crate) fn attack(
             });
         }
         Misbehavior::Replay => {
-            let old = old?;
-            let newest = node.advert_of(me)?.seq;
-            if old.seq >= newest {
-                return None;
-            }
-            vec![old.clone()]
+            // A newer advertisement first (adverts are change-driven: there may be none
+            // since `old`), then the old one again on the same links.
+            let newer = node.sign_rumor(fresh, own_advert(node));
+            vec![newer, old?.clone()]
         }
         Misbehavior::Flood => {
             let content = own_advert(node);
@@ -99,11 +97,14 @@ fn batch(rumors: Vec<SignedRumor>) -> LinkMessage {
 
 fn own_advert(node: &Node) -> RumorContent {
     let c = node.config();
+    let mut peers: Vec<_> = node.peers().iter().map(|p| p.node).collect();
+    peers.sort_unstable();
     RumorContent::Advert {
         asn: c.asn,
         addr: c.listen_addr.clone(),
         links: c.links.as_slice().into(),
         cert: None,
+        peers: Some(peers.into()),
     }
 }
 

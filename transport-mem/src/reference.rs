@@ -4,9 +4,11 @@
 //! (lowest cost, then fewest hops, then the lexicographically smallest AS path).
 //!
 //! The contract: an edge X→Y exists iff the live controller of AS X advertises a link to Y;
-//! an AS without a live controller is a destination only, never transit; when two live
-//! controllers claim one AS, the lower node id speaks for it; a route reports the
-//! bottleneck capacity of its path.
+//! a controller is live for a node only while that node reaches it over overlay links that
+//! both ends list (the two-way check: in a settled overlay, the node's connected component
+//! of direct links); an AS without a live controller is a destination only, never transit;
+//! when two live controllers claim one AS, the lower node id speaks for it; a route reports
+//! the bottleneck capacity of its path.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -30,19 +32,33 @@ pub struct RefRoute {
 #[derive(Clone, Debug, Default)]
 pub struct Reference {
     speakers: BTreeMap<Asn, (NodeId, Vec<AsLink>)>,
+    /// Every controller given, speaker or not (to restrict the view to some of them).
+    live: Vec<(NodeId, Asn, Vec<AsLink>)>,
 }
 
 impl Reference {
     /// The view of the given live controllers `(id, AS, links)`.
     pub fn new(live: impl IntoIterator<Item = (NodeId, Asn, Vec<AsLink>)>) -> Self {
+        let live: Vec<_> = live.into_iter().collect();
         let mut speakers: BTreeMap<Asn, (NodeId, Vec<AsLink>)> = BTreeMap::new();
-        for (node, asn, links) in live {
-            let lower = speakers.get(&asn).is_none_or(|(n, _)| node < *n);
+        for (node, asn, links) in &live {
+            let lower = speakers.get(asn).is_none_or(|(n, _)| node < n);
             if lower {
-                speakers.insert(asn, (node, links));
+                speakers.insert(*asn, (*node, links.clone()));
             }
         }
-        Reference { speakers }
+        Reference { speakers, live }
+    }
+
+    /// The view of those controllers among these that `reached` holds: what a node sees
+    /// when it reaches exactly them over two-way links.
+    pub fn within(&self, reached: &BTreeSet<NodeId>) -> Reference {
+        Reference::new(
+            self.live
+                .iter()
+                .filter(|(node, _, _)| reached.contains(node))
+                .cloned(),
+        )
     }
 
     /// Best paths from `source` to every reachable AS other than itself.

@@ -49,11 +49,7 @@ fn a_crash_resets_peers_and_a_restart_rejoins_with_the_same_identity() {
     sim.run_for(PERIOD * 6);
     let id = sim.config(2).node_id;
     for s in sim.running() {
-        assert_ne!(
-            member_state(&sim, s, id),
-            Some(MemberState::Alive),
-            "slot {s} expired it"
-        );
+        assert!(!reaches(&sim, s, id), "slot {s} still reaches it");
     }
     sim.restart(2).unwrap();
     assert_eq!(sim.incarnation(2), 1);
@@ -215,10 +211,12 @@ fn a_joiner_linked_to_several_members_receives_the_store_once() {
         n + 1,
         "the joiner knows every member"
     );
+    // The store once (not once per link: 5 links would be 80 copies), and the fresh
+    // adverts of the peers it linked to (their peer sets changed), a copy or two each.
     let received = node.metrics().rumors_in as usize;
+    let links = node.peers().len();
     assert!(
-        received <= n + n / 4,
-        "{received} rumor copies for {n} members over {} links",
-        node.peers().len()
+        received <= n + 2 * links + n / 4,
+        "{received} rumor copies for {n} members over {links} links",
     );
 }

@@ -249,6 +249,7 @@ impl Attacker {
                 addr: config.listen_addr.clone(),
                 links,
                 cert: None,
+                peers: victim.peers.clone(),
             },
         };
         let text = to_json(&body);
@@ -287,6 +288,7 @@ impl Attacker {
             addr: config.listen_addr.clone(),
             links: config.links.as_slice().into(),
             cert: None,
+            peers: Some(peer_ids(node)),
         };
         let count = 2 * config.max_rumors_per_period;
         (0..count)
@@ -345,6 +347,7 @@ impl Attacker {
             }]
             .into(),
             cert: None,
+            peers: victim.peers.clone(),
         };
         info!(claimed = %victim.asn, "chaos: hijack as an unbound lower id");
         vec![sign_rumor(SYBIL_ID, seq, now, &sybil, &mut self.rng, content).envelope(0, 0)]
@@ -434,6 +437,7 @@ impl Attacker {
                 addr: config.listen_addr.clone(),
                 links: config.links.as_slice().into(),
                 cert: None,
+                peers: Some(peer_ids(node)),
             },
         };
         let mut text = to_json(&body);
@@ -478,6 +482,14 @@ fn amplify() -> Vec<LinkMessage> {
 }
 
 /// JSON text as a raw rumor body.
+/// The node ids of `node`'s direct peers, ascending (what its own adverts list).
+fn peer_ids(node: &Node) -> Arc<[NodeId]> {
+    let mut ids: Vec<NodeId> = node.peers().iter().map(|p| p.node).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into()
+}
+
 fn raw(json: &[u8]) -> Option<Arc<RawValue>> {
     let text = String::from_utf8(json.to_vec()).ok()?;
     RawValue::from_string(text).ok().map(Arc::from)

@@ -306,6 +306,8 @@ mod tests {
                     cost,
                 })
                 .collect(),
+            peers: None,
+            reachable: state == MemberState::Alive,
             state,
         }
     }

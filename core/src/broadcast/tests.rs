@@ -46,6 +46,7 @@ fn store_with_rumor(via: ConnId, hops: u32) -> (Gossip, SignedRumor) {
         addr: Addr::from("x"),
         links: std::sync::Arc::from([]),
         cert: None,
+        peers: None,
     };
     let mut rumor = sign(NodeId(9), 1, Time::ZERO, &id, &mut rng, content).envelope(0, 0);
     rumor.hops = hops;

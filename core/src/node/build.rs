@@ -7,6 +7,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 use super::{Node, Unsigned};
+use crate::advertising::{AdvertPolicy, Advertising};
 use crate::broadcast::{Broadcast, BroadcastPolicy};
 use crate::cert::Trust;
 use crate::config::{Config, ConfigError};
@@ -50,7 +51,12 @@ impl Node {
             gossip: gossip(&config, cache),
             broadcast: broadcast(&config),
             discipline: Discipline::new(config.node_id, reputation(&config)),
-            routing: Routing::new(config.asn, config.max_members),
+            routing: Routing::for_node(config.node_id, config.asn, config.max_members),
+            adverts: Advertising::new(AdvertPolicy {
+                refresh: config.advert_refresh,
+                hold_min: config.lazy(),
+                hold_max: config.gossip_period,
+            }),
             identity,
             keyring,
             rng: ChaCha20Rng::from_seed(seed),

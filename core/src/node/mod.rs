@@ -15,6 +15,7 @@ use rand_core::Rng;
 
 pub use view::{Peer, StateSizes, Status};
 
+use crate::advertising::Advertising;
 use crate::broadcast::Broadcast;
 use crate::cert::Trust;
 use crate::config::Config;
@@ -47,6 +48,8 @@ pub struct Node {
     broadcast: Broadcast,
     routing: Routing,
     discipline: Discipline,
+    /// When to sign the next advertisement.
+    adverts: Advertising,
     /// The cluster's authorities, if it has any.
     trust: Option<Trust>,
     left: bool,
@@ -205,13 +208,21 @@ impl Node {
                 self.scheduler.set(Timer::AntiEntropy, next);
             }
             Timer::Sign => self.sign_waiting(),
+            Timer::Advertise => {
+                if self.adverts.differs(&self.current_peers()) {
+                    self.advertise();
+                }
+            }
         }
     }
 
-    /// The gossip round: a fresh advertisement, expiry, the broadcast's round, and one try
-    /// at a member that went silent (a healed partition re-merges through it).
+    /// The gossip round: an advertisement when the refresh is due, expiry, the
+    /// broadcast's round, and one try at a member that went silent (a healed partition
+    /// re-merges through it).
     fn round(&mut self) {
-        self.advertise();
+        if self.adverts.round() {
+            self.advertise();
+        }
         for (key, kind) in self.gossip.expire(self.now) {
             if kind == Kind::Advert
                 && self
@@ -224,7 +235,7 @@ impl Node {
         }
         self.broadcast.new_round(self.now);
         let pick = self.rng.next_u64();
-        if let Some(addr) = self.routing.random_expired(pick).cloned() {
+        if let Some(addr) = self.routing.random_lost(pick).cloned() {
             self.swarm
                 .reconnect(&addr, self.now, &mut self.rng, &mut self.out);
         }
@@ -265,6 +276,7 @@ impl Node {
                         fingerprint: peer.fingerprint,
                     });
                     self.scheduler.set_earliest(Timer::Dial, self.now);
+                    self.peers_changed();
                 }
                 SwarmEvent::Message { conn, peer, msg } => self.message(conn, &peer, msg),
                 SwarmEvent::Rejected { conn, peer, reason } => {
@@ -278,6 +290,7 @@ impl Node {
                         let node = peer.node;
                         self.out
                             .notify(Notification::PeerDown { conn, node, reason });
+                        self.peers_changed();
                     }
                     if self.swarm.below(self.config.min_peers) {
                         self.scheduler.set_earliest(Timer::Dial, self.now);
@@ -506,6 +519,21 @@ impl Node {
         }
     }
 
+    /// This node's direct peers, by id, ascending.
+    fn current_peers(&self) -> Arc<[NodeId]> {
+        let mut peers: Vec<NodeId> = self.swarm.links().map(|(_, p)| p.node).collect();
+        peers.sort_unstable();
+        peers.dedup();
+        peers.into()
+    }
+
+    /// The direct peers changed: advertise them after the hold-down.
+    fn peers_changed(&mut self) {
+        if let Some(at) = self.adverts.changed(self.now, &self.current_peers()) {
+            self.scheduler.set_earliest(Timer::Advertise, at);
+        }
+    }
+
     /// Signs and floods a fresh advertisement of own links (when the signing pace allows;
     /// otherwise one advertisement of the links then in effect waits for it).
     fn advertise(&mut self) {
@@ -516,15 +544,18 @@ impl Node {
         }
         self.unsigned.advert = false;
         let links: Arc<[AsLink]> = self.config.links.as_slice().into();
+        let peers = self.current_peers();
         let content = RumorContent::Advert {
             asn: self.config.asn,
             addr: self.config.listen_addr.clone(),
             links: Arc::clone(&links),
             cert: self.config.certificate.as_ref().map(CertificateText::from),
+            peers: Some(Arc::clone(&peers)),
         };
         let key = self
             .gossip
             .originate(self.now, &self.identity, &mut self.rng, content);
+        self.adverts.signed(self.now, Arc::clone(&peers));
         self.routing.advertise(Member {
             node: self.config.node_id,
             asn: self.config.asn,
@@ -532,6 +563,8 @@ impl Node {
             fingerprint: self.identity.fingerprint(),
             seq: self.gossip.seq(),
             links,
+            peers: Some(peers),
+            reachable: true,
             state: MemberState::Alive,
         });
         self.broadcast.spread(self.now, &self.gossip, &key, None);

@@ -101,6 +101,11 @@ impl Node {
         self.routing.members().cloned().collect()
     }
 
+    /// One member's record, if this node has one.
+    pub fn member(&self, node: NodeId) -> Option<Member> {
+        self.routing.member(node).cloned()
+    }
+
     /// The member that speaks for each AS (whose links are edges of the routing graph):
     /// the first live member that claimed it, while it stays alive.
     pub fn speakers(&self) -> Vec<Member> {

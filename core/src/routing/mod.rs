@@ -50,6 +50,12 @@ pub struct Member {
     pub seq: u64,
     /// Its advertised links (shared with the advertisement they were parsed from).
     pub links: Arc<[AsLink]>,
+    /// Its direct overlay peers as its advertisement lists them (`None`: a version before
+    /// peer lists).
+    pub peers: Option<Arc<[NodeId]>>,
+    /// Whether this node reached it over two-way links at the last recomputation (only a
+    /// reachable live member is routed through).
+    pub reachable: bool,
     /// Its state.
     pub state: MemberState,
 }
@@ -110,6 +116,9 @@ pub(crate) enum Change {
 #[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
 pub struct Routing {
     own_asn: Asn,
+    /// This node's id, when liveness is by reachability from it (a node's own routing);
+    /// `None`: every live member counts (tests and benchmarks of the path rule alone).
+    own: Option<NodeId>,
     members: BTreeMap<NodeId, Member>,
     /// Which live member each key and each AS speaks for.
     bindings: Bindings,
@@ -128,6 +137,7 @@ impl Routing {
     pub fn new(own_asn: Asn, max_members: usize) -> Self {
         Routing {
             own_asn,
+            own: None,
             members: BTreeMap::new(),
             bindings: Bindings::default(),
             table: BTreeMap::new(),
@@ -138,10 +148,19 @@ impl Routing {
         }
     }
 
+    /// The routing of node `own` in AS `own_asn`: a member is routed through only while
+    /// `own` reaches it over two-way links.
+    pub(crate) fn for_node(own: NodeId, own_asn: Asn, max_members: usize) -> Self {
+        Routing {
+            own: Some(own),
+            ..Self::new(own_asn, max_members)
+        }
+    }
+
     /// Records a live member's advertisement (the caller has checked it is the newest).
     /// Returns `None` when the member table is full of live members.
     #[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
-    pub fn advertise(&mut self, member: Member) -> Option<Applied> {
+    pub fn advertise(&mut self, mut member: Member) -> Option<Applied> {
         let node = member.node;
         if !self.members.contains_key(&node) && self.members.len() >= self.max_members {
             let gone = self
@@ -153,7 +172,9 @@ impl Routing {
         }
         let previous = self.members.get(&node);
         let was_alive = previous.is_some_and(|m| m.state == MemberState::Alive);
-        let changed = previous.is_some_and(|p| p.links != member.links || p.asn != member.asn);
+        let changed = previous.is_some_and(|p| {
+            p.links != member.links || p.asn != member.asn || p.peers != member.peers
+        });
         let released = previous
             .filter(|p| p.state == MemberState::Alive)
             .map(claim_of)
@@ -165,6 +186,8 @@ impl Routing {
         if member.state == MemberState::Alive {
             self.dirty |= self.bindings.claim(claim_of(&member));
         }
+        // Reachability is the last recomputation's until the next one.
+        member.reachable = was_alive && previous.is_some_and(|p| p.reachable);
         self.members.insert(node, member);
         Some(if was_alive {
             Applied::Updated
@@ -180,7 +203,11 @@ impl Routing {
         let origin = body.origin;
         match &body.content {
             RumorContent::Advert {
-                asn, addr, links, ..
+                asn,
+                addr,
+                links,
+                peers,
+                ..
             } => {
                 let member = Member {
                     node: origin,
@@ -189,6 +216,8 @@ impl Routing {
                     fingerprint,
                     seq: body.seq,
                     links: Arc::clone(links),
+                    peers: peers.clone(),
+                    reachable: false,
                     state: MemberState::Alive,
                 };
                 let joined = self.advertise(member) == Some(Applied::Joined);
@@ -251,12 +280,19 @@ impl Routing {
         self.bindings.owner_of(key)
     }
 
-    /// The member that speaks for each AS: the first live member that claimed it (while
-    /// it stays alive), by AS.
+    /// The member that speaks for each AS, by AS: the first live member that claimed it
+    /// (while it stays alive), if it was reachable at the last recomputation; otherwise
+    /// the reachable claimant with the lowest node id, if any.
     pub(crate) fn speakers(&self) -> impl Iterator<Item = &Member> {
-        self.bindings
-            .speakers()
-            .filter_map(|(_, node)| self.members.get(&node))
+        self.bindings.speakers().filter_map(|(asn, node)| {
+            let speaker = self.members.get(&node).filter(|m| m.reachable);
+            speaker.or_else(|| {
+                self.members
+                    .values()
+                    .filter(|m| m.asn == asn && m.reachable)
+                    .min_by_key(|m| m.node)
+            })
+        })
     }
 
     /// The key a live node id is bound to, if any.
@@ -276,12 +312,13 @@ impl Routing {
         self.members.values()
     }
 
-    /// The address of a random member that expired (failed or cut off), if any.
-    pub(crate) fn random_expired(&self, pick: u64) -> Option<&Addr> {
+    /// The address of a random member that expired or is unreachable (failed or cut
+    /// off), if any.
+    pub(crate) fn random_lost(&self, pick: u64) -> Option<&Addr> {
         let expired = || {
-            self.members
-                .values()
-                .filter(|m| m.state == MemberState::Expired)
+            self.members.values().filter(|m| {
+                m.state == MemberState::Expired || (m.state == MemberState::Alive && !m.reachable)
+            })
         };
         let n = expired().count() as u64;
         (n > 0)
@@ -289,11 +326,11 @@ impl Routing {
             .flatten()
     }
 
-    /// How many members are alive.
+    /// How many members are alive and were reachable at the last recomputation.
     pub(crate) fn alive(&self) -> usize {
         self.members
             .values()
-            .filter(|m| m.state == MemberState::Alive)
+            .filter(|m| m.state == MemberState::Alive && m.reachable)
             .count()
     }
 
@@ -322,6 +359,11 @@ impl Routing {
     #[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
     pub fn recompute(&mut self) -> Vec<RouteChange> {
         self.dirty = false;
+        let reached = self.own.map(|own| reach::reachable(own, &self.members));
+        for m in self.members.values_mut() {
+            m.reachable = m.state == MemberState::Alive
+                && reached.as_ref().is_none_or(|r| r.contains(&m.node));
+        }
         let tree =
             ShortestPaths::compute(self.own_asn, self.speakers().map(|m| (m.asn, &m.links[..])));
         let table = tree.table();
@@ -413,6 +455,8 @@ pub fn speakers<'a>(members: impl IntoIterator<Item = &'a Member>) -> BTreeMap<A
     }
     speakers
 }
+
+mod reach;
 
 #[cfg(test)]
 mod tests;

@@ -66,6 +66,8 @@ fn the_table_rebuilds_every_path_best_paths_found() {
                 fingerprint: Fingerprint([i as u8; 32]),
                 seq: 1,
                 links: links.into(),
+                peers: None,
+                reachable: true,
                 state: MemberState::Alive,
             });
         }
@@ -137,6 +139,8 @@ fn a_path_that_moves_upstream_is_reported_though_its_last_step_is_the_same() {
             fingerprint: Fingerprint([asn as u8; 32]),
             seq: 1,
             links: links.into(),
+            peers: None,
+            reachable: true,
             state: MemberState::Alive,
         });
     };
@@ -211,6 +215,8 @@ impl Adverts {
                         .iter()
                         .map(|&(t, cap, cost)| link(t, cap, cost))
                         .collect(),
+                    peers: None,
+                    reachable: true,
                     state: MemberState::Alive,
                 },
             );
@@ -394,6 +400,8 @@ fn member(node: u32, asn: u32, links: Vec<AsLink>) -> Member {
         fingerprint: Fingerprint([node as u8; 32]),
         seq: 1,
         links: links.into(),
+        peers: None,
+        reachable: true,
         state: MemberState::Alive,
     }
 }
@@ -414,6 +422,7 @@ fn advert(asn: u32, addr: &str) -> RumorContent {
         addr: Addr(addr.into()),
         links: Arc::from(vec![link(1, 10, 1)]),
         cert: None,
+        peers: None,
     }
 }
 
@@ -498,4 +507,27 @@ fn recomputation_is_debounced_and_counted() {
     assert_eq!(changes.len(), 2, "AS 3 and AS 4 are new: {changes:?}");
     assert_eq!(r.route_changes(), 3);
     assert_eq!(r.due(at(700), debounce), None);
+}
+
+#[test]
+fn a_neighbour_listing_a_dead_peer_keeps_it_reachable_only_until_its_advert_expires() {
+    let with_peers = |node: u32, asn: u32, links: Vec<AsLink>, peers: &[u32]| Member {
+        peers: Some(peers.iter().map(|&p| NodeId(p)).collect()),
+        ..member(node, asn, links)
+    };
+    let mut r = Routing::for_node(NodeId(1), Asn(1), 8);
+    r.advertise(with_peers(1, 1, vec![link(2, 1, 1)], &[2]));
+    // 2 lies: it still lists 3, which crashed; 3's last advert lists 2.
+    r.advertise(with_peers(2, 2, vec![link(3, 1, 1)], &[1, 3]));
+    r.advertise(with_peers(3, 3, vec![link(4, 1, 1)], &[2]));
+    r.recompute();
+    assert!(
+        r.route(Asn(4)).is_some(),
+        "3 is reachable while the lie holds"
+    );
+    // 3's advertisement reaches max_advert_age: the lie carries nothing any more.
+    r.withdraw(NodeId(3), MemberState::Expired, None);
+    r.recompute();
+    assert!(r.route(Asn(4)).is_none());
+    assert!(r.route(Asn(3)).is_some(), "AS3 is a destination only");
 }

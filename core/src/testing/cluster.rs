@@ -335,10 +335,13 @@ impl Cluster {
         self.drive();
     }
 
-    /// Advances virtual time by `ms`, waking nodes at their timers and delivering delayed
-    /// frames when they are due; drives everything each causes.
+    /// Delivers what is queued, then advances virtual time by `ms`, waking nodes at their
+    /// timers and delivering delayed frames when they are due; drives everything each
+    /// causes.
     pub fn drive_for(&mut self, ms: u64) {
         let end = Time::from_millis(self.now.as_millis() + ms);
+        // What is already queued happens now, not at the end.
+        self.drive();
         loop {
             let timers = self.nodes.iter().flatten().filter_map(|n| n.next_wakeup());
             let next = timers.chain(self.delayed.iter().map(|(at, _)| *at)).min();

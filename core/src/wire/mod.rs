@@ -36,6 +36,8 @@ pub const MAX_HELLO_PEERS: usize = 32;
 pub const MAX_ADDR_LEN: usize = 256;
 /// Most AS links one advertisement may carry.
 pub const MAX_ADVERT_LINKS: usize = 1024;
+/// Most direct peers one advert may list (`max_peers` is at most 128).
+pub const MAX_ADVERT_PEERS: usize = 256;
 /// Most rumors one frame may carry.
 pub const MAX_BATCH: usize = 1024;
 /// Most rumor ids in one announcement, graft, pull or digest.

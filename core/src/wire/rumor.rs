@@ -115,6 +115,11 @@ pub enum RumorContent {
         /// the origin signed (a receiver's `Trust` parses and checks each text once).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cert: Option<CertificateText>,
+        /// The origin's direct overlay peers (node ids, ascending) when it signed: the
+        /// two-way check of liveness. Left out by versions before it (liveness by the
+        /// advert's age alone).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peers: Option<Arc<[NodeId]>>,
     },
     /// The origin leaves the network on purpose.
     Leave {
@@ -144,12 +149,21 @@ impl RumorContent {
     /// Checks sizes and shapes a well-behaved origin never exceeds.
     pub fn check_limits(&self) -> Result<(), WireError> {
         match self {
-            RumorContent::Advert { addr, links, .. } => {
+            RumorContent::Advert {
+                addr, links, peers, ..
+            } => {
                 check_addr(addr)?;
                 if links.len() > MAX_ADVERT_LINKS {
                     return Err(WireError::Violation(format!(
                         "advert with {} links (max {MAX_ADVERT_LINKS})",
                         links.len()
+                    )));
+                }
+                let peers = peers.as_deref().unwrap_or_default();
+                if peers.len() > MAX_ADVERT_PEERS {
+                    return Err(WireError::Violation(format!(
+                        "advert with {} peers (max {MAX_ADVERT_PEERS})",
+                        peers.len()
                     )));
                 }
                 Ok(())

@@ -189,6 +189,15 @@ pub struct Totals {
     pub duplicates: u64,
     /// Rumors originated (sum of sequence numbers).
     pub originated: u64,
+    /// Frames received.
+    pub frames_in: u64,
+    /// Frame bytes received.
+    pub bytes_in: u64,
+    /// Rumor copies received (before any check).
+    pub copies_in: u64,
+    /// Rumors accepted as new: what a node verifies with RSA when no other node of its
+    /// process shares its verification cache (the simulator's nodes share one).
+    pub accepted: u64,
 }
 
 impl Totals {
@@ -201,6 +210,10 @@ impl Totals {
             prunes: self.prunes.saturating_sub(before.prunes),
             duplicates: self.duplicates.saturating_sub(before.duplicates),
             originated: self.originated.saturating_sub(before.originated),
+            frames_in: self.frames_in.saturating_sub(before.frames_in),
+            bytes_in: self.bytes_in.saturating_sub(before.bytes_in),
+            copies_in: self.copies_in.saturating_sub(before.copies_in),
+            accepted: self.accepted.saturating_sub(before.accepted),
         }
     }
 }
@@ -216,6 +229,10 @@ pub fn dissemination_totals(sim: &Sim, slots: &[SlotId]) -> Totals {
         t.prunes += m.prunes_out;
         t.duplicates += m.rumors_duplicate;
         t.originated += node.status().seq;
+        t.frames_in += m.frames_in;
+        t.bytes_in += m.bytes_in;
+        t.copies_in += m.rumors_in;
+        t.accepted += m.rumors_accepted;
     }
     t
 }

@@ -13,7 +13,7 @@ mod scenarios;
 
 use measure::{Measured, measure_change};
 pub use measure::{Totals, dissemination_totals, rss};
-use scenarios::{Churn, add_outsider, byzantine, churn, partition, pick};
+use scenarios::{Churn, add_outsider, byzantine, churn, crash, partition};
 
 use overlay_core::{Addr, AsLink, Asn, ClusterKey, Config, Dissemination, NodeId, Time};
 use rand_chacha::ChaCha20Rng;
@@ -83,6 +83,8 @@ pub struct Experiment {
     pub max_peers: usize,
     /// Gossip period of every node.
     pub gossip_period: Duration,
+    /// Rounds between adverts of an unchanged state (the core's `advert_refresh`).
+    pub advert_refresh: u32,
     /// Edges each new node brings in the Barabási–Albert topology.
     pub attach: usize,
     /// Plumtree (the core's default) or flooding.
@@ -118,6 +120,8 @@ impl Experiment {
             loss_after_boot: false,
             max_peers: 10,
             gossip_period: Duration::from_secs(10),
+            advert_refresh: Config::new(NodeId(0), Asn(0), Addr::from("0.0.0.0:0"), Vec::new())
+                .advert_refresh,
             attach: 2,
             dissemination: Dissemination::Plumtree,
             optimize_hops: 1,
@@ -141,7 +145,8 @@ impl Experiment {
 
     /// Sets the field a command-line flag names (`--nodes`, `--seed`, `--loss`,
     /// `--loss-mode`, `--scenario`, `--dissemination`, `--max-peers`, `--period-ms`,
-    /// `--optimize-hops`, `--warmup-rounds`, `--settle-rounds`, `--join-ms`, `--threads`)
+    /// `--advert-refresh`, `--optimize-hops`, `--warmup-rounds`, `--settle-rounds`,
+    /// `--join-ms`, `--threads`)
     /// from its value; `Ok(false)` for another flag. The examples share it.
     pub fn set_flag(&mut self, flag: &str, value: &str) -> Result<bool, String> {
         let num = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
@@ -170,6 +175,7 @@ impl Experiment {
             }
             "--max-peers" => self.max_peers = num(value)? as usize,
             "--period-ms" => self.gossip_period = Duration::from_millis(num(value)?),
+            "--advert-refresh" => self.advert_refresh = small(value)?.max(1),
             "--optimize-hops" => self.optimize_hops = small(value)?,
             "--warmup-rounds" => self.warmup_rounds = small(value)?,
             "--settle-rounds" => self.settle_rounds = small(value)?,
@@ -200,6 +206,8 @@ pub struct Report {
     pub max_peers: usize,
     /// Gossip period, ms.
     pub gossip_period_ms: u64,
+    /// Rounds between adverts of an unchanged state.
+    pub advert_refresh: u32,
     /// Plumtree or flooding.
     pub dissemination: Dissemination,
     /// Gossip rounds run between the boot and the scenario.
@@ -279,6 +287,23 @@ pub struct Report {
     pub peak_rss_bytes: Option<u64>,
     /// Resident memory grown while the cluster was built and run, per node, bytes.
     pub state_bytes_per_node: Option<u64>,
+    /// The same per member a node knows: per (node, member) pair, bytes.
+    pub state_bytes_per_member_pair: Option<u64>,
+    /// Rumor copies each node received per gossip round in the steady warm-up rounds
+    /// (`None` with fewer than 2 warm-up rounds).
+    pub steady_copies_per_node_per_round: Option<f64>,
+    /// Frames each node received per steady round.
+    pub steady_frames_per_node_per_round: Option<f64>,
+    /// Frame bytes each node received per steady round.
+    pub steady_bytes_per_node_per_round: Option<f64>,
+    /// RSA verifications each node makes per steady round: the rumors it accepts (a node
+    /// verifies each new rumor once; the simulator's nodes share one cache, so their own
+    /// counters would show the process's, not a node's).
+    pub steady_verifications_per_node_per_round: Option<f64>,
+    /// A link's heartbeat timeout (3 heartbeat intervals), ms.
+    pub heartbeat_timeout_ms: u64,
+    /// Wall time of the boot and the warm-up per rumor copy received in them, µs.
+    pub wall_us_per_copy: Option<f64>,
 }
 
 /// Listen address of node `i`.
@@ -336,6 +361,7 @@ fn config(exp: &Experiment, i: usize) -> Config {
         vec![ClusterKey::from_bytes(*b"overlay-network simulated key 01")],
     );
     c.gossip_period = exp.gossip_period;
+    c.advert_refresh = exp.advert_refresh;
     c.max_peers = exp.max_peers;
     c.dissemination = exp.dissemination;
     c.optimize_hops = exp.optimize_hops;
@@ -376,6 +402,8 @@ pub fn run_with_progress(
         boot_copies_per_pair: boot_totals.copies as f64 / (n * n.saturating_sub(1)).max(1) as f64,
         boot_wall,
         warmup_wall: Duration::ZERO,
+        steady: None,
+        copies_before_scenario: 0,
     };
     let mut say =
         |sim: &Sim, phase: &str, extra: Value| progress(phases_line(&started, sim, phase, extra));
@@ -385,19 +413,26 @@ pub fn run_with_progress(
     });
     say(&sim, "booted", booted);
     // Whole gossip rounds, with a progress line after each.
-    let mut run_rounds = |sim: &mut Sim, phase: &str, rounds: u32| {
-        for round in 1..=rounds {
+    let mut run_rounds = |sim: &mut Sim, phase: &str, rounds: std::ops::RangeInclusive<u32>| {
+        for round in rounds {
             sim.run_for(period);
             say(sim, phase, json!({ "round": round }));
         }
     };
-    run_rounds(&mut sim, "warmup_round", exp.warmup_rounds);
+    // The first warm-up round still carries the boot's last changes; the rest are steady.
+    run_rounds(&mut sim, "warmup_round", 1..=exp.warmup_rounds.min(1));
+    let steady_from = dissemination_totals(&sim, &honest);
+    run_rounds(&mut sim, "warmup_round", 2..=exp.warmup_rounds);
+    let after_warmup = dissemination_totals(&sim, &honest);
+    phases.steady =
+        (exp.warmup_rounds >= 2).then(|| (after_warmup.since(&steady_from), exp.warmup_rounds - 1));
     phases.warmup_wall = started.elapsed() - phases.boot_wall;
+    phases.copies_before_scenario = after_warmup.copies_in;
     if exp.loss_after_boot {
         sim.set_loss(exp.net.loss, exp.net.loss_mode);
     }
     let figures = scenario(exp, &mut sim, &mut honest, outsider, &mut rng, keys);
-    run_rounds(&mut sim, "settle_round", exp.settle_rounds);
+    run_rounds(&mut sim, "settle_round", 1..=exp.settle_rounds);
     let m = measure_change(&mut sim, &honest, &mut rng, period);
     let grown = rss("VmRSS:")
         .zip(rss_before)
@@ -412,6 +447,10 @@ struct Phases {
     boot_copies_per_pair: f64,
     boot_wall: Duration,
     warmup_wall: Duration,
+    /// What the steady warm-up rounds (all but the first) counted, and how many.
+    steady: Option<(Totals, u32)>,
+    /// Rumor copies received by the end of the warm-up.
+    copies_before_scenario: u64,
 }
 
 /// One progress line: the phase, virtual and wall time, memory, and `extra`'s fields.
@@ -443,15 +482,7 @@ fn scenario(
     match exp.scenario {
         Scenario::Broadcast => json!({}),
         Scenario::Churn => churn(sim, honest, rng, (period, keys)),
-        Scenario::Crash => {
-            let mut pool = honest.clone();
-            let crashed = pick(&mut pool, (exp.nodes / 10).max(1), rng);
-            for &s in &crashed {
-                sim.crash(s);
-            }
-            honest.retain(|s| !crashed.contains(s));
-            json!({ "crashed": crashed.len() })
-        }
+        Scenario::Crash => crash(sim, honest, rng, period),
         Scenario::Partition => partition(sim, honest, rng, period),
         Scenario::Byzantine => byzantine(sim, honest, outsider.unwrap_or(exp.nodes), rng, period),
     }
@@ -470,6 +501,11 @@ fn report(
     let period = exp.gossip_period;
     let n1 = live.saturating_sub(1).max(1) as f64;
     let (honest_offenses, honest_evictions) = sim.honest_blame();
+    let steady = |count: fn(&Totals) -> u64| {
+        phases
+            .steady
+            .map(|(t, rounds)| count(&t) as f64 / (exp.nodes as f64 * f64::from(rounds)))
+    };
     Report {
         scenario: exp.scenario,
         nodes: exp.nodes,
@@ -479,6 +515,7 @@ fn report(
         loss_after_boot: exp.loss_after_boot,
         max_peers: exp.max_peers,
         gossip_period_ms: millis(period),
+        advert_refresh: exp.advert_refresh,
         dissemination: exp.dissemination,
         warmup_rounds: exp.warmup_rounds,
         settle_rounds: exp.settle_rounds,
@@ -518,6 +555,16 @@ fn report(
         wall_seconds: phases.started.elapsed().as_secs_f64(),
         peak_rss_bytes: rss("VmHWM:"),
         state_bytes_per_node: grown.map(|g| g / sim.len().max(1) as u64),
+        state_bytes_per_member_pair: grown.map(|g| g / (sim.len().max(1) as u64).pow(2)),
+        steady_copies_per_node_per_round: steady(|t| t.copies_in),
+        steady_frames_per_node_per_round: steady(|t| t.frames_in),
+        steady_bytes_per_node_per_round: steady(|t| t.bytes_in),
+        steady_verifications_per_node_per_round: steady(|t| t.accepted),
+        heartbeat_timeout_ms: millis(config(exp, 0).heartbeat() * 3),
+        wall_us_per_copy: (phases.copies_before_scenario > 0).then(|| {
+            (phases.boot_wall + phases.warmup_wall).as_secs_f64() * 1e6
+                / phases.copies_before_scenario as f64
+        }),
     }
 }
 

@@ -136,6 +136,37 @@ pub(super) fn churn(
     })
 }
 
+/// Crashes a tenth of the nodes; its figure is how long until no running node reaches any
+/// of them (and so routes through none of them).
+pub(super) fn crash(
+    sim: &mut Sim,
+    honest: &mut Vec<SlotId>,
+    rng: &mut ChaCha20Rng,
+    period: Duration,
+) -> Value {
+    let mut pool = honest.clone();
+    let crashed = pick(&mut pool, (honest.len() / 10).max(1), rng);
+    let start = sim.now();
+    for &s in &crashed {
+        sim.crash(s);
+    }
+    honest.retain(|s| !crashed.contains(s));
+    let dead: Vec<NodeId> = crashed.iter().map(|&s| sim.config(s).node_id).collect();
+    let live = honest.clone();
+    let withdrawn = sim.run_until_true(start + period * 30, Duration::from_millis(50), |s| {
+        live.iter().all(|&h| {
+            s.node(h).is_none_or(|node| {
+                dead.iter()
+                    .all(|&d| node.member(d).is_none_or(|m| !m.reachable))
+            })
+        })
+    });
+    json!({
+        "crashed": crashed.len(),
+        "crash_withdrawn_ms": withdrawn.map(|t| millis(t.since(start))),
+    })
+}
+
 pub(super) fn partition(
     sim: &mut Sim,
     honest: &[SlotId],

@@ -143,6 +143,34 @@ impl Sim {
             .collect()
     }
 
+    /// Each running slot's connected component of two-way links (links both ends have up),
+    /// named by its lowest slot.
+    fn components(&self) -> BTreeMap<SlotId, SlotId> {
+        let peers: BTreeMap<SlotId, Vec<SlotId>> = self
+            .running()
+            .into_iter()
+            .map(|s| (s, self.peer_slots(s)))
+            .collect();
+        let mut component = BTreeMap::new();
+        for &start in peers.keys() {
+            if component.contains_key(&start) {
+                continue;
+            }
+            let mut stack = vec![start];
+            component.insert(start, start);
+            while let Some(u) = stack.pop() {
+                for &v in peers.get(&u).into_iter().flatten() {
+                    let two_way = peers.get(&v).is_some_and(|p| p.contains(&u));
+                    if two_way && !component.contains_key(&v) {
+                        component.insert(v, start);
+                        stack.push(v);
+                    }
+                }
+            }
+        }
+        component
+    }
+
     /// Slots of running nodes directly linked to `slot`.
     pub fn peer_slots(&self, slot: SlotId) -> Vec<SlotId> {
         let Some(node) = self.slots[slot].running() else {
@@ -243,20 +271,28 @@ impl Sim {
         )
     }
 
-    /// Checks the routing tables of `slots` against `reference`; the error names the first
-    /// node that differs and how.
+    /// Checks the routing tables of `slots` against `reference`, each as seen from its
+    /// connected component of two-way links (the controllers it reaches); the error names
+    /// the first node that differs and how.
     pub fn check_routes(&self, slots: &[SlotId], reference: &Reference) -> Result<(), String> {
-        let mut by_asn: BTreeMap<Asn, _> = BTreeMap::new();
+        let components = self.components();
+        let mut expected: BTreeMap<(usize, Asn), _> = BTreeMap::new();
         for &slot in slots {
             let Some(node) = self.slots[slot].running() else {
                 continue;
             };
             let asn = node.config().asn;
-            let expected = by_asn
-                .entry(asn)
-                .or_insert_with(|| reference.routes_from(asn));
+            let component = components.get(&slot).copied().unwrap_or(slot);
+            let routes = expected.entry((component, asn)).or_insert_with(|| {
+                let reached: BTreeSet<NodeId> = components
+                    .iter()
+                    .filter(|&(_, &c)| c == component)
+                    .map(|(&s, _)| self.slots[s].config.node_id)
+                    .collect();
+                reference.within(&reached).routes_from(asn)
+            });
             reference
-                .check_against(expected, &node.routes())
+                .check_against(routes, &node.routes())
                 .map_err(|e| format!("slot {slot} ({}): {e}", node.config().node_id))?;
         }
         Ok(())

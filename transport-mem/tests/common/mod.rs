@@ -125,11 +125,14 @@ pub fn converged(
 
 /// What `slot` knows of member `id`'s state.
 pub fn member_state(sim: &Sim, slot: SlotId, id: NodeId) -> Option<MemberState> {
-    sim.node(slot)?
-        .members()
-        .into_iter()
-        .find(|m| m.node == id)
-        .map(|m| m.state)
+    sim.node(slot)?.member(id).map(|m| m.state)
+}
+
+/// Whether the node in `slot` reaches member `id` over two-way links (routes through it).
+pub fn reaches(sim: &Sim, slot: SlotId, id: NodeId) -> bool {
+    sim.node(slot)
+        .and_then(|n| n.member(id))
+        .is_some_and(|m| m.reachable)
 }
 
 /// A failed case: the message carries the whole input (with its seed), so a failure can be

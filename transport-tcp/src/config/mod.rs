@@ -107,6 +107,10 @@ pub struct FileConfig {
     /// Largest frame accepted or sent, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_frame_bytes: Option<usize>,
+    /// An unchanged advertisement is signed again every this many gossip rounds (default
+    /// 30; 1: every round).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advert_refresh: Option<u32>,
     /// A controller silent this long is considered failed, `<n><unit>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advert_max_age: Option<String>,
@@ -170,6 +174,7 @@ impl FileConfig {
             ban_duration: None,
             ban_quorum: None,
             max_frame_bytes: None,
+            advert_refresh: None,
             advert_max_age: None,
             max_clock_skew: None,
             max_members: None,

@@ -310,6 +310,9 @@ fn tunables(file: &FileConfig, source: &Source, core: &mut Config) -> Result<(),
     if let Some(text) = &file.ban_duration {
         core.ban_duration = duration(text).map_err(|m| err("ban_duration", m))?;
     }
+    if let Some(v) = file.advert_refresh {
+        core.advert_refresh = v;
+    }
     if let Some(text) = &file.advert_max_age {
         core.max_advert_age = Some(duration(text).map_err(|m| err("advert_max_age", m))?);
     }

@@ -1,0 +1,145 @@
+//! When this node signs a fresh advertisement: at once when its links change; after a
+//! hold-down when its direct peers change (OSPF-style throttling: the hold doubles while
+//! changes keep coming, up to one gossip period, and falls back once they stop, so that a
+//! flapping link costs a few adverts, not one per flap); and otherwise every
+//! `advert_refresh` gossip rounds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::scheduler::Time;
+use crate::wire::NodeId;
+
+/// The refresh interval and the hold-down bounds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AdvertPolicy {
+    /// Rounds between adverts of an unchanged state.
+    pub refresh: u32,
+    /// The first hold-down after a change of peers.
+    pub hold_min: Duration,
+    /// The longest hold-down.
+    pub hold_max: Duration,
+}
+
+/// What the last advert said and when the next is due.
+#[derive(Clone, Debug)]
+pub(crate) struct Advertising {
+    policy: AdvertPolicy,
+    /// Gossip rounds since the last advert.
+    rounds: u32,
+    /// The direct peers the last advert listed.
+    advertised: Arc<[NodeId]>,
+    /// The current hold-down between adverts for peer changes.
+    hold: Duration,
+    /// When the last advert for a peer change was signed.
+    last_change: Option<Time>,
+}
+
+impl Advertising {
+    /// Nothing advertised yet.
+    pub(crate) fn new(policy: AdvertPolicy) -> Self {
+        Advertising {
+            policy,
+            rounds: 0,
+            advertised: Arc::from(Vec::new()),
+            hold: policy.hold_min,
+            last_change: None,
+        }
+    }
+
+    /// An advert listing `peers` was signed at `now`.
+    pub(crate) fn signed(&mut self, now: Time, peers: Arc<[NodeId]>) {
+        if peers != self.advertised {
+            let recent = self
+                .last_change
+                .is_some_and(|t| now.since(t) < self.policy.hold_max * 2);
+            self.hold = if recent {
+                (self.hold * 2).min(self.policy.hold_max)
+            } else {
+                self.policy.hold_min
+            };
+            self.last_change = Some(now);
+        }
+        self.rounds = 0;
+        self.advertised = peers;
+    }
+
+    /// A gossip round began: whether the refresh is due.
+    pub(crate) fn round(&mut self) -> bool {
+        self.rounds = self.rounds.saturating_add(1);
+        self.rounds >= self.policy.refresh
+    }
+
+    /// Whether `peers` differ from what the last advert listed.
+    pub(crate) fn differs(&self, peers: &[NodeId]) -> bool {
+        *peers != *self.advertised
+    }
+
+    /// The direct peers are now `peers`: when to advertise them, if they differ from the
+    /// last advert's (never sooner than the hold-down after the last such advert).
+    pub(crate) fn changed(&self, now: Time, peers: &[NodeId]) -> Option<Time> {
+        if !self.differs(peers) {
+            return None;
+        }
+        let soonest = now + self.policy.hold_min;
+        let held = self.last_change.map_or(soonest, |t| t + self.hold);
+        Some(soonest.max(held))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> AdvertPolicy {
+        AdvertPolicy {
+            refresh: 3,
+            hold_min: Duration::from_millis(100),
+            hold_max: Duration::from_secs(10),
+        }
+    }
+
+    fn peers(ids: &[u32]) -> Arc<[NodeId]> {
+        ids.iter().map(|&i| NodeId(i)).collect()
+    }
+
+    #[test]
+    fn an_unchanged_state_is_advertised_every_refresh_rounds() {
+        let mut a = Advertising::new(policy());
+        a.signed(Time::ZERO, peers(&[]));
+        let due: Vec<bool> = (0..7).map(|_| a.round()).collect();
+        assert_eq!(due, [false, false, true, true, true, true, true]);
+        a.signed(Time::ZERO, peers(&[]));
+        assert!(!a.round(), "an advert restarts the count");
+    }
+
+    #[test]
+    fn peer_changes_wait_for_a_hold_down_that_doubles_while_they_keep_coming() {
+        let at = Time::from_millis;
+        let mut a = Advertising::new(policy());
+        a.signed(at(0), peers(&[]));
+        assert_eq!(a.changed(at(1_000), &peers(&[])), None, "no change");
+        let mut now = 1_000;
+        let mut holds = Vec::new();
+        for flap in 0..11u32 {
+            let set = if flap % 2 == 0 {
+                peers(&[2])
+            } else {
+                peers(&[])
+            };
+            let due = a.changed(at(now), &set).expect("a change");
+            holds.push(due.as_millis() - now);
+            now = due.as_millis();
+            a.signed(at(now), set);
+        }
+        assert_eq!(holds[0], 100, "the first change waits the shortest hold");
+        assert!(holds.windows(2).all(|w| w[1] >= w[0]), "{holds:?}");
+        assert_eq!(*holds.last().unwrap_or(&0), 10_000, "{holds:?}");
+        // Quiet for two hold_max: the next change waits the shortest hold again.
+        now += 20_000;
+        let due = a.changed(at(now), &peers(&[2, 3])).expect("a change");
+        a.signed(due, peers(&[2, 3]));
+        let next = a.changed(due + Duration::from_millis(1), &peers(&[3]));
+        assert_eq!(next, Some(due + Duration::from_millis(101)));
+    }
+}
