@@ -1,8 +1,11 @@
 //! When this node signs a fresh advertisement: at once when its links change; after a
-//! hold-down when its direct peers change (OSPF-style throttling: the hold doubles while
+//! hold-down when it lost a direct peer (OSPF-style throttling: the hold doubles while
 //! changes keep coming, up to one gossip period, and falls back once they stop, so that a
-//! flapping link costs a few adverts, not one per flap); and otherwise every
-//! `advert_refresh` gossip rounds.
+//! flapping link costs a few adverts, not one per flap); after a longer one (a quarter
+//! period at least) when it only gained peers, so that the links a node makes as it boots
+//! or joins go out in one advert, not one each; and otherwise every `advert_refresh`
+//! gossip rounds. A loss is urgent (routes through a failed controller must go), a gain
+//! is not (a link both ends list a moment later changes no route that works today).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +22,8 @@ pub(crate) struct AdvertPolicy {
     pub hold_min: Duration,
     /// The longest hold-down.
     pub hold_max: Duration,
+    /// The hold-down after peers were only gained.
+    pub hold_gain: Duration,
 }
 
 /// What the last advert said and when the next is due.
@@ -76,12 +81,19 @@ impl Advertising {
     }
 
     /// The direct peers are now `peers`: when to advertise them, if they differ from the
-    /// last advert's (never sooner than the hold-down after the last such advert).
+    /// last advert's (never sooner than the hold-down after the last such advert; a gain
+    /// alone waits `hold_gain` at least).
     pub(crate) fn changed(&self, now: Time, peers: &[NodeId]) -> Option<Time> {
         if !self.differs(peers) {
             return None;
         }
-        let soonest = now + self.policy.hold_min;
+        let lost = self.advertised.iter().any(|p| !peers.contains(p));
+        let first = if lost {
+            self.policy.hold_min
+        } else {
+            self.policy.hold_gain
+        };
+        let soonest = now + first;
         let held = self.last_change.map_or(soonest, |t| t + self.hold);
         Some(soonest.max(held))
     }
@@ -96,6 +108,7 @@ mod tests {
             refresh: 3,
             hold_min: Duration::from_millis(100),
             hold_max: Duration::from_secs(10),
+            hold_gain: Duration::from_millis(2_500),
         }
     }
 
@@ -132,14 +145,17 @@ mod tests {
             now = due.as_millis();
             a.signed(at(now), set);
         }
-        assert_eq!(holds[0], 100, "the first change waits the shortest hold");
-        assert!(holds.windows(2).all(|w| w[1] >= w[0]), "{holds:?}");
+        assert_eq!(holds[0], 2_500, "a gain waits the gain's hold");
+        assert_eq!(holds[1], 100, "a loss waits the shortest hold");
+        let losses: Vec<u64> = holds.iter().skip(1).step_by(2).copied().collect();
+        assert!(losses.windows(2).all(|w| w[1] >= w[0]), "{holds:?}");
         assert_eq!(*holds.last().unwrap_or(&0), 10_000, "{holds:?}");
         // Quiet for two hold_max: the next change waits the shortest hold again.
         now += 20_000;
         let due = a.changed(at(now), &peers(&[2, 3])).expect("a change");
+        assert_eq!(due, at(now + 2_500), "gains wait");
         a.signed(due, peers(&[2, 3]));
         let next = a.changed(due + Duration::from_millis(1), &peers(&[3]));
-        assert_eq!(next, Some(due + Duration::from_millis(101)));
+        assert_eq!(next, Some(due + Duration::from_millis(101)), "a loss does not");
     }
 }

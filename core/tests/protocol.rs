@@ -45,9 +45,10 @@ fn handshake_accepts_and_both_sides_see_the_peer() {
     c.drive_for(10);
     assert!(c.linked(0, 1) && c.linked(1, 0));
     assert!(has_peer_up(&c, 0, 2) && has_peer_up(&c, 1, 1));
-    // A member counts once both adverts list the link (after the 100 ms hold-down).
+    // A member counts once both adverts list the link (after the gain's hold-down: a
+    // quarter period).
     assert_eq!(c.node(0).status().members, 1);
-    c.drive_for(200);
+    c.drive_for(400);
     assert_eq!(c.node(0).status().members, 2);
     assert_eq!(c.node(1).status().members, 2);
     assert_eq!(c.node(0).metrics().handshakes, 1);
@@ -238,6 +239,12 @@ fn tampered_frame_is_rejected_without_blame_and_the_link_recovers() {
         .seq;
     assert_eq!(seq_now, before, "the tampered advert must not be accepted");
     assert!(rejected(&c, 1, |r| *r == RejectReason::HopAuth) >= 1);
+    // Two more changes: three altered frames in a row reset the link.
+    for cost in [8, 7] {
+        let links = vec![link(200, 1, cost)];
+        c.deliver(0, overlay_core::Event::Command(Command::SetLinks(links)));
+        c.drive();
+    }
     c.drive_for(5_000);
     assert!(
         c.closes.contains(&(1, CloseReason::HopAuthFailures)),
@@ -764,7 +771,7 @@ fn sealed_frames_coalesced_with_the_last_handshake_frame_are_kept() {
     let mut c = Cluster::new(configs);
     c.coalesce = true;
     c.connect(1, 0);
-    c.drive_for(200);
+    c.drive_for(400);
     assert_eq!(
         c.node(0).metrics().rejects.get("hop_auth"),
         None,

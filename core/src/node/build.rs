@@ -56,6 +56,7 @@ impl Node {
                 refresh: config.advert_refresh,
                 hold_min: config.lazy(),
                 hold_max: config.gossip_period,
+                hold_gain: (config.gossip_period / 4).max(config.lazy()),
             }),
             identity,
             keyring,
