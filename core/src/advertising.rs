@@ -156,6 +156,10 @@ mod tests {
         assert_eq!(due, at(now + 2_500), "gains wait");
         a.signed(due, peers(&[2, 3]));
         let next = a.changed(due + Duration::from_millis(1), &peers(&[3]));
-        assert_eq!(next, Some(due + Duration::from_millis(101)), "a loss does not");
+        assert_eq!(
+            next,
+            Some(due + Duration::from_millis(101)),
+            "a loss does not"
+        );
     }
 }
