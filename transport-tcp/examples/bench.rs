@@ -10,26 +10,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Cluster, cli};
-use overlay_transport_tcp::keys;
-use overlay_transport_tcp::testing::topology;
+use common::Cluster;
 use serde_json::json;
 
 const DAEMONS: usize = 10;
 const WINDOW: Duration = Duration::from_secs(10);
 
 fn main() {
-    let key = keys::new_cluster_key().expect("OS randomness").to_base64();
-    let mut cluster = Cluster::new(topology::generated(DAEMONS), "@every 500ms", &key);
-    for (i, file) in cluster.files.iter_mut().enumerate() {
-        file.log_level = "WARN".into();
-        let pem = cluster.dir.path().join(format!("rc{}.pem", i + 1));
-        let out = cli(&["keygen", "--out", pem.to_str().expect("utf-8 path")]);
-        assert!(out.status.success(), "keygen: {out:?}");
-    }
-    for i in 0..DAEMONS {
-        cluster.write(i);
-    }
+    let mut cluster = Cluster::generated_with_keys(DAEMONS, "@every 500ms");
 
     let started = Instant::now();
     cluster.start_all();

@@ -12,9 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Cluster, cli};
-use overlay_transport_tcp::keys;
-use overlay_transport_tcp::testing::topology;
+use common::Cluster;
 use serde_json::json;
 
 const STEADY: Duration = Duration::from_secs(10);
@@ -34,17 +32,7 @@ fn main() {
     let daemons: usize = std::env::args()
         .nth(1)
         .map_or(100, |a| a.parse().expect("daemons: a number"));
-    let key = keys::new_cluster_key().expect("OS randomness").to_base64();
-    let mut cluster = Cluster::new(topology::generated(daemons), "@every 500ms", &key);
-    for (i, file) in cluster.files.iter_mut().enumerate() {
-        file.log_level = "WARN".into();
-        let pem = cluster.dir.path().join(format!("rc{}.pem", i + 1));
-        let out = cli(&["keygen", "--out", pem.to_str().expect("utf-8 path")]);
-        assert!(out.status.success(), "keygen: {out:?}");
-    }
-    for i in 0..daemons {
-        cluster.write(i);
-    }
+    let mut cluster = Cluster::generated_with_keys(daemons, "@every 500ms");
     let started = Instant::now();
     cluster.start_all();
     let live = vec![true; daemons];

@@ -238,6 +238,26 @@ impl Cluster {
         cluster
     }
 
+    /// A generated layout of `n` controllers gossiping on `cron`, with a fresh cluster key,
+    /// a node key made beforehand for each and logs at WARN; nothing is started (the
+    /// benchmarks' cluster).
+    pub fn generated_with_keys(n: usize, cron: &str) -> Cluster {
+        let key = overlay_transport_tcp::keys::new_cluster_key()
+            .expect("OS randomness")
+            .to_base64();
+        let mut cluster = Cluster::new(topology::generated(n), cron, &key);
+        for (i, file) in cluster.files.iter_mut().enumerate() {
+            file.log_level = "WARN".into();
+            let pem = cluster.dir.path().join(format!("rc{}.pem", i + 1));
+            let out = cli(&["keygen", "--out", pem.to_str().expect("utf-8 path")]);
+            assert!(out.status.success(), "keygen: {out:?}");
+        }
+        for i in 0..n {
+            cluster.write(i);
+        }
+        cluster
+    }
+
     /// Rewrites controller `i`'s config.
     pub fn write(&self, i: usize) {
         std::fs::write(self.config(i), self.files[i].to_json()).expect("write config");
