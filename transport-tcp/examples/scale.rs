@@ -1,9 +1,11 @@
 //! Benchmark (not a test): starts N `overlay-network` daemons on loopback (default 100, a
 //! generated layout, gossip every 500 ms, keys made beforehand) and prints one JSON
-//! object: the time from start to every routing table converged, each daemon's resident
+//! object: the time from start to every routing table converged (and how much of it went
+//! to starting the processes one after another), each daemon's resident
 //! memory, the CPU each uses in steady state (from /proc), and how long until a `kill -9`
 //! of the best-connected daemon is withdrawn everywhere (every other table converged
-//! without it). Run it with `transport-tcp/scale.sh [daemons]` (release build).
+//! without it). Run it with `transport-tcp/scale.sh [daemons] [advert_refresh]` (release
+//! build).
 
 #![forbid(unsafe_code)]
 
@@ -32,9 +34,17 @@ fn main() {
     let daemons: usize = std::env::args()
         .nth(1)
         .map_or(100, |a| a.parse().expect("daemons: a number"));
+    let refresh: Option<u32> = std::env::args()
+        .nth(2)
+        .map(|a| a.parse().expect("advert_refresh: a number"));
     let mut cluster = Cluster::generated_with_keys(daemons, "@every 500ms");
+    for i in 0..daemons {
+        cluster.files[i].advert_refresh = refresh;
+        cluster.write(i);
+    }
     let started = Instant::now();
     cluster.start_all();
+    let all_started = started.elapsed();
     let live = vec![true; daemons];
     let converged = cluster.converge(&live, Duration::from_secs(120));
     let converge_ms = started.elapsed().as_millis();
@@ -74,8 +84,11 @@ fn main() {
         json!({
             "daemons": daemons,
             "gossip_period_ms": 500,
+            "advert_refresh": refresh.unwrap_or(30),
             "converged": converged.is_ok(),
             "start_to_converged_ms": converge_ms,
+            "starting_all_processes_ms": all_started.as_millis(),
+            "last_start_to_converged_ms": converge_ms - all_started.as_millis(),
             "rss_bytes_per_daemon_mean": mean(&rss_f).round(),
             "rss_bytes_per_daemon_max": rss.iter().max(),
             "steady_cpu_cores_per_daemon_mean": (mean(&cpu) * 1e4).round() / 1e4,
