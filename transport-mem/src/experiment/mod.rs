@@ -83,8 +83,9 @@ pub struct Experiment {
     pub max_peers: usize,
     /// Gossip period of every node.
     pub gossip_period: Duration,
-    /// Rounds between adverts of an unchanged state (the core's `advert_refresh`).
-    pub advert_refresh: u32,
+    /// Rounds between adverts of an unchanged state (the core's `advert_refresh`; `None`:
+    /// the core's default).
+    pub advert_refresh: Option<u32>,
     /// Edges each new node brings in the Barabási–Albert topology.
     pub attach: usize,
     /// Plumtree (the core's default) or flooding.
@@ -120,8 +121,7 @@ impl Experiment {
             loss_after_boot: false,
             max_peers: 10,
             gossip_period: Duration::from_secs(10),
-            advert_refresh: Config::new(NodeId(0), Asn(0), Addr::from("0.0.0.0:0"), Vec::new())
-                .advert_refresh,
+            advert_refresh: None,
             attach: 2,
             dissemination: Dissemination::Plumtree,
             optimize_hops: 1,
@@ -175,7 +175,7 @@ impl Experiment {
             }
             "--max-peers" => self.max_peers = num(value)? as usize,
             "--period-ms" => self.gossip_period = Duration::from_millis(num(value)?),
-            "--advert-refresh" => self.advert_refresh = small(value)?.max(1),
+            "--advert-refresh" => self.advert_refresh = Some(small(value)?.max(1)),
             "--optimize-hops" => self.optimize_hops = small(value)?,
             "--warmup-rounds" => self.warmup_rounds = small(value)?,
             "--settle-rounds" => self.settle_rounds = small(value)?,
@@ -361,7 +361,9 @@ fn config(exp: &Experiment, i: usize) -> Config {
         vec![ClusterKey::from_bytes(*b"overlay-network simulated key 01")],
     );
     c.gossip_period = exp.gossip_period;
-    c.advert_refresh = exp.advert_refresh;
+    if let Some(refresh) = exp.advert_refresh {
+        c.advert_refresh = refresh;
+    }
     c.max_peers = exp.max_peers;
     c.dissemination = exp.dissemination;
     c.optimize_hops = exp.optimize_hops;
@@ -515,7 +517,7 @@ fn report(
         loss_after_boot: exp.loss_after_boot,
         max_peers: exp.max_peers,
         gossip_period_ms: millis(period),
-        advert_refresh: exp.advert_refresh,
+        advert_refresh: config(exp, 0).advert_refresh,
         dissemination: exp.dissemination,
         warmup_rounds: exp.warmup_rounds,
         settle_rounds: exp.settle_rounds,

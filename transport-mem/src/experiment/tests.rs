@@ -23,7 +23,7 @@ fn a_broadcast_reaches_everyone_and_repeats_exactly() {
     assert!(r.rumors_measured >= 1, "{} rumors", r.rumors_measured);
     let every_round = run(
         &Experiment {
-            advert_refresh: 1,
+            advert_refresh: Some(1),
             ..exp.clone()
         },
         &keys,

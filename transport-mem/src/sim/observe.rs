@@ -276,21 +276,28 @@ impl Sim {
     /// the first node that differs and how.
     pub fn check_routes(&self, slots: &[SlotId], reference: &Reference) -> Result<(), String> {
         let components = self.components();
-        let mut expected: BTreeMap<(usize, Asn), _> = BTreeMap::new();
+        // One view per component (the controllers its nodes reach), built once.
+        let mut reached: BTreeMap<SlotId, BTreeSet<NodeId>> = BTreeMap::new();
+        for (&s, &c) in &components {
+            reached
+                .entry(c)
+                .or_default()
+                .insert(self.slots[s].config.node_id);
+        }
+        let mut views: BTreeMap<SlotId, Reference> = BTreeMap::new();
+        let mut expected: BTreeMap<(SlotId, Asn), _> = BTreeMap::new();
         for &slot in slots {
             let Some(node) = self.slots[slot].running() else {
                 continue;
             };
             let asn = node.config().asn;
             let component = components.get(&slot).copied().unwrap_or(slot);
-            let routes = expected.entry((component, asn)).or_insert_with(|| {
-                let reached: BTreeSet<NodeId> = components
-                    .iter()
-                    .filter(|&(_, &c)| c == component)
-                    .map(|(&s, _)| self.slots[s].config.node_id)
-                    .collect();
-                reference.within(&reached).routes_from(asn)
+            let view = views.entry(component).or_insert_with(|| {
+                reference.within(reached.get(&component).unwrap_or(&BTreeSet::new()))
             });
+            let routes = expected
+                .entry((component, asn))
+                .or_insert_with(|| view.routes_from(asn));
             reference
                 .check_against(routes, &node.routes())
                 .map_err(|e| format!("slot {slot} ({}): {e}", node.config().node_id))?;
