@@ -52,6 +52,11 @@ impl Advertising {
         }
     }
 
+    /// Runs with `policy` from now on (a reconfiguration); what is stored stays.
+    pub(crate) fn set_policy(&mut self, policy: AdvertPolicy) {
+        self.policy = policy;
+    }
+
     /// An advert listing `peers` was signed at `now`.
     pub(crate) fn signed(&mut self, now: Time, peers: Arc<[NodeId]>) {
         if peers != self.advertised {

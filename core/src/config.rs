@@ -111,10 +111,13 @@ pub enum ConfigError {
     /// With `trusted_cas`, no certificate, or one that does not certify this node.
     #[error("cert_file: {0}")]
     Certificate(String),
+    /// A reconfiguration changes a field that is fixed while the node runs.
+    #[error("{0}: cannot change while the node runs")]
+    Fixed(&'static str),
 }
 
 /// Everything a node needs besides its identity, clock and randomness.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// This controller's id (`self.id`).
     pub node_id: NodeId,

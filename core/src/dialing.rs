@@ -63,6 +63,26 @@ impl DialTable {
         }
     }
 
+    /// Makes `bootstrap` the bootstrap addresses (a reconfiguration): new ones are added,
+    /// due at once; former ones stay as ordinary candidates, which the sample may replace.
+    pub(crate) fn set_bootstrap(&mut self, bootstrap: &[Addr]) {
+        for c in self.candidates.values_mut() {
+            c.bootstrap = false;
+        }
+        for addr in bootstrap {
+            if self.own_addrs.contains(addr) || check_addr(addr).is_err() {
+                continue;
+            }
+            let c = self.candidates.entry(addr.clone()).or_insert(Candidate {
+                failures: 0,
+                next_try: Time::ZERO,
+                bootstrap: true,
+                reached: None,
+            });
+            c.bootstrap = true;
+        }
+    }
+
     /// Adds a dial candidate. The table is a reservoir sample: once full, the n-th new
     /// address replaces a random entry with probability `MAX_CANDIDATES / n`, so it stays a
     /// uniform sample of the members seen and dialing from it keeps the overlay random.
@@ -210,6 +230,17 @@ mod tests {
         t.forget(&addr(0));
         assert!(t.ready(&addr(0), Time::ZERO), "even when its node leaves");
         assert!(!t.start(&own));
+    }
+
+    #[test]
+    fn a_new_bootstrap_list_is_kept_and_the_old_one_can_be_forgotten() {
+        let mut t = DialTable::new(&addr(99), &[addr(1), addr(2)]);
+        t.set_bootstrap(&[addr(2), addr(3), addr(99)]);
+        assert_eq!(t.len(), 3, "never its own address");
+        t.forget(&addr(1));
+        t.forget(&addr(2));
+        t.forget(&addr(3));
+        assert_eq!(t.eligible(Time::ZERO, |_| false), [addr(2), addr(3)]);
     }
 
     #[test]

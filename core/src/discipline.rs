@@ -6,7 +6,7 @@
 
 use crate::event::{CloseReason, Metrics, Notification, RejectReason};
 use crate::identity::Fingerprint;
-use crate::reputation::{Reputation, Verdict};
+use crate::reputation::{Reputation, ReputationPolicy, Verdict};
 use crate::routing::Routing;
 use crate::scheduler::Time;
 use crate::wire::{ConnId, NodeId};
@@ -51,6 +51,12 @@ impl Discipline {
             reputation,
             metrics: Metrics::default(),
         }
+    }
+
+    /// Judges with `policy` from now on (a reconfiguration); offenses, bans and
+    /// accusations recorded stay.
+    pub(crate) fn set_policy(&mut self, policy: ReputationPolicy) {
+        self.reputation.set_policy(policy);
     }
 
     /// Something from `conn` (from `sender` when authenticated) was rejected for `reason`.

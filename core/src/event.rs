@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::config::ConfigError;
+use crate::config::{Config, ConfigError};
 use crate::identity::Fingerprint;
 use crate::routing::RouteChange;
 use crate::scheduler::Time;
@@ -72,6 +72,12 @@ pub enum Command {
     /// Use this renewed certificate from now on, and advertise it at once (refused with
     /// [`Notification::CommandFailed`] unless it certifies this node's id, AS and key).
     SetCertificate(Box<Certificate>),
+    /// Run with this configuration from now on: links, bootstrap addresses, peer bounds,
+    /// gossip period, limits, cluster keys and trust anchors. Links and reputation stay;
+    /// changed links are advertised at once. Refused with [`Notification::CommandFailed`]
+    /// (changing nothing) when invalid or when it changes the id, the AS or the listen
+    /// address.
+    Reconfigure(Box<Config>),
 }
 
 /// Something the node asks the embedder to do or wants it to know.

@@ -112,6 +112,15 @@ pub struct PublicIdentity {
     fingerprint: Fingerprint,
 }
 
+/// Two public identities are the same key when their DER forms are.
+impl PartialEq for PublicIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        self.der == other.der
+    }
+}
+
+impl Eq for PublicIdentity {}
+
 impl PublicIdentity {
     /// Parses a SubjectPublicKeyInfo DER RSA key of an accepted size.
     pub fn from_der(der: &[u8]) -> Result<Self, SentryError> {

@@ -73,6 +73,11 @@ impl Reputation {
         }
     }
 
+    /// Runs with `policy` from now on (a reconfiguration); what is stored stays.
+    pub(crate) fn set_policy(&mut self, policy: ReputationPolicy) {
+        self.policy = policy;
+    }
+
     /// Counts an offense of the peer with key `fp`; bans it at the threshold.
     pub(crate) fn offense(&mut self, now: Time, fp: Fingerprint) -> Verdict {
         if let Some(&until) = self.bans.get(&fp) {

@@ -107,6 +107,11 @@ impl Broadcast {
         }
     }
 
+    /// Runs with `policy` from now on (a reconfiguration); what is stored stays.
+    pub(crate) fn set_policy(&mut self, policy: BroadcastPolicy) {
+        self.policy = policy;
+    }
+
     fn out(&mut self, conn: ConnId) -> &mut LinkQueue {
         self.outbox.entry(conn).or_default()
     }

@@ -213,6 +213,11 @@ impl Gossip {
         }
     }
 
+    /// Runs with `policy` from now on (a reconfiguration); what is stored stays.
+    pub(crate) fn set_policy(&mut self, policy: GossipPolicy) {
+        self.policy = policy;
+    }
+
     /// The signing rate every origin is held to (and this node paces itself by).
     fn rate_limit(&self) -> RateLimit {
         RateLimit {

@@ -1,5 +1,6 @@
 //! Building a node from its configuration: each component's policy read from the config,
-//! the trust anchors checked against the node's own certificate, the first timers.
+//! the trust anchors checked against the node's own certificate, the first timers; and
+//! reconfiguring a running node from a new configuration the same way.
 
 use std::time::Duration;
 
@@ -46,18 +47,14 @@ impl Node {
         config.validate()?;
         let trust = certified(&config, &identity, now)?;
         let keyring = Keyring::new(config.cluster_keys.clone()).ok_or(ConfigError::NoClusterKey)?;
+        let p = Policies::of(&config);
         let mut node = Node {
-            swarm: swarm(&config),
-            gossip: gossip(&config, cache),
-            broadcast: broadcast(&config),
-            discipline: Discipline::new(config.node_id, reputation(&config)),
+            swarm: Swarm::new(p.swarm, &config.listen_addr, &config.bootstrap),
+            gossip: Gossip::new(config.node_id, p.gossip, cache),
+            broadcast: Broadcast::new(config.node_id, p.broadcast),
+            discipline: Discipline::new(config.node_id, Reputation::new(p.reputation)),
             routing: Routing::for_node(config.node_id, config.asn, config.max_members),
-            adverts: Advertising::new(AdvertPolicy {
-                refresh: config.advert_refresh,
-                hold_min: config.lazy(),
-                hold_max: config.gossip_period,
-                hold_gain: (config.gossip_period / 4).max(config.lazy()),
-            }),
+            adverts: Advertising::new(p.adverts),
             identity,
             keyring,
             rng: ChaCha20Rng::from_seed(seed),
@@ -80,50 +77,104 @@ impl Node {
     }
 }
 
-fn swarm(config: &Config) -> Swarm {
-    let policy = SwarmPolicy {
-        max_peers: config.max_peers,
-        target_peers: config.target(),
-        max_frame_bytes: config.max_frame_bytes,
-        heartbeat: config.heartbeat(),
-        hello_window: config.clock_skew(),
-    };
-    Swarm::new(policy, &config.listen_addr, &config.bootstrap)
+impl Node {
+    /// Runs with a new configuration from now on ([`crate::Command::Reconfigure`]): every
+    /// component's policy, the bootstrap list, the cluster keyring and the trust anchors.
+    /// Links, gossip and reputation recorded stay. Changed links or a changed certificate
+    /// are advertised at once; a changed gossip period restarts the round timers. Nothing
+    /// changes when `config` is invalid or changes the id, the AS or the listen address.
+    pub(super) fn reconfigure(&mut self, config: Config) -> Result<(), ConfigError> {
+        config.validate()?;
+        let fixed = [
+            ("node_id", config.node_id == self.config.node_id),
+            ("asn", config.asn == self.config.asn),
+            ("listen_addr", config.listen_addr == self.config.listen_addr),
+        ];
+        if let Some((field, _)) = fixed.iter().find(|(_, same)| !same) {
+            return Err(ConfigError::Fixed(field));
+        }
+        let trust = certified(&config, &self.identity, self.now)?;
+        let keyring = Keyring::new(config.cluster_keys.clone()).ok_or(ConfigError::NoClusterKey)?;
+        let p = Policies::of(&config);
+        self.swarm.reconfigure(p.swarm, &config.bootstrap);
+        self.gossip.set_policy(p.gossip);
+        self.broadcast.set_policy(p.broadcast);
+        self.discipline.set_policy(p.reputation);
+        self.adverts.set_policy(p.adverts);
+        self.routing.set_max_members(config.max_members);
+        let readvertise =
+            config.links != self.config.links || config.certificate != self.config.certificate;
+        let timing = config.gossip_period != self.config.gossip_period
+            || config.heartbeat() != self.config.heartbeat()
+            || config.anti_entropy() != self.config.anti_entropy();
+        self.trust = trust;
+        self.keyring = keyring;
+        self.config = config;
+        if timing {
+            self.scheduler
+                .set(Timer::Heartbeat, self.now + self.config.heartbeat());
+            self.scheduler
+                .set(Timer::AntiEntropy, self.now + self.config.anti_entropy());
+            self.schedule_round();
+        }
+        if readvertise {
+            self.advertise();
+        }
+        Ok(())
+    }
 }
 
-fn gossip(config: &Config, cache: VerifyCache) -> Gossip {
-    let policy = GossipPolicy {
-        period: config.gossip_period,
-        advert_max_age: config.advert_max_age(),
-        accusation_max_age: config.ban_duration,
-        max_clock_skew: config.clock_skew(),
-        rumors_per_period: config.max_rumors_per_period,
-        max_members: config.max_members,
-    };
-    Gossip::new(config.node_id, policy, cache)
+/// Every component's policy, read from one configuration.
+struct Policies {
+    swarm: SwarmPolicy,
+    gossip: GossipPolicy,
+    broadcast: BroadcastPolicy,
+    reputation: ReputationPolicy,
+    adverts: AdvertPolicy,
 }
 
-fn broadcast(config: &Config) -> Broadcast {
-    let policy = BroadcastPolicy {
-        mode: config.dissemination,
-        graft_timeout: config.graft(),
-        max_frame_bytes: config.max_frame_bytes,
-        max_missing: config.max_members.saturating_mul(2),
-        max_requests_per_round: config.max_members.saturating_mul(4),
-        pull_timeout: config.gossip_period,
-        optimize_hops: config.optimize_hops,
-    };
-    Broadcast::new(config.node_id, policy)
-}
-
-fn reputation(config: &Config) -> Reputation {
-    Reputation::new(ReputationPolicy {
-        reject_threshold: config.reject_threshold,
-        offense_window: config.gossip_period * 10,
-        ban_duration: config.ban_duration,
-        ban_quorum: config.ban_quorum,
-        max_tracked: config.max_members,
-    })
+impl Policies {
+    fn of(config: &Config) -> Self {
+        Policies {
+            swarm: SwarmPolicy {
+                max_peers: config.max_peers,
+                target_peers: config.target(),
+                max_frame_bytes: config.max_frame_bytes,
+                heartbeat: config.heartbeat(),
+                hello_window: config.clock_skew(),
+            },
+            gossip: GossipPolicy {
+                period: config.gossip_period,
+                advert_max_age: config.advert_max_age(),
+                accusation_max_age: config.ban_duration,
+                max_clock_skew: config.clock_skew(),
+                rumors_per_period: config.max_rumors_per_period,
+                max_members: config.max_members,
+            },
+            broadcast: BroadcastPolicy {
+                mode: config.dissemination,
+                graft_timeout: config.graft(),
+                max_frame_bytes: config.max_frame_bytes,
+                max_missing: config.max_members.saturating_mul(2),
+                max_requests_per_round: config.max_members.saturating_mul(4),
+                pull_timeout: config.gossip_period,
+                optimize_hops: config.optimize_hops,
+            },
+            reputation: ReputationPolicy {
+                reject_threshold: config.reject_threshold,
+                offense_window: config.gossip_period * 10,
+                ban_duration: config.ban_duration,
+                ban_quorum: config.ban_quorum,
+                max_tracked: config.max_members,
+            },
+            adverts: AdvertPolicy {
+                refresh: config.advert_refresh,
+                hold_min: config.lazy(),
+                hold_max: config.gossip_period,
+                hold_gain: (config.gossip_period / 4).max(config.lazy()),
+            },
+        }
+    }
 }
 
 /// The trust anchors of `config`, if it has any, after checking that its certificate

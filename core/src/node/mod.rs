@@ -153,6 +153,11 @@ impl Node {
                 self.swarm.learn(&addr, self.now, &mut self.rng);
                 self.swarm.dial(addr, &mut self.out);
             }
+            Command::Reconfigure(config) => {
+                if let Err(e) = self.reconfigure(*config) {
+                    self.out.notify(Notification::CommandFailed(e));
+                }
+            }
             Command::SetCertificate(cert) => {
                 let mut candidate = self.config.clone();
                 candidate.certificate = Some(*cert);

@@ -157,6 +157,12 @@ impl Routing {
         }
     }
 
+    /// Remembers at most `max_members` from now on (a reconfiguration); members already
+    /// known stay.
+    pub(crate) fn set_max_members(&mut self, max_members: usize) {
+        self.max_members = max_members;
+    }
+
     /// Records a live member's advertisement (the caller has checked it is the newest).
     /// Returns `None` when the member table is full of live members.
     #[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`

@@ -125,6 +125,14 @@ impl Swarm {
         }
     }
 
+    /// Runs with a new policy and bootstrap list from now on (a reconfiguration): links
+    /// already up stay, whatever the new `max_peers`; the hello replay window keeps its
+    /// length.
+    pub(crate) fn reconfigure(&mut self, policy: SwarmPolicy, bootstrap: &[Addr]) {
+        self.policy = policy;
+        self.table.set_bootstrap(bootstrap);
+    }
+
     /// Adds a dial candidate (from a peer list or a member's advertisement).
     pub(crate) fn learn<R: CryptoRng + ?Sized>(&mut self, addr: &Addr, now: Time, rng: &mut R) {
         self.table.learn(addr, now, rng);
