@@ -128,7 +128,7 @@ fn a_cluster_key_is_rotated_without_a_restart() {
     }
     // The links made with the old key stay; once they drop, the new key makes new ones.
     let conns: Vec<_> = (0..3)
-        .flat_map(|a| (0..3).filter_map(move |b| Some((a, b))))
+        .flat_map(|a| (0..3).map(move |b| (a, b)))
         .filter_map(|(a, b)| c.conn_between(a, b))
         .collect();
     conns.into_iter().for_each(|conn| c.drop_connection(conn));
