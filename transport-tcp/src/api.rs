@@ -1,6 +1,8 @@
-//! The control API server: HTTP/1.1 (hyper on smol) over a [`Handle`] to the driver.
-//! `GET /v1/status`, `/v1/routes`, `/v1/peers`, `/v1/members`, `/v1/topology` (JSON) and
-//! `/v1/topology.dot` (Graphviz), `/metrics` (Prometheus text) and `POST /v1/leave`. A
+//! The control API server: HTTP/1.1 (hyper on smol) over a [`Handle`] to the driver and
+//! the daemon's [`Operator`]. `GET /v1/status`, `/v1/routes`, `/v1/peers`, `/v1/members`,
+//! `/v1/keyring`, `/v1/topology` (JSON) and `/v1/topology.dot` (Graphviz), `/metrics`
+//! (Prometheus text), `/v1/events` (a stream of operator events, server-sent events or
+//! NDJSON), and `POST /v1/leave`, `/v1/reload` and `/v1/keyring`. A
 //! request that changes state always needs a bearer token (see [`Access`]); one that only
 //! reads needs it when a token is configured. The network page's static files (`GET /`,
 //! see [`web`]) hold no data and are served without it. At most 32 connections are served
@@ -13,8 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper::header::{
     AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, HeaderValue, ORIGIN,
     WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
@@ -32,7 +35,9 @@ use tracing::{debug, info};
 use crate::config::Settings;
 use crate::driver::{Handle, View};
 use crate::graph::Graph;
+use crate::keyring::{self, Change};
 use crate::keys::{self, KeyError};
+use crate::operator::{Operator, Refused};
 use crate::{metrics, web};
 
 /// Control API connections served at once; more wait to be accepted.
@@ -82,8 +87,16 @@ impl Access {
     }
 }
 
+/// What a request is answered with: a whole body, or a stream (`/v1/events`).
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Largest request body read (a keyring change).
+const MAX_REQUEST_BODY: usize = 4096;
+/// Events a `/v1/events` client may fall behind before it loses some.
+const EVENTS_QUEUE: usize = 1024;
+
 /// Serves the control API on `listener` until the driver stops.
-pub(crate) async fn serve(listener: TcpListener, handle: Handle, access: Access) {
+pub(crate) async fn serve(listener: TcpListener, operator: Arc<Operator>, access: Access) {
     let token = Arc::new(access);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let clients: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
@@ -97,13 +110,13 @@ pub(crate) async fn serve(listener: TcpListener, handle: Handle, access: Access)
             debug!(%peer, "control API: too many connections from one client");
             continue;
         };
-        let handle = handle.clone();
+        let operator = operator.clone();
         let token = token.clone();
         smol::spawn(async move {
             let service = service_fn(move |req| {
-                let handle = handle.clone();
+                let operator = operator.clone();
                 let token = token.clone();
-                async move { Ok::<_, Infallible>(respond(req, &handle, &token).await) }
+                async move { Ok::<_, Infallible>(respond(req, &operator, &token).await) }
             });
             let served = http1::Builder::new()
                 .timer(SmolTimer::new())
@@ -197,7 +210,7 @@ fn same_site(req: &Request<Incoming>) -> bool {
 }
 
 /// The refusal of a request without the token it needs.
-fn unauthorized(access: &Access, changes_state: bool) -> Response<Full<Bytes>> {
+fn unauthorized(access: &Access, changes_state: bool) -> Response<Body> {
     let message = match (&access.write_file, changes_state) {
         (Some(file), true) => format!(
             "this request changes state: it needs the bearer token in {file} \
@@ -214,9 +227,9 @@ fn unauthorized(access: &Access, changes_state: bool) -> Response<Full<Bytes>> {
 
 async fn respond(
     req: Request<Incoming>,
-    handle: &Handle,
+    operator: &Arc<Operator>,
     access: &Access,
-) -> Response<Full<Bytes>> {
+) -> Response<Body> {
     if let (&Method::GET, Some(asset)) = (req.method(), web::asset(req.uri().path())) {
         return page(asset);
     }
@@ -235,8 +248,19 @@ async fn respond(
     if !authorized(&req, needed) {
         return unauthorized(access, changes_state);
     }
+    let handle = &operator.handle;
     let method = req.method().clone();
     let answer = match (&method, req.uri().path()) {
+        (&Method::GET, "/v1/events") => return events(&req, handle),
+        (&Method::GET, "/v1/keyring") => Ok(json_reply(keyring::list(operator))),
+        (&Method::POST, "/v1/keyring") => return change_keyring(req, operator).await,
+        (&Method::POST, "/v1/reload") => {
+            info!("reload requested over the control API");
+            return match operator.reload().await {
+                Ok(changed) => json_reply(json!({"reloaded": true, "changed": changed})),
+                Err(e) => refused(&e),
+            };
+        }
         (&Method::GET, "/v1/status") => handle.inspect(|v| json_reply(status(v))).await,
         (&Method::GET, "/v1/routes") => handle.inspect(|v| json_reply(routes(v))).await,
         (&Method::GET, "/v1/peers") => {
@@ -257,11 +281,14 @@ async fn respond(
         }
         (&Method::GET, "/metrics") => {
             handle
-                .inspect(|v| {
-                    text_reply(
-                        metrics::render(v),
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )
+                .inspect({
+                    let counters = operator.counters.samples();
+                    move |v| {
+                        text_reply(
+                            metrics::render(v, &counters),
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )
+                    }
                 })
                 .await
         }
@@ -282,7 +309,8 @@ async fn respond(
         (
             _,
             "/v1/status" | "/v1/routes" | "/v1/peers" | "/v1/members" | "/v1/topology"
-            | "/v1/topology.dot" | "/metrics" | "/v1/leave",
+            | "/v1/topology.dot" | "/metrics" | "/v1/leave" | "/v1/reload" | "/v1/keyring"
+            | "/v1/events",
         ) => {
             return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
         }
@@ -291,24 +319,97 @@ async fn respond(
     answer.unwrap_or_else(|_| error(StatusCode::SERVICE_UNAVAILABLE, "the node has stopped"))
 }
 
-fn json_reply(value: Value) -> Response<Full<Bytes>> {
+/// `POST /v1/keyring` with `{"change": "install"|"use"|"remove", "key": KEY}`.
+async fn change_keyring(req: Request<Incoming>, operator: &Operator) -> Response<Body> {
+    #[derive(serde::Deserialize)]
+    struct Asked {
+        change: Change,
+        key: String,
+    }
+    let body = match Limited::new(req.into_body(), MAX_REQUEST_BODY)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the body: {e}"),
+            );
+        }
+    };
+    match serde_json::from_slice::<Asked>(&body) {
+        Ok(asked) => match keyring::apply(operator, asked.change, &asked.key).await {
+            Ok(ring) => json_reply(ring),
+            Err(e) => refused(&e),
+        },
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            &format!("expected {{\"change\": \"install\"|\"use\"|\"remove\", \"key\": KEY}}: {e}"),
+        ),
+    }
+}
+
+/// `GET /v1/events`: operator events as they happen, as server-sent events when the client
+/// accepts `text/event-stream`, else as NDJSON (one JSON object per line).
+fn events(req: &Request<Incoming>, handle: &Handle) -> Response<Body> {
+    let sse = req
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    let subscription = handle.events().subscribe(EVENTS_QUEUE);
+    let stream = smol::stream::unfold(subscription.rx, move |rx| async move {
+        let notice = rx.recv().await.ok()?;
+        let json = serde_json::to_string(&*notice).unwrap_or_default();
+        let line = if sse {
+            format!("event: {}\ndata: {json}\n\n", notice.event)
+        } else {
+            format!("{json}\n")
+        };
+        Some((Ok(Frame::data(Bytes::from(line))), rx))
+    });
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    let kind = if sse {
+        "text/event-stream"
+    } else {
+        "application/x-ndjson"
+    };
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(kind));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// The answer to a refused reload or keyring change: 422 (or 503 once stopped) with the
+/// one-line reason.
+fn refused(e: &Refused) -> Response<Body> {
+    let status = match e {
+        Refused::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    error(status, &e.to_string())
+}
+
+fn json_reply(value: Value) -> Response<Body> {
     let mut body = serde_json::to_vec(&value).unwrap_or_default();
     body.push(b'\n');
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
-fn text_reply(body: impl Into<Bytes>, content_type: &'static str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
+fn text_reply(body: impl Into<Bytes>, content_type: &'static str) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()).boxed());
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
 /// A file of the network page, which may load nothing from elsewhere.
-fn page(asset: web::Asset) -> Response<Full<Bytes>> {
+fn page(asset: web::Asset) -> Response<Body> {
     let mut r = text_reply(asset.body, asset.content_type);
     let headers = r.headers_mut();
     headers.insert(
@@ -320,7 +421,7 @@ fn page(asset: web::Asset) -> Response<Full<Bytes>> {
     r
 }
 
-fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+fn error(status: StatusCode, message: &str) -> Response<Body> {
     let mut r = json_reply(json!({ "error": message }));
     *r.status_mut() = status;
     r

@@ -1,10 +1,12 @@
 //! One route controller process, assembled: settings and keys in, listeners bound, the
-//! driver and the control API started ([`launch`]), signals turned into a graceful leave,
-//! logging set up ([`run`] is `overlay-network daemon`).
+//! driver, the control API and the operator's commands started ([`launch`]), SIGTERM and
+//! SIGINT turned into a graceful leave and SIGHUP into a reload, logging set up (its level
+//! reloadable; [`run`] is `overlay-network daemon`).
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_signal::{Signal, Signals};
@@ -15,12 +17,16 @@ use smol::{Task, future};
 use thiserror::Error;
 use tracing::level_filters::LevelFilter;
 use tracing::{error, info, warn};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, reload};
 
 use crate::api;
 use crate::config::{self, ConfigFileError, KeySource, Overrides, Settings, Source};
 use crate::driver::{Driver, Handle, Limits};
 use crate::keys::{self, KeyError};
+use crate::operator::Operator;
+pub use crate::operator::Refused;
 
 /// Why a controller could not start.
 #[derive(Debug, Error)]
@@ -82,7 +88,8 @@ pub async fn bind(
     Ok((gossip, rpc))
 }
 
-/// A started controller: its driver (to be run) and its control API (serving).
+/// A started controller: its driver (to be run), its control API (serving), its event
+/// handlers and cost estimator (running).
 pub struct Running {
     /// Commands and read access.
     pub handle: Handle,
@@ -94,21 +101,26 @@ pub struct Running {
     pub fingerprint: Fingerprint,
     driver: Driver,
     api: Task<()>,
+    operator: Arc<Operator>,
+    _estimator: Task<()>,
     _renewal: Option<Task<()>>,
 }
 
 /// Starts a controller on bound listeners: the advertised address is the gossip
-/// listener's. Nothing happens on the network until [`Running::run`].
+/// listener's. `reload_from` is the file it was read from, with the command line's overrides,
+/// for reloads (`None`: it cannot be reloaded). Nothing happens on the network until
+/// [`Running::run`].
 pub fn launch(
     settings: &Settings,
     identity: Identity,
     gossip: TcpListener,
     rpc: TcpListener,
+    reload_from: Option<(PathBuf, Overrides)>,
 ) -> Result<Running, DaemonError> {
     let listen = gossip.local_addr().map_err(DaemonError::Socket)?;
     let rpc_addr = rpc.local_addr().map_err(DaemonError::Socket)?;
     let mut config = settings.core.clone();
-    config.listen_addr = overlay_core::Addr::from(listen.to_string());
+    config.listen_addr = config_addr(&listen);
     let limits = Limits::for_config(&config);
     let fingerprint = identity.fingerprint();
     let every = settings.core.gossip_period.min(Duration::from_secs(30));
@@ -123,9 +135,12 @@ pub fn launch(
             .into(),
             (e, _) => DaemonError::Node(e),
         })?;
+    let mut running = settings.clone();
+    running.core.listen_addr = config_addr(&listen);
+    let (operator, estimator) = Operator::start(handle.clone(), running, reload_from);
     let api = smol::spawn(api::serve(
         rpc,
-        handle.clone(),
+        Arc::clone(&operator),
         api::Access::create(settings)?,
     ));
     let renewal = settings.cert_file.clone().map(|path| {
@@ -143,11 +158,23 @@ pub fn launch(
         fingerprint,
         driver,
         api,
+        operator,
+        _estimator: estimator,
         _renewal: renewal,
     })
 }
 
+fn config_addr(listen: &SocketAddr) -> overlay_core::Addr {
+    overlay_core::Addr::from(listen.to_string())
+}
+
 impl Running {
+    /// Re-reads the configuration file and applies what changed (as SIGHUP does); returns
+    /// the names of the fields that changed, or the one-line reason nothing did.
+    pub async fn reload(&self) -> Result<Vec<&'static str>, Refused> {
+        self.operator.reload().await
+    }
+
     /// Runs the node until it has left, then gives the control API a moment to answer the
     /// request that asked it to leave.
     pub async fn run(self) {
@@ -157,17 +184,40 @@ impl Running {
     }
 }
 
+/// Changes the log level of the running process (a reload of `log_level`).
+type LogLevel = reload::Handle<EnvFilter, Registry>;
+
+static LOG_LEVEL: OnceLock<LogLevel> = OnceLock::new();
+
 /// Sets up logging on stderr: `RUST_LOG` if set, else `level`.
 pub fn init_logging(level: LevelFilter) {
-    let filter = match std::env::var("RUST_LOG") {
+    let (filter, handle) = reload::Layer::new(filter_for(level));
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init()
+        .is_ok()
+    {
+        let _ = LOG_LEVEL.set(handle);
+    }
+}
+
+/// `RUST_LOG` if set, else `level`.
+fn filter_for(level: LevelFilter) -> EnvFilter {
+    match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => EnvFilter::new(spec),
         _ => EnvFilter::default().add_directive(level.into()),
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    }
+}
+
+/// Logs at `level` from now on (unless `RUST_LOG` sets the filter).
+pub(crate) fn set_log_level(level: LevelFilter) {
+    if let Some(handle) = LOG_LEVEL.get() {
+        let _ = handle.reload(filter_for(level));
+    }
 }
 
 /// `overlay-network daemon`: runs until a leave (signal or control API), then returns.
@@ -197,7 +247,8 @@ pub fn run(args: &DaemonArgs) -> Result<(), DaemonError> {
     }
     smol::block_on(async {
         let (gossip, rpc) = bind(&settings, &source, &args.overrides).await?;
-        let running = launch(&settings, identity, gossip, rpc)?;
+        let config = Some((args.config.clone(), args.overrides.clone()));
+        let running = launch(&settings, identity, gossip, rpc, config)?;
         #[cfg(feature = "chaos")]
         let _chaos = match args.misbehave {
             Some(mode) => Some(crate::chaos::spawn(running.handle.clone(), mode, attacker)?),
@@ -213,14 +264,22 @@ pub fn run(args: &DaemonArgs) -> Result<(), DaemonError> {
             "route controller started"
         );
         let mut signals =
-            Signals::new([Signal::Term, Signal::Int]).map_err(DaemonError::Signals)?;
+            Signals::new([Signal::Term, Signal::Int, Signal::Hup]).map_err(DaemonError::Signals)?;
         let handle = running.handle.clone();
+        let operator = Arc::clone(&running.operator);
         let on_signal = async move {
-            if let Some(Ok(signal)) = signals.next().await {
+            while let Some(Ok(signal)) = signals.next().await {
+                if signal == Signal::Hup {
+                    if let Err(e) = operator.reload().await {
+                        error!("reload refused: {e}");
+                    }
+                    continue;
+                }
                 info!(?signal, "signal received: leaving the network");
                 if handle.command(Command::Leave).await.is_err() {
                     error!("the node had already stopped");
                 }
+                break;
             }
             // Keep the handlers installed (a second signal must not kill the flush).
             future::pending::<()>().await;

@@ -207,7 +207,7 @@ async fn start(files: &mut [FileConfig], state: &StateDir) -> Result<Vec<DemoNod
         let serial = u64::from(file.me.id);
         let day = Duration::from_secs(86_400);
         settings.core.certificate = Some(certify(&authority, claim, serial, day, &mut rng));
-        let running = daemon::launch(&settings, identity, gossip, rpc)?;
+        let running = daemon::launch(&settings, identity, gossip, rpc, None)?;
         println!(
             "  RC{} (AS{}) listens on {}, control API on {}",
             file.me.id, file.me.autonomous_system_number, running.listen, running.rpc

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use overlay_core::{
     Action, Addr, Command, Config, ConfigError, ConnId, Direction, Event, Identity, Node,
-    Notification, RejectReason, Time,
+    Notification, Time,
 };
 use serde::Serialize;
 use smol::channel::{self, Receiver, Sender};
@@ -21,8 +21,9 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use smol::{Task, Timer};
 use thiserror::Error;
-use tracing::{debug, error, info, trace, warn};
+use tracing::{debug, info, trace, warn};
 
+use crate::events::{self, Events, Notice};
 use crate::telemetry::{Clock, Telemetry};
 
 /// Resource bounds of the driver.
@@ -49,15 +50,24 @@ impl Limits {
     /// Bounds suited to a node configuration: the write queue holds at least four maximal
     /// frames, and connections are capped at twice `max_peers` plus headroom for joiners.
     pub fn for_config(config: &Config) -> Self {
-        Limits {
-            write_queue_bytes: (4 * config.max_frame_bytes).max(4 << 20),
+        let mut limits = Limits {
+            write_queue_bytes: 0,
             read_chunk: 64 * 1024,
             dial_timeout: Duration::from_secs(5),
             write_stall: Duration::from_secs(10),
             linger: Duration::from_secs(2),
-            max_connections: 2 * config.max_peers + 16,
+            max_connections: 0,
             inbox: 256,
-        }
+        };
+        limits.resize(config);
+        limits
+    }
+
+    /// Sets the bounds that follow the configuration (the write queue and the connection
+    /// cap), as at start and after a reconfiguration.
+    pub fn resize(&mut self, config: &Config) {
+        self.write_queue_bytes = (4 * config.max_frame_bytes).max(4 << 20);
+        self.max_connections = 2 * config.max_peers + 16;
     }
 }
 
@@ -127,6 +137,8 @@ enum Input {
     Bytes(ConnId, Vec<u8>),
     Closed(ConnId),
     Command(Command),
+    /// A command whose refusal (or `None`) is sent back.
+    Checked(Command, Sender<Option<ConfigError>>),
     Inspect(Inspector),
     #[cfg(feature = "chaos")]
     Tamper(Tamper),
@@ -136,6 +148,7 @@ enum Input {
 #[derive(Clone)]
 pub struct Handle {
     tx: Sender<Input>,
+    events: Events,
 }
 
 impl Handle {
@@ -145,6 +158,23 @@ impl Handle {
             .send(Input::Command(command))
             .await
             .map_err(|_| Stopped)
+    }
+
+    /// Hands an operator command to the node and returns why it was refused, if it was
+    /// (e.g. a [`Command::Reconfigure`] with an invalid configuration).
+    pub async fn checked(&self, command: Command) -> Result<Result<(), ConfigError>, Stopped> {
+        let (reply, answer) = channel::bounded(1);
+        self.tx
+            .send(Input::Checked(command, reply))
+            .await
+            .map_err(|_| Stopped)?;
+        let refused = answer.recv().await.map_err(|_| Stopped)?;
+        Ok(refused.map_or(Ok(()), Err))
+    }
+
+    /// The node's operator events (see [`Events::subscribe`]).
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
     /// Runs `f` on the node's state inside the driver and returns its result.
@@ -207,6 +237,9 @@ pub struct Driver {
     stats: TransportStats,
     telemetry: Telemetry,
     closing: Vec<Task<()>>,
+    events: Events,
+    /// The refusal of the command being handled, if any.
+    refused: Option<ConfigError>,
     _accept: Task<()>,
 }
 
@@ -236,9 +269,12 @@ impl Driver {
             stats: TransportStats::default(),
             telemetry: Telemetry::default(),
             closing: Vec::new(),
+            events: Events::default(),
+            refused: None,
             _accept: accept,
         };
-        Ok((driver, Handle { tx }))
+        let events = driver.events.clone();
+        Ok((driver, Handle { tx, events }))
     }
 
     fn now(&self) -> Time {
@@ -310,6 +346,17 @@ impl Driver {
                 .then_some(Event::Received { conn, bytes }),
             Input::Closed(conn) => self.drop_conn(conn).then_some(Event::Disconnected { conn }),
             Input::Command(command) => Some(Event::Command(command)),
+            Input::Checked(command, reply) => {
+                let reconfigure = matches!(command, Command::Reconfigure(_));
+                self.refused = None;
+                self.feed(Event::Command(command));
+                let refused = self.refused.take();
+                if reconfigure && refused.is_none() {
+                    self.limits.resize(self.node.config());
+                }
+                let _ = reply.try_send(refused);
+                None
+            }
             Input::Inspect(f) => {
                 self.stats.connections = self.conns.len();
                 self.stats.closing = self.closing_count();
@@ -477,83 +524,20 @@ impl Driver {
         }
     }
 
-    fn remote(&self, conn: ConnId) -> String {
-        self.conns
-            .get(&conn)
-            .map_or_else(|| conn.to_string(), |c| c.remote.to_string())
-    }
-
-    /// Logs a notification and counts it.
+    /// Logs a notification, counts it, and publishes its operator event.
     fn notify(&mut self, n: &Notification) {
-        match n {
-            Notification::PeerUp {
-                node,
-                asn,
-                addr,
-                fingerprint,
-                ..
-            } => {
-                self.stats.peers_up += 1;
-                info!(%node, %asn, %addr, fingerprint = %fingerprint.short(), "peer up");
-            }
-            Notification::PeerDown { node, reason, .. } => {
-                self.stats.peers_down += 1;
-                info!(%node, %reason, "peer down");
-            }
-            Notification::RumorAccepted {
-                origin, seq, from, ..
-            } => trace!(%origin, seq, %from, "rumor accepted"),
-            Notification::MemberJoined { node, asn, addr } => {
-                self.stats.members_joined += 1;
-                info!(%node, %asn, %addr, "member joined");
-            }
-            Notification::MemberLeft { node } => {
-                self.stats.members_left += 1;
-                info!(%node, "member left");
-            }
-            Notification::MemberExpired { node } => {
-                self.stats.members_expired += 1;
-                warn!(%node, "member expired: silent past advert_max_age");
-            }
-            Notification::MemberEvicted { node, accusers } => {
-                warn!(%node, ?accusers, "member evicted by a quorum of accusers");
-            }
-            Notification::PeerBanned {
-                node,
-                fingerprint,
-                until,
-            } => warn!(%node, fingerprint = %fingerprint.short(), %until, "peer banned"),
-            Notification::RoutesChanged { changes } => {
-                info!(changes = changes.len(), "routes changed");
-                for c in changes {
-                    match &c.after {
-                        Some(r) => {
-                            debug!(destination = %c.destination, cost = r.cost, path = ?r.path, "route")
-                        }
-                        None => debug!(destination = %c.destination, "route withdrawn"),
-                    }
-                }
-            }
-            Notification::CommandFailed(e) => error!(error = %e, "command refused"),
-            Notification::Rejected { conn, node, reason } => {
-                let remote = self.remote(*conn);
-                match reason {
-                    RejectReason::IdentityConflict(id) => error!(
-                        %remote,
-                        "duplicate identity: the controller at {remote} claims {id}, which \
-                         another key already speaks for; every controller needs its own self.id"
-                    ),
-                    RejectReason::UnknownClusterKey | RejectReason::BadProof => warn!(
-                        %remote,
-                        "handshake refused: {reason} (the two sides use different cluster keys)"
-                    ),
-                    RejectReason::Refused(why) => {
-                        warn!(%remote, "handshake refused by the peer: {why}")
-                    }
-                    r if r.blames_peer() => warn!(%remote, ?node, reason = %r, "message rejected"),
-                    r => debug!(%remote, ?node, reason = %r, "message rejected"),
-                }
-            }
+        if let Notification::CommandFailed(e) = n {
+            self.refused = Some(e.clone());
+        }
+        let conns = &self.conns;
+        let remote = |conn: ConnId| {
+            conns
+                .get(&conn)
+                .map_or_else(|| conn.to_string(), |c| c.remote.to_string())
+        };
+        events::log(n, &mut self.stats, remote);
+        if let Some(notice) = Notice::of(self.clock.now(), n) {
+            self.events.publish(notice);
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The Prometheus text exposition of a node's counters (the core's protocol metrics and
-//! the driver's transport counters) and latency histograms, served at `/metrics`.
+//! The Prometheus text exposition of a node's counters (the core's protocol metrics, the
+//! driver's transport counters and the operator's commands) and latency histograms,
+//! served at `/metrics`.
 
 use std::fmt::Write;
 
@@ -9,8 +10,33 @@ use crate::driver::View;
 /// set, value).
 type Family = (&'static str, &'static str, &'static str, Vec<(String, f64)>);
 
-/// Renders every metric in the Prometheus text format (version 0.0.4).
-pub(crate) fn render(view: &View<'_>) -> String {
+/// The operator's command counters: name (after `overlay_`), help text.
+const COMMANDS: [(&str, &str); 5] = [
+    (
+        "cost_estimator_runs_total",
+        "Runs of the cost estimator (cost_estimator_path).",
+    ),
+    (
+        "cost_estimator_failures_total",
+        "Cost estimator runs that failed and kept the links, by reason (spawn, exit, timeout, invalid).",
+    ),
+    (
+        "event_handler_runs_total",
+        "Event handler runs, by handler (its index in event_handlers).",
+    ),
+    (
+        "event_handler_failures_total",
+        "Event handler runs that failed, by handler and reason (spawn, exit, timeout).",
+    ),
+    (
+        "event_handler_dropped_total",
+        "Events an event handler lost because its queue was full, by handler.",
+    ),
+];
+
+/// Renders every metric in the Prometheus text format (version 0.0.4); `commands` are the
+/// operator's counters (family, labels, value).
+pub(crate) fn render(view: &View<'_>, commands: &[(&'static str, String, u64)]) -> String {
     let mut out = String::new();
     let families = [
         identity(view),
@@ -18,6 +44,7 @@ pub(crate) fn render(view: &View<'_>) -> String {
         links(view),
         sockets(view),
         events(view),
+        operator(commands),
     ];
     for (name, kind, help, samples) in families.into_iter().flatten() {
         let _ = writeln!(out, "# HELP overlay_{name} {help}");
@@ -27,6 +54,24 @@ pub(crate) fn render(view: &View<'_>) -> String {
         }
     }
     out
+}
+
+/// The operator's command counters, every family named even before its first count.
+fn operator(commands: &[(&'static str, String, u64)]) -> Vec<Family> {
+    COMMANDS
+        .iter()
+        .map(|&(name, help)| {
+            let mut samples: Vec<(String, f64)> = commands
+                .iter()
+                .filter(|(family, _, _)| *family == name)
+                .map(|(_, labels, v)| (labels.clone(), *v as f64))
+                .collect();
+            if samples.is_empty() && name == "cost_estimator_runs_total" {
+                samples.push((String::new(), 0.0));
+            }
+            (name, "counter", help, samples)
+        })
+        .collect()
 }
 
 /// One unlabelled sample.

@@ -1,5 +1,5 @@
 //! Human-readable text for the CLI and the demo, from the control API's JSON answers:
-//! route tables, route changes, status and peers.
+//! route tables, route changes, status, peers and members.
 
 use std::fmt::Write;
 
@@ -109,6 +109,42 @@ pub(crate) fn peers(answer: &Value) -> String {
             format!("AS{}", p["asn"]),
             text(&p["addr"]),
             text(&p["fingerprint"])
+        );
+    }
+    out
+}
+
+/// A `/v1/members` answer as a table; STATE is `alive`, `unreachable` (alive, but not
+/// reached over two-way links), `left`, `expired` or `evicted`.
+pub(crate) fn members(answer: &Value) -> String {
+    let (members, mut out) = listing(answer, "members", "member");
+    let _ = writeln!(
+        out,
+        "  {:<8} {:<10} {:<22} {:<12} {:>6}  PEERS",
+        "NODE", "AS", "ADDRESS", "STATE", "LINKS"
+    );
+    for m in members {
+        let state = match (text(&m["state"]).as_str(), &m["reachable"]) {
+            ("alive", Value::Bool(false)) => "unreachable".to_string(),
+            (state, _) => state.to_string(),
+        };
+        let peers = m["peers"].as_array().map_or_else(
+            || "-".to_string(),
+            |p| {
+                p.iter()
+                    .map(|n| format!("RC{n}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+        );
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<10} {:<22} {:<12} {:>6}  {peers}",
+            format!("RC{}", m["node"]),
+            format!("AS{}", m["asn"]),
+            text(&m["addr"]),
+            state,
+            m["links"].as_array().map_or(0, Vec::len),
         );
     }
     out

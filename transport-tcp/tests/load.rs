@@ -51,7 +51,7 @@ impl InProcess {
             let (gossip, rpc) = daemon::bind(&settings, &source, &Overrides::default())
                 .await
                 .unwrap();
-            daemon::launch(&settings, identity, gossip, rpc).unwrap()
+            daemon::launch(&settings, identity, gossip, rpc, None).unwrap()
         });
         let handle = running.handle.clone();
         let thread = std::thread::spawn(move || smol::block_on(running.run()));

@@ -3,8 +3,11 @@
 //! runs with ([`Settings`]: the core [`Config`], listen and RPC addresses, key file, log
 //! level). Every error is one line naming the file, the line when known, and the field.
 
+mod hooks;
 mod resolve;
 
+pub use hooks::{DEFAULT_HANDLER_TIMEOUT, Handler, HandlerEntry};
+pub(crate) use resolve::core_error;
 pub use resolve::{DEVELOPMENT_KEY, KeySource, Overrides, Settings, duration};
 
 use std::collections::BTreeMap;
@@ -45,6 +48,16 @@ pub struct AsEntry {
     pub cost: u64,
 }
 
+impl From<&AsLink> for AsEntry {
+    fn from(link: &AsLink) -> Self {
+        AsEntry {
+            number: link.asn.0,
+            link_capacity: link.capacity,
+            cost: link.cost,
+        }
+    }
+}
+
 /// A configuration file as written: the seed's fields in the seed's order, then the
 /// optional fields this daemon adds (omitted from output when unset).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +81,8 @@ pub struct FileConfig {
     /// Gossip period, `@every <n><unit>`.
     #[serde(default = "default_cron")]
     pub cron: String,
-    /// Kept for compatibility with the original tool; unused (a warning is logged).
+    /// A command (a path, optionally followed by arguments) run once per gossip round to
+    /// set the links' costs; empty: the configured links are used as they are.
     #[serde(default)]
     pub cost_estimator_path: String,
     /// Log level: ERROR, WARN, INFO, DEBUG or TRACE.
@@ -130,6 +144,9 @@ pub struct FileConfig {
     /// `trusted_cas`. Re-read while running, so a renewal needs no restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_file: Option<PathBuf>,
+    /// Commands run on operator events (`member-join`, `route-change`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_handlers: Vec<HandlerEntry>,
 }
 
 fn default_protocol() -> u16 {
@@ -180,6 +197,7 @@ impl FileConfig {
             max_members: None,
             trusted_cas: Vec::new(),
             cert_file: None,
+            event_handlers: Vec::new(),
         }
     }
 
@@ -363,12 +381,9 @@ pub fn parse_conf(path: &Path, text: &str) -> Result<(FileConfig, Source), Confi
     for i in 0..links {
         let field = format!("connected_autonomous_systems[{i}]");
         let words = next(&field, &mut source)?;
-        let [asn, capacity, cost] = fields::<3>(&source, &field, &words, "ASN CAPACITY COST")?;
-        config.connected_autonomous_systems.push(AsEntry {
-            number: number(&source, &field, "number", asn)?,
-            link_capacity: number(&source, &field, "link_capacity", capacity)?,
-            cost: number(&source, &field, "cost", cost)?,
-        });
+        config
+            .connected_autonomous_systems
+            .push(link_entry(&source, &field, &words)?);
     }
     if let Ok(words) = next("end", &mut source) {
         return Err(source.error(
@@ -381,6 +396,20 @@ pub fn parse_conf(path: &Path, text: &str) -> Result<(FileConfig, Source), Confi
     }
     source.lines.remove("end");
     Ok((config, source))
+}
+
+/// A link in the raw format: `ASN CAPACITY COST` (the words of one line).
+pub(crate) fn link_entry(
+    source: &Source,
+    field: &str,
+    words: &[&str],
+) -> Result<AsEntry, ConfigFileError> {
+    let [asn, capacity, cost] = fields::<3>(source, field, words, "ASN CAPACITY COST")?;
+    Ok(AsEntry {
+        number: number(source, field, "number", asn)?,
+        link_capacity: number(source, field, "link_capacity", capacity)?,
+        cost: number(source, field, "cost", cost)?,
+    })
 }
 
 fn rc_entry(source: &Source, field: &str, words: &[&str]) -> Result<RcEntry, ConfigFileError> {

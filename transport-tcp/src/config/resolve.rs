@@ -11,6 +11,7 @@ use overlay_core::wire::PROTOCOL_VERSION;
 use overlay_core::{Addr, Asn, ClusterKey, Config, ConfigError, NodeId, parse_cron};
 use tracing::level_filters::LevelFilter;
 
+use super::hooks::{self, Handler};
 use super::{ConfigFileError, FileConfig, RPC_PORT_OFFSET, Source};
 
 /// Values given on the command line and in the environment, over the file's.
@@ -62,6 +63,12 @@ pub struct Settings {
     pub key_source: KeySource,
     /// The certificate file, re-read while running.
     pub cert_file: Option<PathBuf>,
+    /// The cluster key file (`--cluster-key-file`), rewritten by keyring changes.
+    pub cluster_key_file: Option<PathBuf>,
+    /// The cost estimator's program and arguments.
+    pub estimator: Option<Vec<String>>,
+    /// The event handlers.
+    pub handlers: Vec<Handler>,
     /// Things worth a warning at start-up.
     pub warnings: Vec<String>,
 }
@@ -121,6 +128,9 @@ impl Settings {
             (None, None) => source.path().with_extension("pem"),
         };
         Ok(Settings {
+            estimator: hooks::estimator(file, source)?,
+            handlers: hooks::handlers(file, source)?,
+            cluster_key_file: overrides.cluster_key_file.clone(),
             core,
             listen,
             rpc,
@@ -140,7 +150,7 @@ fn header(
     source: &Source,
 ) -> Result<(LevelFilter, Vec<String>), ConfigFileError> {
     let err = |field: &str, message: String| source.error(field, message);
-    let mut warnings = Vec::new();
+    let warnings = Vec::new();
     if file.protocol != PROTOCOL_VERSION {
         return Err(err(
             "protocol",
@@ -148,13 +158,6 @@ fn header(
                 "version {} is not spoken here (this build speaks {PROTOCOL_VERSION})",
                 file.protocol
             ),
-        ));
-    }
-    if !file.cost_estimator_path.is_empty() {
-        warnings.push(format!(
-            "cost_estimator_path {:?} is not supported and is ignored: link costs come from \
-             connected_autonomous_systems",
-            file.cost_estimator_path
         ));
     }
     let log_level: LevelFilter = file.log_level.parse().map_err(|_| {
@@ -359,7 +362,7 @@ fn certificates(
 }
 
 /// A path from the config, relative to the config's folder.
-fn beside(config: &Path, path: &Path) -> PathBuf {
+pub(super) fn beside(config: &Path, path: &Path) -> PathBuf {
     match config.parent() {
         Some(dir) if path.is_relative() => dir.join(path),
         _ => path.to_path_buf(),
@@ -433,7 +436,7 @@ fn cluster_keys(
 }
 
 /// Maps the core's validation error (which names the core's field) to the file's field.
-fn core_error(file: &FileConfig, source: &Source, e: &ConfigError) -> ConfigFileError {
+pub(crate) fn core_error(file: &FileConfig, source: &Source, e: &ConfigError) -> ConfigFileError {
     let link_index = |asn: Asn| {
         file.connected_autonomous_systems
             .iter()
@@ -461,6 +464,9 @@ fn core_error(file: &FileConfig, source: &Source, e: &ConfigError) -> ConfigFile
         ConfigError::NoClusterKey => "cluster_keys".into(),
         ConfigError::Zero(field) => (*field).into(),
         ConfigError::Certificate(_) => "cert_file".into(),
+        ConfigError::Fixed("node_id") => "self.id".into(),
+        ConfigError::Fixed("asn") => "self.autonomous_system_number".into(),
+        ConfigError::Fixed(_) => "self.ip".into(),
     };
     source.error(field, message)
 }

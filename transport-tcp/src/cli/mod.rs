@@ -1,5 +1,9 @@
 //! The `overlay-network` command line (clap): subcommands, their flags (a public contract),
-//! and what each one prints.
+//! and what each one prints. The operator's commands on a running daemon (`members`,
+//! `watch`, `reload`, `keyring`) and the packaging helpers (`completions`, `man`) are in
+//! [`operate`].
+
+mod operate;
 
 use std::path::PathBuf;
 
@@ -113,6 +117,47 @@ pub enum Cmd {
         /// `dot` (`GET /v1/topology.dot`) or `json` (`GET /v1/topology`).
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
+    },
+    /// Show the controllers a controller knows (members), with their state.
+    Members {
+        /// Where the control API is.
+        #[command(flatten)]
+        rpc: RpcArgs,
+        /// Print `{"node", "asn", "members": [{"node", "asn", "addr", "state", ...}]}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a controller's events as they happen (member-join, member-leave,
+    /// member-failed, member-evicted, peer-up, peer-down, route-change), until interrupted.
+    Watch {
+        /// Where the control API is.
+        #[command(flatten)]
+        rpc: RpcArgs,
+        /// One JSON object per line instead of a human line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a controller re-read its configuration, cluster key and certificate files and
+    /// apply what changed (as SIGHUP does); exits 1, printing why, if nothing could change.
+    Reload {
+        /// Where the control API is.
+        #[command(flatten)]
+        rpc: RpcArgs,
+    },
+    /// List or change a running controller's cluster keyring (no restart).
+    #[command(subcommand)]
+    Keyring(operate::KeyringCmd),
+    /// Print shell completions for bash, zsh or fish.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man page (roff) to stdout, or to a file.
+    Man {
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Make a controller leave the network gracefully (it then exits).
     Leave {
@@ -236,6 +281,17 @@ pub enum CliError {
     /// The control API's answer was not JSON.
     #[error("unexpected answer from the control API: {0}")]
     Answer(#[from] serde_json::Error),
+    /// The daemon refused a change (the one-line reason it gave).
+    #[error("{0}")]
+    Refused(String),
+    /// A file could not be written.
+    #[error("{path}: cannot write: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Runs a parsed command line.
@@ -279,6 +335,12 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Cmd::Ca(command) => ca(command)?,
         Cmd::Cert(command) => cert(command)?,
+        Cmd::Members { rpc, json } => show(&rpc, "/v1/members", json, render::members)?,
+        Cmd::Watch { rpc, json } => operate::watch(&client(&rpc)?, json)?,
+        Cmd::Reload { rpc } => operate::reload(&client(&rpc)?)?,
+        Cmd::Keyring(command) => operate::keyring(command)?,
+        Cmd::Completions { shell } => operate::completions(shell),
+        Cmd::Man { out } => operate::man(out.as_deref())?,
         Cmd::Leave { rpc } => {
             let answer: Value = serde_json::from_slice(&client(&rpc)?.post("/v1/leave")?)?;
             println!("RC{} is leaving the network", answer["node"]);
@@ -343,7 +405,7 @@ fn cert(command: CertCmd) -> Result<(), CliError> {
     Ok(())
 }
 
-fn client(rpc: &RpcArgs) -> Result<Client, CliError> {
+pub(crate) fn client(rpc: &RpcArgs) -> Result<Client, CliError> {
     let token = match &rpc.token_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
