@@ -3,10 +3,9 @@
 //! SIGINT turned into a graceful leave and SIGHUP into a reload, logging set up (its level
 //! reloadable; [`run`] is `overlay-network daemon`).
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_signal::{Signal, Signals};
@@ -15,16 +14,13 @@ use smol::net::TcpListener;
 use smol::stream::StreamExt;
 use smol::{Task, future};
 use thiserror::Error;
-use tracing::level_filters::LevelFilter;
 use tracing::{error, info, warn};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Registry, reload};
 
 use crate::api;
 use crate::config::{self, ConfigFileError, KeySource, Overrides, Settings, Source};
 use crate::driver::{Driver, Handle, Limits};
 use crate::keys::{self, KeyError};
+pub use crate::logging::init_logging;
 use crate::operator::Operator;
 pub use crate::operator::Refused;
 
@@ -181,42 +177,6 @@ impl Running {
         self.driver.run().await;
         smol::Timer::after(Duration::from_millis(100)).await;
         drop(self.api);
-    }
-}
-
-/// Changes the log level of the running process (a reload of `log_level`).
-type LogLevel = reload::Handle<EnvFilter, Registry>;
-
-static LOG_LEVEL: OnceLock<LogLevel> = OnceLock::new();
-
-/// Sets up logging on stderr: `RUST_LOG` if set, else `level`.
-pub fn init_logging(level: LevelFilter) {
-    let (filter, handle) = reload::Layer::new(filter_for(level));
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    if tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .try_init()
-        .is_ok()
-    {
-        let _ = LOG_LEVEL.set(handle);
-    }
-}
-
-/// `RUST_LOG` if set, else `level`.
-fn filter_for(level: LevelFilter) -> EnvFilter {
-    match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.is_empty() => EnvFilter::new(spec),
-        _ => EnvFilter::default().add_directive(level.into()),
-    }
-}
-
-/// Logs at `level` from now on (unless `RUST_LOG` sets the filter).
-pub(crate) fn set_log_level(level: LevelFilter) {
-    if let Some(handle) = LOG_LEVEL.get() {
-        let _ = handle.reload(filter_for(level));
     }
 }
 

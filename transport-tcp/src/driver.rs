@@ -535,7 +535,18 @@ impl Driver {
                 .get(&conn)
                 .map_or_else(|| conn.to_string(), |c| c.remote.to_string())
         };
-        events::log(n, &mut self.stats, remote);
+        events::log(n, remote);
+        let counter = match n {
+            Notification::PeerUp { .. } => Some(&mut self.stats.peers_up),
+            Notification::PeerDown { .. } => Some(&mut self.stats.peers_down),
+            Notification::MemberJoined { .. } => Some(&mut self.stats.members_joined),
+            Notification::MemberLeft { .. } => Some(&mut self.stats.members_left),
+            Notification::MemberExpired { .. } => Some(&mut self.stats.members_expired),
+            _ => None,
+        };
+        if let Some(counter) = counter {
+            *counter += 1;
+        }
         if let Some(notice) = Notice::of(self.clock.now(), n) {
             self.events.publish(notice);
         }

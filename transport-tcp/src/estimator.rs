@@ -5,7 +5,7 @@
 //! cannot start, exits non-zero, runs past half the period, or prints links that do not
 //! parse or validate) keeps the links in use, and is logged and counted by reason.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use overlay_core::{AsLink, Asn, Command};
@@ -13,34 +13,31 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::child::{self, Failure};
-use crate::config::{self, AsEntry, Source};
-use crate::operator::Operator;
+use crate::config::{self, AsEntry, Settings, Source};
+use crate::counters::Counters;
+use crate::driver::Handle;
 
 /// Runs the estimator every gossip period while the daemon runs (re-reading the settings
 /// each time, so that a reload changes the command or the period).
-pub(crate) async fn run(operator: Arc<Operator>) {
+pub(crate) async fn run(handle: Handle, settings: Arc<Mutex<Settings>>, counters: Arc<Counters>) {
     loop {
         let (argv, period, input) = {
-            let s = operator.settings();
+            let s = settings.lock().unwrap_or_else(|e| e.into_inner());
             let links: Vec<AsEntry> = s.core.links.iter().map(AsEntry::from).collect();
             let input = json!({"node": s.core.node_id, "asn": s.core.asn, "links": links});
             (s.estimator.clone(), s.core.gossip_period, input)
         };
         smol::Timer::after(period).await;
         let Some(argv) = argv else { continue };
-        operator
-            .counters
-            .add("cost_estimator_runs_total", String::new());
-        match once(&operator, &argv, input.to_string(), period / 2).await {
+        counters.add("cost_estimator_runs_total", String::new());
+        match once(&handle, &argv, input.to_string(), period / 2).await {
             Ok(true) => info!(estimator = %argv[0], "the cost estimator changed the links"),
             Ok(false) => debug!(estimator = %argv[0], "the cost estimator kept the links"),
             Err(None) => return,
             Err(Some(failure)) => {
                 warn!(estimator = %argv[0], "cost estimator failed, links kept: {failure}");
                 let labels = format!("{{reason=\"{}\"}}", failure.label());
-                operator
-                    .counters
-                    .add("cost_estimator_failures_total", labels);
+                counters.add("cost_estimator_failures_total", labels);
             }
         }
     }
@@ -48,7 +45,7 @@ pub(crate) async fn run(operator: Arc<Operator>) {
 
 /// One run: whether it changed the links; `Err(None)` once the node has stopped.
 async fn once(
-    operator: &Operator,
+    handle: &Handle,
     argv: &[String],
     input: String,
     timeout: Duration,
@@ -57,7 +54,6 @@ async fn once(
     command.args(&argv[1..]);
     let output = child::run(command, input.into_bytes(), timeout).await?;
     let links = parse(&String::from_utf8_lossy(&output)).map_err(Failure::Invalid)?;
-    let handle = &operator.handle;
     let current = handle
         .inspect(|v| v.node.config().links.clone())
         .await

@@ -1,5 +1,5 @@
-//! What the driver tells the operator about the node's notifications: a log line and a
-//! counter each ([`log`]), and the operator events ([`Notice`]: `member-join`,
+//! What the driver tells the operator about the node's notifications: a log line each
+//! ([`log`]), and the operator events ([`Notice`]: `member-join`,
 //! `peer-down`, `route-change`, ...) published to subscribers ([`Events`]: the event
 //! handlers, `GET /v1/events` and so `overlay-network watch`). A subscriber that does not
 //! keep up loses events, counted, and never slows the node.
@@ -13,8 +13,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use smol::channel::{self, Receiver, Sender, TrySendError};
 use tracing::{debug, error, info, trace, warn};
-
-use crate::driver::TransportStats;
 
 /// The kinds of operator events, by their public names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -224,8 +222,8 @@ impl Events {
     }
 }
 
-/// Logs a notification and counts it; `remote` names a connection.
-pub(crate) fn log(n: &Notification, stats: &mut TransportStats, remote: impl Fn(ConnId) -> String) {
+/// Logs a notification; `remote` names a connection.
+pub(crate) fn log(n: &Notification, remote: impl Fn(ConnId) -> String) {
     match n {
         Notification::PeerUp {
             node,
@@ -234,27 +232,18 @@ pub(crate) fn log(n: &Notification, stats: &mut TransportStats, remote: impl Fn(
             fingerprint,
             ..
         } => {
-            stats.peers_up += 1;
             info!(%node, %asn, %addr, fingerprint = %fingerprint.short(), "peer up");
         }
-        Notification::PeerDown { node, reason, .. } => {
-            stats.peers_down += 1;
-            info!(%node, %reason, "peer down");
-        }
+        Notification::PeerDown { node, reason, .. } => info!(%node, %reason, "peer down"),
         Notification::RumorAccepted {
             origin, seq, from, ..
         } => trace!(%origin, seq, %from, "rumor accepted"),
         Notification::MemberJoined { node, asn, addr } => {
-            stats.members_joined += 1;
             info!(%node, %asn, %addr, "member joined");
         }
-        Notification::MemberLeft { node } => {
-            stats.members_left += 1;
-            info!(%node, "member left");
-        }
+        Notification::MemberLeft { node } => info!(%node, "member left"),
         Notification::MemberExpired { node } => {
-            stats.members_expired += 1;
-            warn!(%node, "member expired: silent past advert_max_age");
+            warn!(%node, "member expired: silent past advert_max_age")
         }
         Notification::MemberEvicted { node, accusers } => {
             warn!(%node, ?accusers, "member evicted by a quorum of accusers");

@@ -13,8 +13,8 @@ use overlay_core::NodeId;
 
 use crate::child;
 use crate::config::Handler;
+use crate::counters::Counters;
 use crate::events::Subscription;
-use crate::operator::Counters;
 
 /// Events a handler may fall behind before it loses some.
 pub(crate) const QUEUE: usize = 64;

@@ -3,7 +3,6 @@
 //! (`/v1/keyring`), the log level, the event handlers and cost estimator it starts, and the
 //! counters of those commands (served at `/metrics`).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -13,32 +12,9 @@ use smol::lock::Mutex as AsyncMutex;
 use tracing::{info, warn};
 
 use crate::config::{self, ConfigFileError, Overrides, Settings};
+use crate::counters::Counters;
 use crate::driver::{Handle, Stopped};
 use crate::{estimator, handlers};
-
-/// The counters of the operator's commands (estimator runs, handler runs), by family and
-/// label set.
-#[derive(Default)]
-pub(crate) struct Counters {
-    counts: Mutex<BTreeMap<(&'static str, String), u64>>,
-}
-
-impl Counters {
-    /// Adds one to `family` (a name after `overlay_`) with `labels` (`{a="b"}` or empty).
-    pub(crate) fn add(&self, family: &'static str, labels: String) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        *counts.entry((family, labels)).or_default() += 1;
-    }
-
-    /// Every sample: family, labels, value.
-    pub(crate) fn samples(&self) -> Vec<(&'static str, String, u64)> {
-        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        counts
-            .iter()
-            .map(|((f, l), v)| (*f, l.clone(), *v))
-            .collect()
-    }
-}
 
 /// Why a reload or keyring change was refused (one line, naming the file and field).
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +44,7 @@ pub(crate) struct Operator {
     /// settings alone, which cannot be reloaded).
     pub(crate) source: Option<(PathBuf, Overrides)>,
     /// The settings in effect.
-    settings: Mutex<Settings>,
+    settings: Arc<Mutex<Settings>>,
     /// One reload or keyring change at a time.
     pub(crate) busy: AsyncMutex<()>,
     pub(crate) counters: Arc<Counters>,
@@ -86,19 +62,23 @@ impl Operator {
         let operator = Arc::new(Operator {
             handle,
             source,
-            settings: Mutex::new(settings),
+            settings: Arc::new(Mutex::new(settings)),
             busy: AsyncMutex::new(()),
             counters: Arc::default(),
             handlers: Mutex::new(Vec::new()),
         });
         operator.restart_handlers();
-        let estimator = smol::spawn(estimator::run(Arc::clone(&operator)));
+        let estimator = smol::spawn(estimator::run(
+            operator.handle.clone(),
+            Arc::clone(&operator.settings),
+            Arc::clone(&operator.counters),
+        ));
         (operator, estimator)
     }
 
     /// The settings in effect.
     pub(crate) fn settings(&self) -> MutexGuard<'_, Settings> {
-        self.settings.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.settings)
     }
 
     /// Starts the configured event handlers, stopping those running (and their commands).
@@ -143,13 +123,13 @@ impl Operator {
                 .await?;
         }
         // The new level first, so that what the change does is logged at it.
-        crate::daemon::set_log_level(next.log_level);
+        crate::logging::set_log_level(next.log_level);
         let applied = self
             .handle
             .checked(Command::Reconfigure(Box::new(next.core.clone())))
             .await?;
         if let Err(e) = applied {
-            crate::daemon::set_log_level(current.log_level);
+            crate::logging::set_log_level(current.log_level);
             return Err(config::core_error(&file, &source, &e).into());
         }
         let changed = changes(&current, &next);
@@ -180,6 +160,11 @@ impl Operator {
         self.settings().core.cluster_keys = core.cluster_keys;
         Ok(())
     }
+}
+
+/// The settings, even if a holder panicked.
+pub(crate) fn lock(settings: &Mutex<Settings>) -> MutexGuard<'_, Settings> {
+    settings.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Refuses a change of a field that cannot change while running, naming it.
