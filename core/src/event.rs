@@ -161,6 +161,17 @@ pub enum Notification {
         /// The member.
         node: NodeId,
     },
+    /// A live member this node reached is no longer reached over two-way links (it
+    /// crashed, or a partition cut it off): it is not routed through until reached again.
+    MemberUnreachable {
+        /// The member.
+        node: NodeId,
+    },
+    /// A member that was cut off is reached again.
+    MemberReachable {
+        /// The member.
+        node: NodeId,
+    },
     /// A controller was silent past the advertisement age limit (a failure).
     MemberExpired {
         /// The member.

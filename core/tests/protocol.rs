@@ -585,7 +585,8 @@ fn a_crashed_node_is_withdrawn_at_once_and_expires_after_the_advertisement_age()
 }
 
 /// A controller that goes silent without closing anything (a hung host, a cut cable) is
-/// withdrawn once its peers' heartbeats time out: 3 intervals, then the hold-down.
+/// withdrawn once its peers' heartbeats time out: 3 intervals, then the hold-down. Its
+/// members are told it was cut off, and that it is back once the cut heals.
 #[test]
 fn a_silent_node_is_withdrawn_after_the_heartbeat_timeout() {
     let mut c = converged_example();
@@ -603,6 +604,23 @@ fn a_silent_node_is_withdrawn_after_the_heartbeat_timeout() {
             "node {i}: withdrawn within the heartbeat timeout and a second"
         );
     }
+    // Each is told once that RC3 was cut off, and once that it is reached again.
+    let told = |c: &Cluster, i: usize, back: bool| {
+        c.notes(i)
+            .filter(|n| match n {
+                Notification::MemberUnreachable { node } => !back && node.0 == 3,
+                Notification::MemberReachable { node } => back && node.0 == 3,
+                _ => false,
+            })
+            .count()
+    };
+    assert_eq!((told(&c, 0, false), told(&c, 1, false)), (1, 1));
+    assert_eq!((told(&c, 0, true), told(&c, 1, true)), (0, 0));
+    c.blocked.clear();
+    c.drive_for(5_000);
+    assert!(c.node(0).routes().iter().any(|r| r.destination.0 == 40));
+    assert_eq!((told(&c, 0, true), told(&c, 1, true)), (1, 1));
+    assert_eq!(told(&c, 0, false), 1);
 }
 
 #[test]

@@ -18,11 +18,13 @@ use tracing::{debug, error, info, trace, warn};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
-    /// A controller was first heard of, or came back.
+    /// A controller was first heard of, or came back (`reason` `reachable`: reached again
+    /// after it was cut off).
     MemberJoin,
     /// A controller left gracefully.
     MemberLeave,
-    /// A controller went silent past the advertisement age limit.
+    /// A controller was cut off (crashed, or beyond a partition; `reason` `unreachable`),
+    /// or went silent past the advertisement age limit (`expired`).
     MemberFailed,
     /// A controller was evicted by a quorum of accusers.
     MemberEvicted,
@@ -97,7 +99,21 @@ impl Notice {
                 json!({"asn": asn, "addr": addr}),
             ),
             Notification::MemberLeft { node } => (Kind::MemberLeave, Some(node.0), json!({})),
-            Notification::MemberExpired { node } => (Kind::MemberFailed, Some(node.0), json!({})),
+            Notification::MemberReachable { node } => (
+                Kind::MemberJoin,
+                Some(node.0),
+                json!({"reason": "reachable"}),
+            ),
+            Notification::MemberUnreachable { node } => (
+                Kind::MemberFailed,
+                Some(node.0),
+                json!({"reason": "unreachable"}),
+            ),
+            Notification::MemberExpired { node } => (
+                Kind::MemberFailed,
+                Some(node.0),
+                json!({"reason": "expired"}),
+            ),
             Notification::MemberEvicted { node, accusers } => (
                 Kind::MemberEvicted,
                 Some(node.0),
@@ -242,6 +258,10 @@ pub(crate) fn log(n: &Notification, remote: impl Fn(ConnId) -> String) {
             info!(%node, %asn, %addr, "member joined");
         }
         Notification::MemberLeft { node } => info!(%node, "member left"),
+        Notification::MemberUnreachable { node } => {
+            warn!(%node, "member unreachable: no longer reached over two-way links")
+        }
+        Notification::MemberReachable { node } => info!(%node, "member reachable again"),
         Notification::MemberExpired { node } => {
             warn!(%node, "member expired: silent past advert_max_age")
         }
@@ -318,6 +338,9 @@ mod tests {
         let left = Notice::of(Time::ZERO, &Notification::MemberLeft { node: NodeId(7) }).unwrap();
         assert_eq!(serde_json::to_value(&left).unwrap()["node"], 7);
         assert_eq!(left.line(), "member-leave RC7");
+        let cut = Notification::MemberUnreachable { node: NodeId(3) };
+        let cut = Notice::of(Time::ZERO, &cut).unwrap();
+        assert_eq!(cut.line(), "member-failed RC3 reason=unreachable");
         for kind in Kind::ALL {
             assert_eq!(Kind::parse(kind.name()), Some(kind));
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());

@@ -170,6 +170,16 @@ fn a_refused_reload_changes_nothing_and_says_why_in_one_line() {
     assert!(operate(&c, 0, &["reload"]).status.success());
 }
 
+/// The links member `node` advertises, as controller `i` knows them.
+fn advertised_links(c: &Cluster, i: usize, node: u32) -> Option<Vec<Value>> {
+    let members = c.api(i, "/v1/members")?;
+    let member = members["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["node"] == node)?;
+    member["links"].as_array().cloned()
+}
+
 /// An estimator script in `dir` that prints `dir/costs`, or fails as `dir/mode` says.
 fn estimator(dir: &Path) -> PathBuf {
     let path = dir.join("estimate.sh");
@@ -199,21 +209,14 @@ fn the_cost_estimator_drives_link_costs_and_its_failures_keep_them() {
         driven.is_some(),
         "RC1 goes round through AS300 once its link is dear"
     );
-    let advertised = c.api(1, "/v1/members").expect("members");
-    let rc1 = advertised["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["node"] == 1)
-        .expect("RC1");
-    assert!(
-        rc1["links"]
-            .as_array()
-            .unwrap()
+    let seen = wait_for(CONVERGE, || {
+        let links = advertised_links(&c, 1, 1)?;
+        links
             .iter()
-            .any(|l| l["asn"] == 200 && l["cost"] == 50),
-        "RC2 sees the estimated cost: {rc1}"
-    );
+            .any(|l| l["asn"] == 200 && l["cost"] == 50)
+            .then_some(())
+    });
+    assert!(seen.is_some(), "RC2 sees the estimated cost");
     let input: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("input.json")).unwrap()).unwrap();
     assert_eq!(input["node"], 1);
@@ -240,6 +243,37 @@ fn the_cost_estimator_drives_link_costs_and_its_failures_keep_them() {
             .unwrap()
             .log_text()
             .contains("no probe")
+    );
+
+    // The shipped example, put in place by a reload: loopback connect times, in units of
+    // a microsecond, become the costs of the links to ASes with a controller.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/estimators/connect-time.py")
+        .canonicalize()
+        .expect("the example estimator");
+    c.files[0].cost_estimator_path = format!(
+        "{} --rpc {} --ms-per-cost 0.001",
+        example.display(),
+        rpc(&c, 0)
+    );
+    c.write(0);
+    let out = operate(&c, 0, &["reload"]);
+    assert_eq!(
+        text(&out.stdout),
+        "reloaded: cost_estimator_path",
+        "{out:?}"
+    );
+    let measured = wait_for(CONVERGE, || {
+        let links = advertised_links(&c, 1, 1)?;
+        let cost = |asn: u32| links.iter().find(|l| l["asn"] == asn)?["cost"].as_u64();
+        // AS200 and AS300 have controllers (costs measured); AS10 is a stub (kept).
+        let (to200, to300, to10) = (cost(200)?, cost(300)?, cost(10)?);
+        (to200 > 5 && to200 != 50 && to300 > 5 && to10 == 5).then_some(())
+    });
+    assert!(
+        measured.is_some(),
+        "advertised: {:?}",
+        advertised_links(&c, 1, 1)
     );
 }
 
@@ -301,9 +335,24 @@ fn handlers_and_watch_see_a_member_leave_and_routes_change() {
         let routes = seen.iter().any(|e| e["event"] == "route-change");
         (left && routes).then_some(())
     });
+    assert!(watched.is_some(), "watch saw {seen:?}");
+    // A crash is reported within seconds, long before RC2's advertisement would expire.
+    c.daemon(1).signal("KILL");
+    let failed = wait_for(CONVERGE, || {
+        seen.extend(
+            lines
+                .try_iter()
+                .map(|l| serde_json::from_str::<Value>(&l).unwrap()),
+        );
+        seen.iter()
+            .any(|e| {
+                e["event"] == "member-failed" && e["node"] == 2 && e["reason"] == "unreachable"
+            })
+            .then_some(())
+    });
     let _ = watch.kill();
     let _ = watch.wait();
-    assert!(watched.is_some(), "watch saw {seen:?}");
+    assert!(failed.is_some(), "watch saw {seen:?}");
 
     let recorded = wait_for(CONVERGE, || {
         let env = std::fs::read_to_string(&env).ok()?;

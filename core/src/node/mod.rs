@@ -595,6 +595,13 @@ impl Node {
 
     fn recompute_routes(&mut self) {
         let changes = self.routing.update(self.now);
+        for (node, reached) in self.routing.take_reach_changes() {
+            self.out.notify(if reached {
+                Notification::MemberReachable { node }
+            } else {
+                Notification::MemberUnreachable { node }
+            });
+        }
         if !changes.is_empty() {
             self.out.notify(Notification::RoutesChanged { changes });
         }

@@ -10,7 +10,7 @@
 //! controllers claim one AS, the one with the lower node id speaks for it; a link listed
 //! twice in one advertisement counts once, as its last listing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -129,6 +129,11 @@ pub struct Routing {
     recomputed: Option<Time>,
     /// Route changes so far (destinations changed, summed).
     route_changes: u64,
+    /// Live members that were reachable and then were cut off (crashed, or beyond a
+    /// partition), until they are reached again or stop being members.
+    cut_off: BTreeSet<NodeId>,
+    /// Reachability changes of the last recomputations, not yet taken: (member, reached).
+    reach_changes: Vec<(NodeId, bool)>,
 }
 
 impl Routing {
@@ -145,6 +150,8 @@ impl Routing {
             max_members,
             recomputed: None,
             route_changes: 0,
+            cut_off: BTreeSet::new(),
+            reach_changes: Vec::new(),
         }
     }
 
@@ -356,6 +363,12 @@ impl Routing {
         changes
     }
 
+    /// The live members cut off (`false`) or reached again (`true`) since the last call,
+    /// in order. A member that is new, or that left or expired, is not among them.
+    pub(crate) fn take_reach_changes(&mut self) -> Vec<(NodeId, bool)> {
+        std::mem::take(&mut self.reach_changes)
+    }
+
     /// Route changes so far (destinations changed, summed).
     pub(crate) fn route_changes(&self) -> u64 {
         self.route_changes
@@ -367,8 +380,16 @@ impl Routing {
         self.dirty = false;
         let reached = self.own.map(|own| reach::reachable(own, &self.members));
         for m in self.members.values_mut() {
+            let was = m.reachable;
             m.reachable = m.state == MemberState::Alive
                 && reached.as_ref().is_none_or(|r| r.contains(&m.node));
+            if m.state != MemberState::Alive {
+                self.cut_off.remove(&m.node);
+            } else if was && !m.reachable && self.cut_off.insert(m.node) {
+                self.reach_changes.push((m.node, false));
+            } else if m.reachable && self.cut_off.remove(&m.node) {
+                self.reach_changes.push((m.node, true));
+            }
         }
         let tree =
             ShortestPaths::compute(self.own_asn, self.speakers().map(|m| (m.asn, &m.links[..])));
