@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use overlay_core::Command;
 use smol::Task;
 use smol::lock::Mutex as AsyncMutex;
-use tracing::{info, warn};
+use tracing::{error, info};
 
 use crate::config::{self, ConfigFileError, Overrides, Settings};
 use crate::counters::Counters;
@@ -103,8 +103,16 @@ impl Operator {
     /// Re-reads the configuration file (and the cluster key and certificate files) and
     /// applies what changed; changes nothing when any of it is wrong or changes a field
     /// fixed while running. Returns the names of the fields that changed.
-    pub(crate) async fn reload(self: &Arc<Self>) -> Result<Vec<&'static str>, Refused> {
+    pub(crate) async fn reload(&self) -> Result<Vec<&'static str>, Refused> {
         let _one = self.busy.lock().await;
+        let reloaded = self.reload_file().await;
+        if let Err(e) = &reloaded {
+            error!("reload refused: {e}");
+        }
+        reloaded
+    }
+
+    async fn reload_file(&self) -> Result<Vec<&'static str>, Refused> {
         let Some((path, overrides)) = &self.source else {
             return Err(Refused::Request(
                 "this controller was not started from a configuration file".into(),
@@ -184,7 +192,6 @@ fn fixed(current: &Settings, next: &Settings, source: &config::Source) -> Result
         Some((field, _)) => {
             let message = "cannot change while the daemon runs (restart it to change this); \
                            nothing was changed";
-            warn!(field, "reload refused: {message}");
             Err(source.error(*field, message).into())
         }
         None => Ok(()),

@@ -230,7 +230,7 @@ fn measure(changes: usize, flood: Duration) -> Figures {
     let mut c = Cluster::new(topology::generated(6), "@every 500ms", &key);
     c.env = vec![(
         "RUST_LOG".into(),
-        "info,overlay_transport_tcp::driver=trace".into(),
+        "info,overlay_transport_tcp::events=trace".into(),
     )];
     for i in 0..6 {
         c.files[i].reject_threshold = Some(u32::MAX);

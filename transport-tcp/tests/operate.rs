@@ -315,6 +315,17 @@ fn handlers_and_watch_see_a_member_leave_and_routes_change() {
             let _ = tx.send(line);
         }
     });
+    // The same stream as server-sent events, read raw.
+    let mut sse = std::net::TcpStream::connect(c.rpc[0]).expect("connect");
+    let request = "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n";
+    std::io::Write::write_all(&mut sse, request.as_bytes()).unwrap();
+    sse.set_read_timeout(Some(CONVERGE)).unwrap();
+    let (sse_tx, sse_lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(sse).lines().map_while(Result::ok) {
+            let _ = sse_tx.send(line);
+        }
+    });
     std::thread::sleep(Duration::from_millis(500));
 
     let out = operate(&c, 2, &["leave"]);
@@ -336,6 +347,15 @@ fn handlers_and_watch_see_a_member_leave_and_routes_change() {
         (left && routes).then_some(())
     });
     assert!(watched.is_some(), "watch saw {seen:?}");
+    let mut raw = Vec::new();
+    let streamed = wait_for(CONVERGE, || {
+        raw.extend(sse_lines.try_iter());
+        let event = raw.iter().position(|l| l == "event: member-leave")?;
+        let data = raw.get(event + 1)?.strip_prefix("data: ")?;
+        let data: Value = serde_json::from_str(data).ok()?;
+        (data["node"] == 3).then_some(())
+    });
+    assert!(streamed.is_some(), "server-sent events: {raw:?}");
     // A crash is reported within seconds, long before RC2's advertisement would expire.
     c.daemon(1).signal("KILL");
     let failed = wait_for(CONVERGE, || {
@@ -465,4 +485,31 @@ fn a_cluster_key_rotates_across_three_controllers_without_a_restart() {
     for (i, pid) in pids.iter().enumerate() {
         assert_eq!(c.daemon(i).pid(), *pid);
     }
+}
+
+#[test]
+fn completions_and_the_man_page_are_generated() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = cli(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("keyring") && script.contains("reload"),
+            "{shell}"
+        );
+    }
+    let page = cli(&["man"]);
+    assert!(page.status.success());
+    let page = String::from_utf8_lossy(&page.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH overlay-network"),
+        "{page}"
+    );
+    assert!(page.contains("watch"), "the subcommands are listed");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("overlay-network.1");
+    let out = cli(&["man", "--out", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), page);
+    assert_eq!(cli(&["completions", "tcsh"]).status.code(), Some(2));
 }
