@@ -5,7 +5,6 @@
 //! here can block gossip.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tracing::{debug, warn};
 
@@ -29,13 +28,9 @@ pub(crate) async fn run(
     counters: Arc<Counters>,
 ) {
     let label = |extra: &str| format!("{{handler=\"{index}\"{extra}}}");
-    let mut dropped = 0;
+    let dropped = Arc::clone(&subscription.dropped);
+    counters.link("event_handler_dropped_total", label(""), dropped);
     while let Ok(notice) = subscription.rx.recv().await {
-        let lost = subscription.dropped.load(Ordering::Relaxed);
-        for _ in dropped..lost {
-            counters.add("event_handler_dropped_total", label(""));
-        }
-        dropped = lost;
         if !handler.events.contains(&notice.event) {
             continue;
         }
