@@ -1,7 +1,8 @@
 //! Benchmark (not a test): starts N `overlay-network` daemons on loopback (default 100, a
 //! generated layout, gossip every 500 ms, keys made beforehand) and prints one JSON
 //! object: the time from start to every routing table converged (and how much of it went
-//! to starting the processes one after another), each daemon's resident
+//! to starting the processes one after another, what the boot cost in CPU, rumors,
+//! signature verifications and handshakes), each daemon's resident
 //! memory, the CPU each uses in steady state (from /proc), and how long until a `kill -9`
 //! of the best-connected daemon is withdrawn everywhere (every other table converged
 //! without it). Run it with `transport-tcp/scale.sh [daemons] [advert_refresh]` (release
@@ -51,6 +52,12 @@ fn main() {
 
     let pids: Vec<u32> = (0..daemons).map(|i| cluster.daemon(i).pid()).collect();
     let before: Vec<Option<(u64, u64)>> = pids.iter().map(|&p| proc_usage(p)).collect();
+    // What the boot cost: CPU of all daemons until converged, and the protocol's work.
+    let boot_cpu_s = before.iter().flatten().map(|&(t, _)| t).sum::<u64>() as f64 / 100.0;
+    let total = |name: &str| -> f64 { (0..daemons).filter_map(|i| cluster.metric(i, name)).sum() };
+    let boot_verified = total("overlay_signatures_verified_total");
+    let boot_accepted = total("overlay_rumors_accepted_total");
+    let boot_handshakes = total("overlay_handshakes_total");
     std::thread::sleep(STEADY);
     let after: Vec<Option<(u64, u64)>> = pids.iter().map(|&p| proc_usage(p)).collect();
     let ticks_per_s = 100.0; // USER_HZ on Linux
@@ -86,9 +93,14 @@ fn main() {
             "gossip_period_ms": 500,
             "advert_refresh": refresh.unwrap_or(30),
             "converged": converged.is_ok(),
+            "not_converged": converged.as_ref().err().map(|e| e.chars().take(600).collect::<String>()),
             "start_to_converged_ms": converge_ms,
             "starting_all_processes_ms": all_started.as_millis(),
             "last_start_to_converged_ms": converge_ms - all_started.as_millis(),
+            "boot_cpu_core_seconds_all_daemons": (boot_cpu_s * 100.0).round() / 100.0,
+            "boot_rumors_accepted_per_daemon": (boot_accepted / daemons as f64).round(),
+            "boot_signatures_verified_per_daemon": (boot_verified / daemons as f64).round(),
+            "boot_handshakes_per_daemon": (boot_handshakes / daemons as f64 * 10.0).round() / 10.0,
             "rss_bytes_per_daemon_mean": mean(&rss_f).round(),
             "rss_bytes_per_daemon_max": rss.iter().max(),
             "steady_cpu_cores_per_daemon_mean": (mean(&cpu) * 1e4).round() / 1e4,
