@@ -173,9 +173,34 @@ impl DialTable {
 
     /// Candidates due at `now`, not being dialed and not `connected`, in address order.
     pub(crate) fn eligible(&self, now: Time, connected: impl Fn(&Addr) -> bool) -> Vec<Addr> {
+        self.due(now, connected, |_| true)
+    }
+
+    /// Bootstrap addresses whose last dial failed, due at `now`, not being dialed and not
+    /// `connected`, whose node (the one each led to last time; any, if it never led to
+    /// one) is not `reached`.
+    pub(crate) fn unreached_bootstrap(
+        &self,
+        now: Time,
+        connected: impl Fn(&Addr) -> bool,
+        reached: impl Fn(&Fingerprint) -> bool,
+    ) -> Vec<Addr> {
+        self.due(now, connected, |c| {
+            c.bootstrap && c.failures > 0 && !c.reached.as_ref().is_some_and(&reached)
+        })
+    }
+
+    fn due(
+        &self,
+        now: Time,
+        connected: impl Fn(&Addr) -> bool,
+        wanted: impl Fn(&Candidate) -> bool,
+    ) -> Vec<Addr> {
         self.candidates
             .iter()
-            .filter(|(a, c)| c.next_try <= now && !self.dialing.contains(*a) && !connected(a))
+            .filter(|(a, c)| {
+                c.next_try <= now && !self.dialing.contains(*a) && !connected(a) && wanted(c)
+            })
             .map(|(a, _)| a.clone())
             .collect()
     }

@@ -97,3 +97,38 @@ fn a_peer_banned_during_a_handshake_does_not_get_linked() {
         c.node(0).peers()
     );
 }
+
+/// Two parts of a network that formed apart merge. Seen with 60 daemons started one after
+/// another: a daemon's only bootstrap peer in the other part was not listening yet when
+/// it first dialed, and it then filled its target number of peers from its own part; the
+/// other part never heard of this one. Eight of the 60 stayed an island for good, each
+/// part with converged tables of its own. A bootstrap peer this node does not reach
+/// through the overlay is now dialed even at the target (up to `max_peers`).
+#[test]
+fn parts_that_formed_apart_merge_through_a_bootstrap_peer() {
+    let config = |i: usize, bootstrap: usize| {
+        let mut c = config(i, 100 * (i as u32 + 1), vec![], &[bootstrap]);
+        c.target_peers = Some(1);
+        c
+    };
+    // Part A (slots 0-3) starts first; slot 3's only way to part B is slot 4, which is not
+    // there yet: that dial fails, and slot 2's dial gives slot 3 its one target peer.
+    let mut c = Cluster::new((0..4).map(|i| config(i, (i + 1) % 5)).collect());
+    c.drive_for(5_000);
+    // Part B (slots 4-7) bootstraps only among itself.
+    for i in 4..8 {
+        c.add(config(i, 4 + (i + 1) % 4));
+    }
+    c.drive_for(30_000);
+    for i in 0..8 {
+        let reached: Vec<u32> = c
+            .node(i)
+            .members()
+            .iter()
+            .filter(|m| m.reachable)
+            .map(|m| m.node.0)
+            .collect();
+        assert_eq!(reached, (1..=8).collect::<Vec<_>>(), "slot {i}");
+    }
+    assert!(c.linked(3, 4), "the bootstrap link was made");
+}

@@ -40,6 +40,8 @@ pub(crate) struct BroadcastPolicy {
     /// many hops sooner than through the eager link that delivered it, the two swap roles
     /// (0 disables).
     pub optimize_hops: u32,
+    /// Links pushed to when a rumor's origin has no tree here yet (0: all of them).
+    pub eager_fanout: usize,
 }
 
 /// Most peers remembered as announcers of one missing rumor.
@@ -141,14 +143,13 @@ impl Broadcast {
             return;
         }
         let bit = self.bit(conn);
+        // An origin's entry stays when its mask empties: it records that the origin's
+        // tree was planted here (see `plant`).
         let mask = self.lazy.entry(origin).or_default();
         if lazy {
             *mask |= bit;
         } else {
             *mask &= !bit;
-        }
-        if *mask == 0 {
-            self.lazy.remove(&origin);
         }
     }
 
@@ -166,12 +167,13 @@ impl Broadcast {
     /// A link went down.
     pub(crate) fn link_down(&mut self, conn: ConnId) {
         let bit = self.bit(conn);
-        for masks in [&mut self.lazy, &mut self.distrusted] {
-            masks.retain(|_, mask| {
-                *mask &= !bit;
-                *mask != 0
-            });
+        for mask in self.lazy.values_mut() {
+            *mask &= !bit;
         }
+        self.distrusted.retain(|_, mask| {
+            *mask &= !bit;
+            *mask != 0
+        });
         self.promoted.retain(|_, c| *c != conn);
         self.slots.remove(&conn);
         self.outbox.remove(&conn);
@@ -184,12 +186,13 @@ impl Broadcast {
 
     /// Spreads a rumor this node just accepted (`from` its sender) or originated (`from` is
     /// `None`): pushed on the links eager for its origin, announced on the others.
-    pub(crate) fn spread(
+    pub(crate) fn spread<R: Rng + ?Sized>(
         &mut self,
         now: Time,
         store: &Gossip,
         key: &RumorKey,
         from: Option<ConnId>,
+        rng: &mut R,
     ) {
         let Some(rumor) = store.outgoing(now, key) else {
             return;
@@ -199,11 +202,14 @@ impl Broadcast {
         if from.is_some() && self.promoted.get(&key.origin) == from.as_ref() {
             self.promoted.remove(&key.origin);
         }
-        let links: Vec<ConnId> = self.slots.keys().copied().collect();
+        let links: Vec<ConnId> = self
+            .slots
+            .keys()
+            .copied()
+            .filter(|&c| Some(c) != from && !store.peer_has(c, key, id.seq()))
+            .collect();
+        self.plant(key.origin, &links, rng);
         for conn in links {
-            if Some(conn) == from || store.peer_has(conn, key, id.seq()) {
-                continue;
-            }
             if self.is_lazy(conn, key.origin) {
                 self.out(conn)
                     .ihave
@@ -211,6 +217,29 @@ impl Broadcast {
             } else {
                 self.out(conn).push.push(rumor.clone());
             }
+        }
+    }
+
+    /// A rumor of `origin`, which has no tree here yet (every link eager for it), is about
+    /// to go out on `links`: all but `eager_fanout` random ones become lazy for `origin`,
+    /// so that its first rumor does not flood. A node that none of its peers pushes to
+    /// grafts it from an announcer; duplicates and grafts shape the tree from then on.
+    fn plant<R: Rng + ?Sized>(&mut self, origin: NodeId, links: &[ConnId], rng: &mut R) {
+        let fanout = self.policy.eager_fanout;
+        if fanout == 0
+            || links.len() <= fanout
+            || origin == self.me
+            || self.lazy.contains_key(&origin)
+        {
+            return;
+        }
+        let mut lazy = links.to_vec();
+        for _ in 0..fanout {
+            let pick = (rng.next_u64() % lazy.len() as u64) as usize;
+            lazy.swap_remove(pick);
+        }
+        for conn in lazy {
+            self.set_lazy(conn, origin, true);
         }
     }
 

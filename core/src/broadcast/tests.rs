@@ -18,6 +18,7 @@ fn policy(mode: Dissemination) -> BroadcastPolicy {
         max_requests_per_round: 64,
         pull_timeout: Duration::from_secs(1),
         optimize_hops: 3,
+        eager_fanout: 0,
     }
 }
 
@@ -79,6 +80,10 @@ fn plumtree_with_links(links: &[ConnId], store: &Gossip) -> Broadcast {
     bc
 }
 
+fn rng() -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(1)
+}
+
 fn origins(ids: &[u32]) -> BTreeSet<NodeId> {
     ids.iter().map(|&i| NodeId(i)).collect()
 }
@@ -124,7 +129,7 @@ fn trees_are_per_origin_and_every_duplicate_prunes() {
         vec![(c, r#"{"prune":{"origins":[1]}}"#.to_string())]
     );
     assert!(!bc.is_lazy(c, NodeId(1)));
-    bc.spread(Time::ZERO, &store, &rumor.key(), Some(a));
+    bc.spread(Time::ZERO, &store, &rumor.key(), Some(a), &mut rng());
     let out = sent(&mut bc);
     assert!(
         out.contains(&(b, r#"{"ihave":{"ids":[[9,null,1,2]]}}"#.to_string())),
@@ -257,4 +262,38 @@ fn peers_asking_for_too_much_are_refused() {
     );
     bc.new_round(Time::ZERO);
     assert!(bc.grafted(Time::ZERO, a, &ids[..1], &[], &store).is_ok());
+}
+
+/// Pushes and announcements among what `spread` sent.
+fn pushed_and_announced(out: &[(ConnId, String)]) -> (usize, usize) {
+    let count = |kind: &str| out.iter().filter(|(_, m)| m.starts_with(kind)).count();
+    (count(r#"{"rumors""#), count(r#"{"ihave""#))
+}
+
+#[test]
+fn a_new_origin_is_pushed_on_the_eager_fanout_and_announced_on_the_other_links() {
+    let links: Vec<ConnId> = (1..=6).map(ConnId).collect();
+    let (store, rumor) = store_with_rumor(links[0], 1);
+    let mut bc = plumtree_with_links(&links, &store);
+    bc.policy.eager_fanout = 2;
+    sent(&mut bc);
+    bc.spread(Time::ZERO, &store, &rumor.key(), Some(links[0]), &mut rng());
+    let out = sent(&mut bc);
+    assert_eq!(pushed_and_announced(&out), (2, 3), "{out:?}");
+    // A graft makes a lazy link eager, and the tree is not planted again.
+    let lazy = links[1..]
+        .iter()
+        .copied()
+        .find(|&c| bc.is_lazy(c, NodeId(9)))
+        .expect("a lazy link");
+    bc.grafted(Time::ZERO, lazy, &[], &[NodeId(9)], &store)
+        .expect("within the budget");
+    sent(&mut bc);
+    bc.spread(Time::ZERO, &store, &rumor.key(), Some(links[0]), &mut rng());
+    assert_eq!(pushed_and_announced(&sent(&mut bc)), (3, 2));
+    // Fanout 0: the first rumor of an origin floods.
+    let mut flood = plumtree_with_links(&links, &store);
+    sent(&mut flood);
+    flood.spread(Time::ZERO, &store, &rumor.key(), Some(links[0]), &mut rng());
+    assert_eq!(pushed_and_announced(&sent(&mut flood)), (5, 0));
 }

@@ -159,6 +159,7 @@ impl Policies {
                 max_requests_per_round: config.max_members.saturating_mul(4),
                 pull_timeout: config.gossip_period,
                 optimize_hops: config.optimize_hops,
+                eager_fanout: config.eager_fanout as usize,
             },
             reputation: ReputationPolicy {
                 reject_threshold: config.reject_threshold,

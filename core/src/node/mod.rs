@@ -244,6 +244,15 @@ impl Node {
             self.swarm
                 .reconnect(&addr, self.now, &mut self.rng, &mut self.out);
         }
+        let routing = &self.routing;
+        let reached = |key: &Fingerprint| {
+            routing
+                .owner_of(key)
+                .and_then(|node| routing.member(node))
+                .is_some_and(|m| m.reachable)
+        };
+        self.swarm
+            .rejoin(self.now, &mut self.rng, &mut self.out, reached);
         self.schedule_round();
     }
 
@@ -447,7 +456,8 @@ impl Node {
             }
             Change::Nothing => {}
         }
-        self.broadcast.spread(self.now, &self.gossip, &key, from);
+        self.broadcast
+            .spread(self.now, &self.gossip, &key, from, &mut self.rng);
     }
 
     fn rejected(&mut self, conn: ConnId, peer: Option<&PeerInfo>, reason: RejectReason) {
@@ -504,7 +514,8 @@ impl Node {
         let key = self
             .gossip
             .originate(self.now, &self.identity, &mut self.rng, content);
-        self.broadcast.spread(self.now, &self.gossip, &key, None);
+        self.broadcast
+            .spread(self.now, &self.gossip, &key, None, &mut self.rng);
     }
 
     /// Sets the signing timer for when the pace next allows.
@@ -572,7 +583,8 @@ impl Node {
             reachable: true,
             state: MemberState::Alive,
         });
-        self.broadcast.spread(self.now, &self.gossip, &key, None);
+        self.broadcast
+            .spread(self.now, &self.gossip, &key, None, &mut self.rng);
     }
 
     /// Leaving: a signed leave pushed on every link (lazy ones too: they are about to

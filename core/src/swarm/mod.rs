@@ -205,6 +205,32 @@ impl Swarm {
         }
     }
 
+    /// Dials one bootstrap address whose last dial failed and whose node this node does not
+    /// reach through the overlay (`reached` says which keys it does), even when it has its
+    /// target number of peers (up to `max_peers`), respecting the address's backoff. Parts of a network that
+    /// formed apart (a bootstrap peer was not listening yet when this node started, and
+    /// each part then filled its peers from within) merge this way. A bootstrap whose node
+    /// is reached through the overlay is not dialed, so seeds that everybody lists are not
+    /// loaded by everybody.
+    pub(crate) fn rejoin<R: CryptoRng + ?Sized>(
+        &mut self,
+        now: Time,
+        rng: &mut R,
+        out: &mut Outbox,
+        reached: impl Fn(&Fingerprint) -> bool,
+    ) {
+        let due = self
+            .table
+            .unreached_bootstrap(now, |a| self.is_connected_to(a), reached);
+        if due.is_empty() {
+            return;
+        }
+        let pick = (rng.next_u64() % due.len() as u64) as usize;
+        if let Some(addr) = due.into_iter().nth(pick) {
+            self.dial(addr, out);
+        }
+    }
+
     /// Whether the node has fewer established or pending peers than `min`.
     pub(crate) fn below(&self, min: usize) -> bool {
         self.dial_budget_used() < min

@@ -92,6 +92,9 @@ pub struct Experiment {
     pub dissemination: Dissemination,
     /// Plumtree's tree optimisation threshold in hops (the core's `optimize_hops`).
     pub optimize_hops: u32,
+    /// Links pushed to for an origin without a tree yet (the core's `eager_fanout`;
+    /// `None`: the core's default).
+    pub eager_fanout: Option<u32>,
     /// Gossip rounds run after the boot before anything happens: every origin advertises
     /// once per round, so Plumtree's per-origin trees are pruned (steady state). 0
     /// measures right after the boot, while the trees are still forming.
@@ -125,6 +128,7 @@ impl Experiment {
             attach: 2,
             dissemination: Dissemination::Plumtree,
             optimize_hops: 1,
+            eager_fanout: None,
             warmup_rounds: 2,
             settle_rounds: 0,
             join_over: Duration::ZERO,
@@ -145,7 +149,7 @@ impl Experiment {
 
     /// Sets the field a command-line flag names (`--nodes`, `--seed`, `--loss`,
     /// `--loss-mode`, `--scenario`, `--dissemination`, `--max-peers`, `--period-ms`,
-    /// `--advert-refresh`, `--optimize-hops`, `--warmup-rounds`, `--settle-rounds`,
+    /// `--advert-refresh`, `--optimize-hops`, `--eager-fanout`, `--warmup-rounds`, `--settle-rounds`,
     /// `--join-ms`, `--threads`)
     /// from its value; `Ok(false)` for another flag. The examples share it.
     pub fn set_flag(&mut self, flag: &str, value: &str) -> Result<bool, String> {
@@ -177,6 +181,7 @@ impl Experiment {
             "--period-ms" => self.gossip_period = Duration::from_millis(num(value)?),
             "--advert-refresh" => self.advert_refresh = Some(small(value)?.max(1)),
             "--optimize-hops" => self.optimize_hops = small(value)?,
+            "--eager-fanout" => self.eager_fanout = Some(small(value)?),
             "--warmup-rounds" => self.warmup_rounds = small(value)?,
             "--settle-rounds" => self.settle_rounds = small(value)?,
             "--join-ms" => self.join_over = Duration::from_millis(num(value)?),
@@ -220,6 +225,8 @@ pub struct Report {
     pub threads: usize,
     /// Plumtree's tree optimisation threshold in hops.
     pub optimize_hops: u32,
+    /// Links pushed to for an origin without a tree yet (0: all).
+    pub eager_fanout: u32,
     /// RSA key size of every node.
     pub key_bits: usize,
     /// The topology.
@@ -367,6 +374,9 @@ fn config(exp: &Experiment, i: usize) -> Config {
     c.max_peers = exp.max_peers;
     c.dissemination = exp.dissemination;
     c.optimize_hops = exp.optimize_hops;
+    if let Some(fanout) = exp.eager_fanout {
+        c.eager_fanout = fanout;
+    }
     c
 }
 
@@ -524,6 +534,7 @@ fn report(
         join_over_ms: millis(exp.join_over),
         threads: exp.threads,
         optimize_hops: exp.optimize_hops,
+        eager_fanout: config(exp, 0).eager_fanout,
         key_bits: KEY_BITS,
         topology: format!("barabasi_albert(n={}, m={})", exp.nodes, exp.attach),
         boot_ms: phases.boot.map(|t| t.as_millis()),
