@@ -161,6 +161,15 @@ impl DialTable {
         self.candidates.remove(addr);
     }
 
+    /// A member with key `key` advertised `addr` as its own: a candidate that never led to a
+    /// node is taken to lead to it (so a bootstrap that refuses this node for want of room
+    /// counts as reached while its member is; a dial that succeeds says otherwise).
+    pub(crate) fn advertised(&mut self, addr: &Addr, key: Fingerprint) {
+        if let Some(c) = self.candidates.get_mut(addr) {
+            c.reached.get_or_insert(key);
+        }
+    }
+
     /// The node an address led to last time it was dialed.
     pub(crate) fn reached(&self, addr: &Addr) -> Option<Fingerprint> {
         self.candidates.get(addr).and_then(|c| c.reached)
@@ -176,9 +185,8 @@ impl DialTable {
         self.due(now, connected, |_| true)
     }
 
-    /// Bootstrap addresses whose last dial failed, due at `now`, not being dialed and not
-    /// `connected`, whose node (the one each led to last time; any, if it never led to
-    /// one) is not `reached`.
+    /// Bootstrap addresses due at `now`, not being dialed and not `connected`, whose node
+    /// (the one each led to last time; any, if it never led to one) is not `reached`.
     pub(crate) fn unreached_bootstrap(
         &self,
         now: Time,
@@ -186,7 +194,7 @@ impl DialTable {
         reached: impl Fn(&Fingerprint) -> bool,
     ) -> Vec<Addr> {
         self.due(now, connected, |c| {
-            c.bootstrap && c.failures > 0 && !c.reached.as_ref().is_some_and(&reached)
+            c.bootstrap && !c.reached.as_ref().is_some_and(&reached)
         })
     }
 

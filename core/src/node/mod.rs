@@ -427,7 +427,8 @@ impl Node {
         let node = admitted.body.origin;
         match self.routing.apply(&admitted.body, admitted.fingerprint) {
             Change::Advertised { asn, addr, joined } => {
-                self.swarm.learn(&addr, self.now, &mut self.rng);
+                let key = admitted.fingerprint;
+                self.swarm.advertised(&addr, key, self.now, &mut self.rng);
                 if let Some(until) = certified_until {
                     self.swarm.renew(&admitted.fingerprint, until);
                 }

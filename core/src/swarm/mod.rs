@@ -138,6 +138,19 @@ impl Swarm {
         self.table.learn(addr, now, rng);
     }
 
+    /// A member with key `key` advertised `addr`: a dial candidate, and (if that address
+    /// never led to a node) taken to lead to that member.
+    pub(crate) fn advertised<R: CryptoRng + ?Sized>(
+        &mut self,
+        addr: &Addr,
+        key: Fingerprint,
+        now: Time,
+        rng: &mut R,
+    ) {
+        self.table.learn(addr, now, rng);
+        self.table.advertised(addr, key);
+    }
+
     /// Forgets a candidate address (its node left or was evicted), unless it is a bootstrap.
     pub(crate) fn forget(&mut self, addr: &Addr) {
         self.table.forget(addr);
@@ -205,11 +218,12 @@ impl Swarm {
         }
     }
 
-    /// Dials one bootstrap address whose last dial failed and whose node this node does not
-    /// reach through the overlay (`reached` says which keys it does), even when it has its
-    /// target number of peers (up to `max_peers`), respecting the address's backoff. Parts of a network that
-    /// formed apart (a bootstrap peer was not listening yet when this node started, and
-    /// each part then filled its peers from within) merge this way. A bootstrap whose node
+    /// Dials one bootstrap address whose node this node does not reach through the overlay
+    /// (`reached` says which keys it does; an address that never led to a node counts as
+    /// not reached), even when it has its target number of peers (up to `max_peers`),
+    /// respecting the address's backoff. Parts of a network that
+    /// formed apart (a bootstrap peer was not listening yet when this node started, or was
+    /// never picked, and each part then filled its peers from within) merge this way. A bootstrap whose node
     /// is reached through the overlay is not dialed, so seeds that everybody lists are not
     /// loaded by everybody.
     pub(crate) fn rejoin<R: CryptoRng + ?Sized>(

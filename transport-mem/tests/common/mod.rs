@@ -56,6 +56,15 @@ pub fn cluster(
     params: SimParams,
     tweak: &dyn Fn(usize, &mut Config),
 ) -> Sim {
+    let mut sim = Sim::new(params);
+    for (i, c) in configs(seed, n, shape, tweak).into_iter().enumerate() {
+        sim.add(c, identity(i)).expect("valid config");
+    }
+    sim
+}
+
+/// The configs of [`cluster`]'s nodes, by index (node i has pool identity i).
+pub fn configs(seed: u64, n: usize, shape: u8, tweak: &dyn Fn(usize, &mut Config)) -> Vec<Config> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let topology = match shape % 5 {
         0 => Topology::ring(n),
@@ -65,7 +74,7 @@ pub fn cluster(
         _ => Topology::barabasi_albert(n, 2, &mut rng),
     }
     .random_weights(&mut rng, 1..=3, &[10, 100, 1000]);
-    let mut sim = Sim::new(params);
+    let mut configs = Vec::with_capacity(n);
     for i in 0..n {
         let mut c = Config::new(NodeId(i as u32 + 1), asn(i), addr(i), vec![key()]);
         c.links = topology.links(i, asn);
@@ -80,9 +89,9 @@ pub fn cluster(
                 true
             }
         });
-        sim.add(c, identity(i)).expect("valid config");
+        configs.push(c);
     }
-    sim
+    configs
 }
 
 pub fn key() -> ClusterKey {
@@ -119,6 +128,24 @@ pub fn converged(
                 false
             }
         }
+    });
+    ok.map(|_| ()).ok_or(last)
+}
+
+/// Polls until every running node reaches every other running node over two-way links
+/// (one overlay, not parts that each converged on their own), within `within`.
+pub fn one_overlay(sim: &mut Sim, within: Duration) -> Result<(), String> {
+    let mut last = String::new();
+    let deadline = sim.now() + within;
+    let ok = sim.run_until_true(deadline, Duration::from_millis(250), |s| {
+        let live = all(s);
+        let ids: Vec<NodeId> = live.iter().map(|&x| s.config(x).node_id).collect();
+        let apart = live.iter().find_map(|&x| {
+            let missing = ids.iter().find(|&&id| !reaches(s, x, id))?;
+            Some(format!("slot {x} does not reach {missing}"))
+        });
+        last = apart.clone().unwrap_or_default();
+        apart.is_none()
     });
     ok.map(|_| ()).ok_or(last)
 }
