@@ -821,6 +821,9 @@ fn staggered(s: Starts) -> TestResult {
         let upstream: Vec<_> = (i + 1..n).map(addr).collect();
         c.bootstrap.retain(|a| upstream.contains(a));
         c.target_peers = Some(1);
+        // Room for every neighbour: a star's hub is the only way in for its leaves, which
+        // list nobody (with fewer slots than leaves, some leaf could never join).
+        c.max_peers = c.max_peers.max(n);
     });
     let mut order: Vec<usize> = (0..n).collect();
     let mut rng = ChaCha20Rng::seed_from_u64(s.seed);
