@@ -207,7 +207,7 @@ impl DialTable {
         self.candidates
             .iter()
             .filter(|(a, c)| {
-                c.next_try <= now && !self.dialing.contains(*a) && !connected(a) && wanted(c)
+                c.next_try <= now && wanted(c) && !self.dialing.contains(*a) && !connected(a)
             })
             .map(|(a, _)| a.clone())
             .collect()

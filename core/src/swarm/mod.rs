@@ -221,10 +221,10 @@ impl Swarm {
     /// Dials one bootstrap address whose node this node does not reach through the overlay
     /// (`reached` says which keys it does; an address that never led to a node counts as
     /// not reached), even when it has its target number of peers (up to `max_peers`),
-    /// respecting the address's backoff. Parts of a network that
-    /// formed apart (a bootstrap peer was not listening yet when this node started, or was
-    /// never picked, and each part then filled its peers from within) merge this way. A bootstrap whose node
-    /// is reached through the overlay is not dialed, so seeds that everybody lists are not
+    /// respecting the address's backoff. Parts of a network that formed apart (a bootstrap
+    /// peer was not listening yet when this node started, or was never picked, and each
+    /// part then filled its peers from within) merge this way. A bootstrap whose node is
+    /// reached through the overlay is not dialed, so seeds that everybody lists are not
     /// loaded by everybody.
     pub(crate) fn rejoin<R: CryptoRng + ?Sized>(
         &mut self,

@@ -149,9 +149,9 @@ impl Experiment {
 
     /// Sets the field a command-line flag names (`--nodes`, `--seed`, `--loss`,
     /// `--loss-mode`, `--scenario`, `--dissemination`, `--max-peers`, `--period-ms`,
-    /// `--advert-refresh`, `--optimize-hops`, `--eager-fanout`, `--warmup-rounds`, `--settle-rounds`,
-    /// `--join-ms`, `--threads`)
-    /// from its value; `Ok(false)` for another flag. The examples share it.
+    /// `--advert-refresh`, `--optimize-hops`, `--eager-fanout`, `--warmup-rounds`,
+    /// `--settle-rounds`, `--join-ms`, `--threads`) from its value; `Ok(false)` for another
+    /// flag. The examples share it.
     pub fn set_flag(&mut self, flag: &str, value: &str) -> Result<bool, String> {
         let num = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
         let small = |v: &str| u32::try_from(num(v)?).map_err(|e| format!("{flag}: {e}"));
@@ -511,6 +511,8 @@ fn report(
     grown: Option<u64>,
 ) -> Report {
     let period = exp.gossip_period;
+    // The settings every node ran with (the experiment's, over the core's defaults).
+    let node_config = config(exp, 0);
     let n1 = live.saturating_sub(1).max(1) as f64;
     let (honest_offenses, honest_evictions) = sim.honest_blame();
     let steady = |count: fn(&Totals) -> u64| {
@@ -527,14 +529,14 @@ fn report(
         loss_after_boot: exp.loss_after_boot,
         max_peers: exp.max_peers,
         gossip_period_ms: millis(period),
-        advert_refresh: config(exp, 0).advert_refresh,
+        advert_refresh: node_config.advert_refresh,
         dissemination: exp.dissemination,
         warmup_rounds: exp.warmup_rounds,
         settle_rounds: exp.settle_rounds,
         join_over_ms: millis(exp.join_over),
         threads: exp.threads,
         optimize_hops: exp.optimize_hops,
-        eager_fanout: config(exp, 0).eager_fanout,
+        eager_fanout: node_config.eager_fanout,
         key_bits: KEY_BITS,
         topology: format!("barabasi_albert(n={}, m={})", exp.nodes, exp.attach),
         boot_ms: phases.boot.map(|t| t.as_millis()),
@@ -573,7 +575,7 @@ fn report(
         steady_frames_per_node_per_round: steady(|t| t.frames_in),
         steady_bytes_per_node_per_round: steady(|t| t.bytes_in),
         steady_verifications_per_node_per_round: steady(|t| t.accepted),
-        heartbeat_timeout_ms: millis(config(exp, 0).heartbeat() * 3),
+        heartbeat_timeout_ms: millis(node_config.heartbeat() * 3),
         wall_us_per_copy: (phases.copies_before_scenario > 0).then(|| {
             (phases.boot_wall + phases.warmup_wall).as_secs_f64() * 1e6
                 / phases.copies_before_scenario as f64
