@@ -41,6 +41,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if let Err(e) = exp.finish() {
+        eprintln!("rounds: {e}");
+        return ExitCode::from(2);
+    }
     let keys = match KeyPool::cached(&KeyPool::default_dir(), exp.slots()) {
         Ok(k) => k,
         Err(e) => {

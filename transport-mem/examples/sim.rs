@@ -34,9 +34,7 @@ fn parse(args: &[String]) -> Result<Experiment, String> {
             return Err(format!("unknown flag {flag}"));
         }
     }
-    if exp.nodes < 2 {
-        return Err("--nodes must be at least 2".into());
-    }
+    exp.finish()?;
     Ok(exp)
 }
 

@@ -7,7 +7,8 @@
 //!   jitter, loss, cuts, partitions) and faults (crash, restart, leave, misbehaving
 //!   members), an event-log hash ([`trace`]) for determinism on any number of threads.
 //! - [`topology`]: ring, line, star, Erdős–Rényi and Barabási–Albert graphs with random
-//!   link costs and capacities; AS links and bootstrap peers come from them.
+//!   link costs and capacities, or a real network read from a file (Topology Zoo GraphML,
+//!   node-link JSON, CAIDA AS relationships); AS links and bootstrap peers come from them.
 //! - [`keys`]: a pool of RSA-2048 identities cached on disk.
 //! - [`reference`]: an independent implementation of the routing contract, to check
 //!   every node's table.
@@ -71,5 +72,7 @@ pub use sim::{
     Delivery, Logged, LossMode, MemberEvent, NetParams, NetStats, Sim, SimParams, SlotId,
     SlotState, Tally,
 };
-pub use topology::{Topology, Weights};
+pub use topology::{
+    Format, Position, ReadOptions, Site, StubRule, Topology, TopologyError, Weights,
+};
 pub use trace::Trace;

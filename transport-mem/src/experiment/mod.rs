@@ -5,11 +5,18 @@
 //! memory. `examples/sim.rs` prints the [`Report`] as JSON.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod cluster;
+mod flags;
 mod measure;
 mod scenarios;
+
+use cluster::config;
+pub use cluster::{addr, asn, build};
 
 use measure::{Measured, measure_change};
 pub use measure::{Totals, dissemination_totals, rss};
@@ -25,7 +32,7 @@ use crate::keys::{KEY_BITS, KeyPool};
 use crate::misbehave::Misbehavior;
 use crate::random::{below, mix};
 use crate::sim::{Delivery, LossMode, MemberEvent, NetParams, Sim, SimParams, SlotId};
-use crate::topology::Topology;
+use crate::topology::{ReadOptions, Topology};
 
 /// The AS of node `i` is `ASN_BASE + i`.
 pub const ASN_BASE: u32 = 64_512;
@@ -109,6 +116,16 @@ pub struct Experiment {
     pub join_over: Duration,
     /// Simulator worker threads (wall time only: outcomes and digests do not depend on it).
     pub threads: usize,
+    /// The graph read from a file (`None`: Barabási–Albert with `attach` edges per node).
+    topology: Option<Arc<Topology>>,
+    /// The file `--topology` names, read by [`Experiment::finish`].
+    pub topology_file: Option<PathBuf>,
+    /// How a topology file's links and nodes become a topology.
+    pub read: ReadOptions,
+    /// Geographic latency for nodes with a place (see [`NetParams::geo_floor`]).
+    pub geo_latency: bool,
+    /// The per-pair floor of geographic latency.
+    pub latency_floor: Duration,
 }
 
 impl Experiment {
@@ -133,7 +150,19 @@ impl Experiment {
             settle_rounds: 0,
             join_over: Duration::ZERO,
             threads: SimParams::new(seed).threads,
+            topology: None,
+            topology_file: None,
+            read: ReadOptions::default(),
+            geo_latency: false,
+            latency_floor: Duration::from_millis(2),
         }
+    }
+
+    /// Runs the experiment on `topology` (one controller per node that is not a stub)
+    /// instead of a generated graph.
+    pub fn set_topology(&mut self, topology: Topology) {
+        self.nodes = topology.controllers();
+        self.topology = Some(Arc::new(topology));
     }
 
     /// Keys the experiment needs: one per node, plus the byzantine scenario's outsider
@@ -145,50 +174,6 @@ impl Experiment {
             _ => 0,
         };
         self.nodes + extra
-    }
-
-    /// Sets the field a command-line flag names (`--nodes`, `--seed`, `--loss`,
-    /// `--loss-mode`, `--scenario`, `--dissemination`, `--max-peers`, `--period-ms`,
-    /// `--advert-refresh`, `--optimize-hops`, `--eager-fanout`, `--warmup-rounds`,
-    /// `--settle-rounds`, `--join-ms`, `--threads`) from its value; `Ok(false)` for another
-    /// flag. The examples share it.
-    pub fn set_flag(&mut self, flag: &str, value: &str) -> Result<bool, String> {
-        let num = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
-        let small = |v: &str| u32::try_from(num(v)?).map_err(|e| format!("{flag}: {e}"));
-        match flag {
-            "--nodes" => self.nodes = num(value)? as usize,
-            "--seed" => self.seed = num(value)?,
-            "--loss" => {
-                self.net.loss = value.parse().map_err(|e| format!("--loss: {e}"))?;
-            }
-            "--loss-mode" => {
-                self.net.loss_mode = match value {
-                    "drop" => LossMode::Drop,
-                    "reset" => LossMode::Reset,
-                    "retransmit" => LossMode::Retransmit { rto_ms: 200 },
-                    other => return Err(format!("--loss-mode: unknown {other:?}")),
-                }
-            }
-            "--scenario" => self.scenario = value.parse()?,
-            "--dissemination" => {
-                self.dissemination = match value {
-                    "plumtree" => Dissemination::Plumtree,
-                    "flood" => Dissemination::Flood,
-                    other => return Err(format!("--dissemination: unknown {other:?}")),
-                }
-            }
-            "--max-peers" => self.max_peers = num(value)? as usize,
-            "--period-ms" => self.gossip_period = Duration::from_millis(num(value)?),
-            "--advert-refresh" => self.advert_refresh = Some(small(value)?.max(1)),
-            "--optimize-hops" => self.optimize_hops = small(value)?,
-            "--eager-fanout" => self.eager_fanout = Some(small(value)?),
-            "--warmup-rounds" => self.warmup_rounds = small(value)?,
-            "--settle-rounds" => self.settle_rounds = small(value)?,
-            "--join-ms" => self.join_over = Duration::from_millis(num(value)?),
-            "--threads" => self.threads = (num(value)? as usize).max(1),
-            _ => return Ok(false),
-        }
-        Ok(true)
     }
 }
 
@@ -311,73 +296,6 @@ pub struct Report {
     pub heartbeat_timeout_ms: u64,
     /// Wall time of the boot and the warm-up per rumor copy received in them, µs.
     pub wall_us_per_copy: Option<f64>,
-}
-
-/// Listen address of node `i`.
-pub fn addr(i: usize) -> Addr {
-    Addr::from(format!("rc{i}.sim:1450"))
-}
-
-/// AS of node `i`.
-pub fn asn(i: usize) -> Asn {
-    Asn(ASN_BASE + i as u32)
-}
-
-/// The experiment's cluster: one node per topology node (AS links and bootstrap peers
-/// from the graph), each with the experiment's period and peer limit.
-pub fn build(exp: &Experiment, keys: &KeyPool) -> (Sim, Topology) {
-    let mut rng = ChaCha20Rng::seed_from_u64(mix(exp.seed ^ 0x70b0));
-    let topology = Topology::barabasi_albert(exp.nodes, exp.attach, &mut rng).random_weights(
-        &mut rng,
-        1..=10,
-        &[10, 100, 1_000, 10_000],
-    );
-    let mut params = SimParams::new(exp.seed);
-    params.net = exp.net.clone();
-    params.threads = exp.threads;
-    if exp.loss_after_boot {
-        params.net.loss = 0.0;
-    }
-    let mut sim = Sim::new(params);
-    for i in 0..exp.nodes {
-        let mut c = config(exp, i);
-        c.links = topology.links(i, asn);
-        let mut neighbours = topology.neighbours(i);
-        while neighbours.len() > MAX_BOOTSTRAP {
-            neighbours.swap_remove(below(&mut rng, neighbours.len() as u64) as usize);
-        }
-        c.bootstrap = neighbours.into_iter().map(addr).collect();
-        if !exp.join_over.is_zero() {
-            let join_at = exp.join_over.as_millis() * i as u128 / exp.nodes.max(1) as u128;
-            sim.run_until(Time::from_millis(
-                u64::try_from(join_at).unwrap_or(u64::MAX),
-            ));
-        }
-        // Configs built here are valid by construction.
-        sim.add(c, keys.get(i))
-            .unwrap_or_else(|e| unreachable!("config: {e}"));
-    }
-    (sim, topology)
-}
-
-fn config(exp: &Experiment, i: usize) -> Config {
-    let mut c = Config::new(
-        NodeId(i as u32 + 1),
-        asn(i),
-        addr(i),
-        vec![ClusterKey::from_bytes(*b"overlay-network simulated key 01")],
-    );
-    c.gossip_period = exp.gossip_period;
-    if let Some(refresh) = exp.advert_refresh {
-        c.advert_refresh = refresh;
-    }
-    c.max_peers = exp.max_peers;
-    c.dissemination = exp.dissemination;
-    c.optimize_hops = exp.optimize_hops;
-    if let Some(fanout) = exp.eager_fanout {
-        c.eager_fanout = fanout;
-    }
-    c
 }
 
 /// Runs the experiment with keys from `keys` (at least [`Experiment::slots`]).
@@ -538,7 +456,7 @@ fn report(
         optimize_hops: exp.optimize_hops,
         eager_fanout: node_config.eager_fanout,
         key_bits: KEY_BITS,
-        topology: format!("barabasi_albert(n={}, m={})", exp.nodes, exp.attach),
+        topology: describe(exp),
         boot_ms: phases.boot.map(|t| t.as_millis()),
         boot_copies_per_pair: phases.boot_copies_per_pair,
         boot_wall_seconds: phases.boot_wall.as_secs_f64(),
@@ -580,6 +498,20 @@ fn report(
             (phases.boot_wall + phases.warmup_wall).as_secs_f64() * 1e6
                 / phases.copies_before_scenario as f64
         }),
+    }
+}
+
+/// The topology, as the report names it.
+fn describe(exp: &Experiment) -> String {
+    match &exp.topology {
+        None => format!("barabasi_albert(n={}, m={})", exp.nodes, exp.attach),
+        Some(t) => format!(
+            "{} ({} controllers, {} stubs, {} links)",
+            t.name(),
+            t.controllers(),
+            t.len() - t.controllers(),
+            t.edges().len()
+        ),
     }
 }
 

@@ -113,3 +113,54 @@ fn scenario_names_parse() {
     assert_eq!("churn".parse(), Ok(Scenario::Churn));
     assert!("storm".parse::<Scenario>().is_err());
 }
+
+#[test]
+fn a_topology_zoo_network_routes_as_the_reference_after_a_crash_and_a_partition() {
+    // GARR (Italy, January 2012): 48 points of presence, geographic latency.
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/Garr201201.json");
+    let mut exp = Experiment::new(0, 5);
+    for (flag, value) in [
+        ("--topology", file.to_str().expect("utf-8 path")),
+        ("--latency", "geo"),
+        ("--period-ms", "1000"),
+    ] {
+        assert_eq!(exp.set_flag(flag, value), Ok(true));
+    }
+    exp.finish().expect("the committed file reads");
+    assert_eq!(exp.nodes, 48);
+    let keys = KeyPool::cached(&KeyPool::default_dir(), exp.slots()).expect("key cache");
+    let (sim, _) = build(&exp, &keys);
+    // Milan and Rome, about 480 km apart: 3 ms of fibre over the 2 ms floor.
+    assert_eq!(sim.latency(6, 10), Duration::from_millis(5));
+    for scenario in [Scenario::Crash, Scenario::Partition] {
+        let exp = Experiment {
+            scenario,
+            ..exp.clone()
+        };
+        let r = run(&exp, &keys);
+        assert!(
+            r.topology.starts_with("Garr201201.json (48 controllers"),
+            "{}",
+            r.topology
+        );
+        assert!(r.routes_match_reference, "{scenario:?}: {:?}", r.mismatch);
+        assert_eq!(r.delivery_ratio, 1.0, "{scenario:?}");
+        assert_eq!(
+            (r.honest_offenses, r.honest_evictions),
+            (0, 0),
+            "{scenario:?}"
+        );
+        if scenario == Scenario::Crash {
+            assert!(
+                r.scenario_figures["crash_withdrawn_ms"].is_u64(),
+                "{}",
+                r.scenario_figures
+            );
+            let again = run(&exp, &keys);
+            assert_eq!(
+                again.trace_digest, r.trace_digest,
+                "same seed and file, same run"
+            );
+        }
+    }
+}

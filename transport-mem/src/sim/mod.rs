@@ -47,6 +47,7 @@ use crate::misbehave::{Misbehavior, attack};
 use crate::pipe::{Duplex, Side};
 use crate::random::{below, chance, mix};
 use crate::reference::Reference;
+use crate::topology::Position;
 use crate::trace::Trace;
 
 pub use crate::lanes::SlotId;
@@ -86,6 +87,10 @@ pub struct NetParams {
     pub loss_mode: LossMode,
     /// How long a dial across a cut takes to fail.
     pub connect_timeout: Duration,
+    /// Geographic latency: a pair of nodes that both have a place ([`Sim::place`]) is
+    /// great-circle km / 200 km/ms (light in fibre) apart, plus this floor, rounded up to
+    /// a millisecond; other pairs keep the random model. `None`: random for every pair.
+    pub geo_floor: Option<Duration>,
 }
 
 impl Default for NetParams {
@@ -97,6 +102,7 @@ impl Default for NetParams {
             loss: 0.0,
             loss_mode: LossMode::Drop,
             connect_timeout: Duration::from_secs(1),
+            geo_floor: None,
         }
     }
 }
@@ -249,6 +255,8 @@ struct Slot {
     old_advert: Option<SignedRumor>,
     attacks: u64,
     last_route_change: Option<Time>,
+    /// Where it is, for geographic latency.
+    place: Option<Position>,
 }
 
 impl Slot {
@@ -373,6 +381,7 @@ impl Sim {
             old_advert: None,
             attacks: 0,
             last_route_change: None,
+            place: None,
         });
         self.trace.fault(self.now, slot, "start");
         self.schedule_wake(slot);
@@ -440,6 +449,7 @@ impl Sim {
         let overrides = self.latency_overrides.values().copied();
         overrides
             .chain([net.latency_min, net.connect_timeout])
+            .chain(net.geo_floor)
             .min()
             .unwrap_or_default()
             .max(Duration::from_millis(1))

@@ -2,10 +2,18 @@
 //! and arriving with latency, jitter and loss, cuts that stall streams, closes and exits.
 
 use super::*;
+use crate::topology::latency_of_km;
 
 impl Sim {
     pub(super) fn blocked(&self, a: SlotId, b: SlotId) -> bool {
         self.groups[a] != self.groups[b] || self.cuts.contains(&(a.min(b), a.max(b)))
+    }
+
+    /// Places `slot` at `place` (geographic latency, [`NetParams::geo_floor`]).
+    pub fn place(&mut self, slot: SlotId, place: Option<Position>) {
+        if let Some(s) = self.slots.get_mut(slot) {
+            s.place = place;
+        }
     }
 
     /// The fixed one-way latency between two slots.
@@ -15,6 +23,10 @@ impl Sim {
             return d;
         }
         let net = &self.params.net;
+        let places = (self.slots[a].place, self.slots[b].place);
+        if let (Some(floor), (Some(pa), Some(pb))) = (net.geo_floor, places) {
+            return latency_of_km(pa.km_to(&pb), floor);
+        }
         let min = net.latency_min.as_millis() as u64;
         let span = (net.latency_max.as_millis() as u64).saturating_sub(min) + 1;
         let h = mix(mix(self.params.seed ^ 0x1a7e) ^ ((key.0 as u64) << 32 | key.1 as u64));

@@ -1,6 +1,9 @@
-//! Topology generators: ring, line, star, Erdős–Rényi and Barabási–Albert graphs on
-//! petgraph, with random link costs and capacities. One graph serves twice: its edges are
-//! the AS links each controller advertises, and a node's neighbours are its bootstrap peers.
+//! Topologies: generated (ring, line, star, Erdős–Rényi and Barabási–Albert graphs with
+//! random link costs and capacities) or read from a file ([`read`](Topology::read):
+//! GraphML, networkx node-link JSON, CAIDA AS relationships), on petgraph. One graph serves
+//! twice: its edges are the AS links each controller advertises, and a node's neighbours are
+//! its bootstrap peers. Nodes may carry a name, a position and a stub mark (an AS without a
+//! controller); stubs are numbered after every controller.
 
 use std::ops::RangeInclusive;
 
@@ -11,6 +14,27 @@ use petgraph::visit::{Bfs, Walker};
 use rand_core::Rng;
 
 use crate::random::{below, chance};
+
+mod caida;
+mod geo;
+mod graphml;
+mod nodelink;
+mod read;
+
+pub use geo::Position;
+pub(crate) use geo::{cost_of_km, latency_of_km};
+pub use read::{Format, ReadOptions, StubRule, TopologyError};
+
+/// What is known of one node besides its links.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Site {
+    /// Its name in the file (a city, an AS number).
+    pub name: Option<String>,
+    /// Where it is.
+    pub position: Option<Position>,
+    /// An AS without a controller: a destination of routes, never a member.
+    pub stub: bool,
+}
 
 /// Cost and capacity of one link (the same in both directions when generated).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +59,8 @@ impl Default for Weights {
 pub struct Topology {
     graph: UnGraphMap<usize, Weights>,
     n: usize,
+    sites: Vec<Site>,
+    name: String,
 }
 
 impl Topology {
@@ -50,23 +76,49 @@ impl Topology {
                 graph.add_edge(a, b, Weights::default());
             }
         }
-        Topology { graph, n }
+        Topology {
+            graph,
+            n,
+            sites: vec![Site::default(); n],
+            name: format!("graph(n={n})"),
+        }
+    }
+
+    /// The same graph under another name.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// What it is: a generator with its parameters, or the file it was read from.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Node `i`'s name, position and stub mark.
+    pub fn site(&self, i: usize) -> Option<&Site> {
+        self.sites.get(i)
+    }
+
+    /// Nodes that run a controller: `0..controllers()` (stubs come after them).
+    pub fn controllers(&self) -> usize {
+        self.sites.iter().filter(|s| !s.stub).count()
     }
 
     /// `0 - 1 - ... - (n-1)`.
     pub fn line(n: usize) -> Self {
-        Self::from_edges(n, (1..n).map(|i| (i - 1, i)))
+        Self::from_edges(n, (1..n).map(|i| (i - 1, i))).named(format!("line(n={n})"))
     }
 
     /// A line closed into a cycle.
     pub fn ring(n: usize) -> Self {
         let closing = (n > 2).then(|| (n - 1, 0));
-        Self::from_edges(n, (1..n).map(|i| (i - 1, i)).chain(closing))
+        Self::from_edges(n, (1..n).map(|i| (i - 1, i)).chain(closing)).named(format!("ring(n={n})"))
     }
 
     /// Node 0 linked to every other node.
     pub fn star(n: usize) -> Self {
-        Self::from_edges(n, (1..n).map(|i| (0, i)))
+        Self::from_edges(n, (1..n).map(|i| (0, i))).named(format!("star(n={n})"))
     }
 
     /// G(n, p), made connected by linking each further component to a random node of the
@@ -80,7 +132,7 @@ impl Topology {
                 }
             }
         }
-        let mut t = Self::from_edges(n, edges);
+        let mut t = Self::from_edges(n, edges).named(format!("erdos_renyi(n={n}, p={p})"));
         t.connect(rng);
         t
     }
@@ -112,7 +164,7 @@ impl Topology {
                 ends.extend([u, v]);
             }
         }
-        Self::from_edges(n, edges)
+        Self::from_edges(n, edges).named(format!("barabasi_albert(n={n}, m={m})"))
     }
 
     /// Redraws every link's cost uniformly from `costs` and its capacity from `capacities`.
@@ -173,6 +225,59 @@ impl Topology {
         v
     }
 
+    /// Bootstrap peers of each controller: the controllers it reaches through stubs only
+    /// (its neighbours, when it has no stub neighbour), ascending. Where the controllers
+    /// would form several groups that way, the first of each later group and controller 0
+    /// list each other too, so that the overlay can form as one (controllers reach each
+    /// other across the Internet, whatever their ASes' links).
+    pub fn peers(&self) -> Vec<Vec<usize>> {
+        let c = self.controllers();
+        let mut peers: Vec<Vec<usize>> = (0..c)
+            .map(|i| {
+                let mut found = std::collections::BTreeSet::new();
+                let mut stack = vec![i];
+                let mut seen = std::collections::BTreeSet::from([i]);
+                while let Some(u) = stack.pop() {
+                    for v in self.graph.neighbors(u) {
+                        if !seen.insert(v) {
+                            continue;
+                        }
+                        if v < c {
+                            found.insert(v);
+                        } else {
+                            stack.push(v);
+                        }
+                    }
+                }
+                found.into_iter().collect()
+            })
+            .collect();
+        let mut group = vec![usize::MAX; c];
+        for start in 0..c {
+            if group[start] != usize::MAX {
+                continue;
+            }
+            let mut stack = vec![start];
+            group[start] = start;
+            while let Some(u) = stack.pop() {
+                for &v in &peers[u] {
+                    if group[v] == usize::MAX {
+                        group[v] = start;
+                        stack.push(v);
+                    }
+                }
+            }
+            if start > 0 {
+                peers[start].push(0);
+                peers[0].push(start);
+            }
+        }
+        for p in &mut peers {
+            p.sort_unstable();
+        }
+        peers
+    }
+
     /// Every edge once, as `(smaller, larger, weights)`, sorted.
     pub fn edges(&self) -> Vec<(usize, usize, Weights)> {
         let mut e: Vec<_> = self
@@ -208,6 +313,9 @@ impl Topology {
         &self.graph
     }
 }
+
+#[cfg(test)]
+mod file_tests;
 
 #[cfg(test)]
 mod tests {
