@@ -4,7 +4,8 @@
 //!  [--loss 0.05] [--loss-mode drop|reset|retransmit] [--loss-after-boot]
 //!  [--scenario broadcast|churn|crash|partition|byzantine] [--dissemination plumtree|flood]
 //!  [--max-peers 10] [--period-ms 10000] [--warmup-rounds 2] [--settle-rounds 0]
-//!  [--optimize-hops 1] [--join-ms 0]`
+//!  [--optimize-hops 1] [--join-ms 0] [--topology FILE] [--latency random|geo]
+//!  [--scenario-file FILE.toml]`
 //!
 //! Progress goes to stderr as JSON lines (after the boot and after each warm-up and settle
 //! round).
@@ -19,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use overlay_transport_mem::KeyPool;
-use overlay_transport_mem::experiment::{Experiment, run_with_progress};
+use overlay_transport_mem::experiment::{Experiment, run_with_progress, select};
 
 fn parse(args: &[String]) -> Result<Experiment, String> {
     let mut exp = Experiment::new(100, 1);
@@ -61,6 +62,13 @@ fn main() -> ExitCode {
     let mut json = serde_json::to_value(&report).unwrap_or_default();
     json["keys_seconds"] = keys_seconds.into();
     json["key_cache"] = dir.display().to_string().into();
+    let selected = exp.figures.as_deref().map(|f| select(&mut json, f));
     println!("{json}");
-    ExitCode::SUCCESS
+    match selected {
+        Some(Err(e)) => {
+            eprintln!("sim: record.figures: {e}");
+            ExitCode::from(2)
+        }
+        _ => ExitCode::SUCCESS,
+    }
 }

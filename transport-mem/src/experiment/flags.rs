@@ -1,6 +1,8 @@
 //! The experiment's settings by name: the command-line flags, and [`Experiment::finish`],
 //! which reads the topology file they name. Scenario files set the same names.
 
+use std::path::Path;
+
 use super::*;
 
 impl Experiment {
@@ -8,7 +10,8 @@ impl Experiment {
     /// `--loss-mode`, `--scenario`, `--dissemination`, `--max-peers`, `--period-ms`,
     /// `--advert-refresh`, `--optimize-hops`, `--eager-fanout`, `--warmup-rounds`,
     /// `--settle-rounds`, `--join-ms`, `--threads`, `--attach`, `--topology`, `--stubs`,
-    /// `--link-cost`, `--link-capacity`, `--latency`, `--latency-floor-ms`) from its value;
+    /// `--link-cost`, `--link-capacity`, `--latency`, `--latency-floor-ms`,
+    /// `--scenario-file`) from its value;
     /// `Ok(false)` for another flag. The examples and scenario files share it; call
     /// [`Experiment::finish`] once every flag is set.
     pub fn set_flag(&mut self, flag: &str, value: &str) -> Result<bool, String> {
@@ -46,6 +49,7 @@ impl Experiment {
             "--join-ms" => self.join_over = Duration::from_millis(num(value)?),
             "--threads" => self.threads = (num(value)? as usize).max(1),
             "--attach" => self.attach = (num(value)? as usize).max(1),
+            "--scenario-file" => self.apply_file(Path::new(value))?,
             "--topology" => self.topology_file = Some(PathBuf::from(value)),
             "--stubs" => self.read.stubs = value.parse().map_err(|e| format!("{flag}: {e}"))?,
             "--link-cost" => self.read.link_cost = num(value)?.max(1),

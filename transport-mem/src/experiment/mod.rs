@@ -11,9 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod cluster;
+mod file;
 mod flags;
 mod measure;
 mod scenarios;
+mod timeline;
+
+use timeline::run_timeline;
+pub use timeline::{Action, Condition, Step};
 
 use cluster::config;
 pub use cluster::{addr, asn, build};
@@ -126,6 +131,13 @@ pub struct Experiment {
     pub geo_latency: bool,
     /// The per-pair floor of geographic latency.
     pub latency_floor: Duration,
+    /// Faults applied after the scenario, before the settle rounds (a scenario file's
+    /// `[[timeline]]`).
+    pub timeline: Vec<Step>,
+    /// What the experiment is for (a scenario file's `description`).
+    pub description: Option<String>,
+    /// The figures to print (`None`: all).
+    pub figures: Option<Vec<String>>,
 }
 
 impl Experiment {
@@ -155,6 +167,9 @@ impl Experiment {
             read: ReadOptions::default(),
             geo_latency: false,
             latency_floor: Duration::from_millis(2),
+            timeline: Vec::new(),
+            description: None,
+            figures: None,
         }
     }
 
@@ -180,6 +195,8 @@ impl Experiment {
 /// The figures of one experiment.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// What the experiment is for (from its scenario file).
+    pub description: Option<String>,
     /// Scenario run.
     pub scenario: Scenario,
     /// Honest controllers.
@@ -265,7 +282,8 @@ pub struct Report {
     pub honest_evictions: u64,
     /// The first difference, when they do not.
     pub mismatch: Option<String>,
-    /// Figures of the scenario itself.
+    /// Figures of the scenario itself, and under `timeline` one record per timeline step:
+    /// `action`, `at_ms` (after the timeline started), `after`, `waited_ms`, `nodes`.
     pub scenario_figures: Value,
     /// Network counters.
     pub net: Value,
@@ -313,7 +331,7 @@ pub fn run_with_progress(
 ) -> Report {
     let started = Instant::now();
     let rss_before = rss("VmRSS:");
-    let (mut sim, _) = build(exp, keys);
+    let (mut sim, topology) = build(exp, keys);
     let period = exp.gossip_period;
     let mut rng = ChaCha20Rng::seed_from_u64(mix(exp.seed ^ 0x5ce7));
     let mut honest: Vec<SlotId> = (0..exp.nodes).collect();
@@ -361,7 +379,11 @@ pub fn run_with_progress(
     if exp.loss_after_boot {
         sim.set_loss(exp.net.loss, exp.net.loss_mode);
     }
-    let figures = scenario(exp, &mut sim, &mut honest, outsider, &mut rng, keys);
+    let mut figures = scenario(exp, &mut sim, &mut honest, outsider, &mut rng, keys);
+    if !exp.timeline.is_empty() {
+        let steps = (&exp.timeline[..], period);
+        figures["timeline"] = run_timeline(&mut sim, &mut honest, &topology, &mut rng, steps);
+    }
     run_rounds(&mut sim, "settle_round", 1..=exp.settle_rounds);
     let m = measure_change(&mut sim, &honest, &mut rng, period);
     let grown = rss("VmRSS:")
@@ -439,6 +461,7 @@ fn report(
             .map(|(t, rounds)| count(&t) as f64 / (exp.nodes as f64 * f64::from(rounds)))
     };
     Report {
+        description: exp.description.clone(),
         scenario: exp.scenario,
         nodes: exp.nodes,
         seed: exp.seed,
@@ -501,6 +524,25 @@ fn report(
     }
 }
 
+/// Keeps only `figures` of a report's JSON (and what identifies the run: `description`,
+/// `topology`, `nodes`, `seed`, `trace_digest`); an error names figures the report lacks.
+pub fn select(report: &mut Value, figures: &[String]) -> Result<(), String> {
+    let Value::Object(all) = report else {
+        return Ok(());
+    };
+    let missing: Vec<&str> = figures
+        .iter()
+        .filter(|f| !all.contains_key(f.as_str()))
+        .map(String::as_str)
+        .collect();
+    const ALWAYS: [&str; 5] = ["description", "topology", "nodes", "seed", "trace_digest"];
+    all.retain(|k, _| ALWAYS.contains(&k.as_str()) || figures.contains(k));
+    match missing.is_empty() {
+        true => Ok(()),
+        false => Err(format!("no such figures: {}", missing.join(", "))),
+    }
+}
+
 /// The topology, as the report names it.
 fn describe(exp: &Experiment) -> String {
     match &exp.topology {
@@ -519,5 +561,7 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+#[cfg(test)]
+mod file_tests;
 #[cfg(test)]
 mod tests;

@@ -23,6 +23,7 @@ mod read;
 
 pub use geo::Position;
 pub(crate) use geo::{cost_of_km, latency_of_km};
+pub(crate) use read::line_of;
 pub use read::{Format, ReadOptions, StubRule, TopologyError};
 
 /// What is known of one node besides its links.

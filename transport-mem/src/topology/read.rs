@@ -144,7 +144,7 @@ pub(super) struct Link {
 }
 
 /// 1-based line of byte `offset` in `text`.
-pub(super) fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset.min(text.len()))
         .map_or(0, |head| head.bytes().filter(|&b| b == b'\n').count())
         + 1
