@@ -10,7 +10,8 @@
 use std::process::ExitCode;
 
 use overlay_transport_mem::KeyPool;
-use overlay_transport_mem::experiment::{Experiment, build, dissemination_totals};
+use overlay_transport_mem::dissemination_totals;
+use overlay_transport_mem::experiment::{Experiment, build};
 use serde_json::json;
 
 fn main() -> ExitCode {

@@ -5,7 +5,7 @@
 //!  [--scenario broadcast|churn|crash|partition|byzantine] [--dissemination plumtree|flood]
 //!  [--max-peers 10] [--period-ms 10000] [--warmup-rounds 2] [--settle-rounds 0]
 //!  [--optimize-hops 1] [--join-ms 0] [--topology FILE] [--latency random|geo]
-//!  [--scenario-file FILE.toml]`
+//!  [--scenario-file FILE.toml] [--report DIR]`
 //!
 //! Progress goes to stderr as JSON lines (after the boot and after each warm-up and settle
 //! round).
@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use overlay_transport_mem::KeyPool;
-use overlay_transport_mem::experiment::{Experiment, run_with_progress, select};
+use overlay_transport_mem::experiment::{Experiment, run_with_progress, select, write_report};
 
 fn parse(args: &[String]) -> Result<Experiment, String> {
     let mut exp = Experiment::new(100, 1);
@@ -64,6 +64,13 @@ fn main() -> ExitCode {
     json["key_cache"] = dir.display().to_string().into();
     let selected = exp.figures.as_deref().map(|f| select(&mut json, f));
     println!("{json}");
+    if let Some(dir) = &exp.report {
+        if let Err(e) = write_report(dir, &report, &json) {
+            eprintln!("sim: --report {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("sim: wrote {}", dir.join("report.html").display());
+    }
     match selected {
         Some(Err(e)) => {
             eprintln!("sim: record.figures: {e}");

@@ -70,7 +70,7 @@ pub use pipe::{Duplex, Pipe, Side};
 pub use reference::{RefRoute, Reference};
 pub use sim::{
     Delivery, Logged, LossMode, MemberEvent, NetParams, NetStats, Sim, SimParams, SlotId,
-    SlotState, Tally,
+    SlotState, Tally, Totals, dissemination_totals,
 };
 pub use topology::{
     Format, Position, ReadOptions, Site, StubRule, Topology, TopologyError, Weights,

@@ -11,7 +11,7 @@ impl Experiment {
     /// `--advert-refresh`, `--optimize-hops`, `--eager-fanout`, `--warmup-rounds`,
     /// `--settle-rounds`, `--join-ms`, `--threads`, `--attach`, `--topology`, `--stubs`,
     /// `--link-cost`, `--link-capacity`, `--latency`, `--latency-floor-ms`,
-    /// `--scenario-file`) from its value;
+    /// `--scenario-file`, `--report`) from its value;
     /// `Ok(false)` for another flag. The examples and scenario files share it; call
     /// [`Experiment::finish`] once every flag is set.
     pub fn set_flag(&mut self, flag: &str, value: &str) -> Result<bool, String> {
@@ -50,6 +50,7 @@ impl Experiment {
             "--threads" => self.threads = (num(value)? as usize).max(1),
             "--attach" => self.attach = (num(value)? as usize).max(1),
             "--scenario-file" => self.apply_file(Path::new(value))?,
+            "--report" => self.report = Some(PathBuf::from(value)),
             "--topology" => self.topology_file = Some(PathBuf::from(value)),
             "--stubs" => self.read.stubs = value.parse().map_err(|e| format!("{flag}: {e}"))?,
             "--link-cost" => self.read.link_cost = num(value)?.max(1),

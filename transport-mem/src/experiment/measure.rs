@@ -19,6 +19,13 @@ pub(super) struct Measured {
     pub(super) full_delivery: Option<Duration>,
     pub(super) convergence: Option<Duration>,
     pub(super) mismatch: Option<String>,
+    /// The origin's slot.
+    pub(super) origin_slot: SlotId,
+    /// Each receiver's first delivery: ms after the change, hop, the slot it came from
+    /// (`None`: unknown) and its own slot, in time order.
+    pub(super) deliveries: Vec<(u64, u32, Option<SlotId>, SlotId)>,
+    /// Each live node's last route change, ms after the change (0: none after it).
+    pub(super) settled_ms: Vec<u64>,
 }
 
 /// Later advertisements of the measured origin that also count as delivering its change
@@ -55,14 +62,7 @@ pub(super) fn measure_change(
         .copied()
         .filter(|&s| sim.node(s).is_some())
         .collect();
-    // A restarted node counts its sequence numbers from 0 again until it hears an echo of
-    // its old ones: its next rumor may be stale by design. Measure a node never restarted.
-    let steady: Vec<SlotId> = live
-        .iter()
-        .copied()
-        .filter(|&s| sim.incarnation(s) == 0)
-        .collect();
-    let x = steady[below(rng, steady.len() as u64) as usize];
+    let x = steady_origin(sim, &live, rng);
     let (origin, seq) = {
         let status = sim.node(x).unwrap_or_else(|| unreachable!("live")).status();
         (status.node, status.seq + 1)
@@ -85,7 +85,8 @@ pub(super) fn measure_change(
     let deliveries: Vec<Delivery> = deliveries.into_iter().map(|(d, _)| d).collect();
     let full_delivery =
         (delivered >= others).then(|| deliveries.last().map_or(Duration::ZERO, |d| d.at.since(t0)));
-    let (last_hop, mean_hop) = hops(sim, origin, &deliveries);
+    let (last_hop, mean_hop, each_hop) = hops(sim, origin, &deliveries);
+    let timeline = delivery_series(sim, t0, &deliveries, each_hop);
     let mismatch = settle(sim, &live, t0 + period * 10, period);
     // Count over at least one whole round after the change: every origin advertises once,
     // so rumors still in flight at either end of the window weigh little.
@@ -96,13 +97,10 @@ pub(super) fn measure_change(
     let counted = totals(sim).since(&before);
     let originated = counted.originated.max(1);
     let per_rumor = |count: u64| count as f64 / originated as f64;
-    let convergence = mismatch.is_none().then(|| {
-        live.iter()
-            .filter_map(|&s| sim.last_route_change(s))
-            .filter(|&t| t >= t0)
-            .max()
-            .map_or(Duration::ZERO, |t| t.since(t0))
-    });
+    let settled_ms = last_changes(sim, &live, t0);
+    let convergence = mismatch
+        .is_none()
+        .then(|| Duration::from_millis(settled_ms.iter().copied().max().unwrap_or(0)));
     Measured {
         origin,
         delivered,
@@ -117,7 +115,48 @@ pub(super) fn measure_change(
         full_delivery,
         convergence,
         mismatch,
+        origin_slot: x,
+        deliveries: timeline,
+        settled_ms,
     }
+}
+
+/// A live node never restarted, drawn: a restarted node counts its sequence numbers from 0
+/// again until it hears an echo of its old ones, so its next rumor may be stale by design.
+fn steady_origin(sim: &Sim, live: &[SlotId], rng: &mut ChaCha20Rng) -> SlotId {
+    let steady: Vec<SlotId> = live
+        .iter()
+        .copied()
+        .filter(|&s| sim.incarnation(s) == 0)
+        .collect();
+    steady[below(rng, steady.len() as u64) as usize]
+}
+
+/// Each live node's last route change after `t0`, ms (0: none since).
+fn last_changes(sim: &Sim, live: &[SlotId], t0: Time) -> Vec<u64> {
+    live.iter()
+        .map(|&s| {
+            sim.last_route_change(s)
+                .filter(|&t| t >= t0)
+                .map_or(0, |t| millis(t.since(t0)))
+        })
+        .collect()
+}
+
+/// Each delivery as the report plots it: ms after `t0`, hop, the slot it came from, and
+/// the receiver's slot (node i + 1 runs in slot i).
+fn delivery_series(
+    sim: &Sim,
+    t0: Time,
+    deliveries: &[Delivery],
+    hops: Vec<u32>,
+) -> Vec<(u64, u32, Option<SlotId>, SlotId)> {
+    let slot_of = |n: NodeId| (n.0 as usize).checked_sub(1).filter(|&s| s < sim.len());
+    deliveries
+        .iter()
+        .zip(hops)
+        .map(|(d, hop)| (millis(d.at.since(t0)), hop, slot_of(d.from), d.slot))
+        .collect()
 }
 
 /// The links of `x` after the change: a new link to some AS of `live` it had none to, and
@@ -143,12 +182,14 @@ fn changed_links(sim: &Sim, x: SlotId, live: &[SlotId]) -> Vec<AsLink> {
 }
 
 /// The last and the mean hop count of `deliveries` (each node's first, in time order) of
-/// a rumor from `origin`.
-fn hops(sim: &Sim, origin: NodeId, deliveries: &[Delivery]) -> (u32, f64) {
+/// a rumor from `origin`, and each delivery's.
+fn hops(sim: &Sim, origin: NodeId, deliveries: &[Delivery]) -> (u32, f64, Vec<u32>) {
     let mut hops: BTreeMap<NodeId, u32> = BTreeMap::from([(origin, 0)]);
+    let mut each = Vec::with_capacity(deliveries.len());
     for d in deliveries {
         let h = hops.get(&d.from).copied().unwrap_or(0) + 1;
         hops.insert(sim.config(d.slot).node_id, h);
+        each.push(h);
     }
     let last = hops.values().copied().max().unwrap_or(0);
     let mean = if deliveries.is_empty() {
@@ -156,7 +197,7 @@ fn hops(sim: &Sim, origin: NodeId, deliveries: &[Delivery]) -> (u32, f64) {
     } else {
         hops.values().map(|&h| f64::from(h)).sum::<f64>() / deliveries.len() as f64
     };
-    (last, mean)
+    (last, mean, each)
 }
 
 /// Lets every debounced recomputation run, then compares the tables of `live` with the
@@ -172,69 +213,6 @@ fn settle(sim: &mut Sim, live: &[SlotId], deadline: Time, period: Duration) -> O
         }
         sim.run_for(period / 4);
     }
-}
-
-/// Dissemination counters summed over some slots.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct Totals {
-    /// Rumor copies sent (pushed or answered).
-    pub copies: u64,
-    /// Rumor ids announced lazily.
-    pub announcements: u64,
-    /// Rumor ids grafted.
-    pub grafts: u64,
-    /// Prunes sent.
-    pub prunes: u64,
-    /// Duplicates received.
-    pub duplicates: u64,
-    /// Rumors originated (sum of sequence numbers).
-    pub originated: u64,
-    /// Frames received.
-    pub frames_in: u64,
-    /// Frame bytes received.
-    pub bytes_in: u64,
-    /// Rumor copies received (before any check).
-    pub copies_in: u64,
-    /// Rumors accepted as new: what a node verifies with RSA when no other node of its
-    /// process shares its verification cache (the simulator's nodes share one).
-    pub accepted: u64,
-}
-
-impl Totals {
-    /// What was counted since `before`.
-    pub fn since(&self, before: &Totals) -> Totals {
-        Totals {
-            copies: self.copies.saturating_sub(before.copies),
-            announcements: self.announcements.saturating_sub(before.announcements),
-            grafts: self.grafts.saturating_sub(before.grafts),
-            prunes: self.prunes.saturating_sub(before.prunes),
-            duplicates: self.duplicates.saturating_sub(before.duplicates),
-            originated: self.originated.saturating_sub(before.originated),
-            frames_in: self.frames_in.saturating_sub(before.frames_in),
-            bytes_in: self.bytes_in.saturating_sub(before.bytes_in),
-            copies_in: self.copies_in.saturating_sub(before.copies_in),
-            accepted: self.accepted.saturating_sub(before.accepted),
-        }
-    }
-}
-
-/// The dissemination counters of the running nodes among `slots`.
-pub fn dissemination_totals(sim: &Sim, slots: &[SlotId]) -> Totals {
-    let mut t = Totals::default();
-    for node in slots.iter().filter_map(|&s| sim.node(s)) {
-        let m = node.metrics();
-        t.copies += m.rumors_out;
-        t.announcements += m.announcements_out;
-        t.grafts += m.grafts_out;
-        t.prunes += m.prunes_out;
-        t.duplicates += m.rumors_duplicate;
-        t.originated += node.status().seq;
-        t.frames_in += m.frames_in;
-        t.bytes_in += m.bytes_in;
-        t.copies_in += m.rumors_in;
-        t.accepted += m.rumors_accepted;
-    }
-    t
 }
 
 /// A `/proc/self/status` field (`"VmHWM:"`, `"VmRSS:"`) in bytes.

@@ -10,21 +10,24 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod charts;
 mod cluster;
 mod file;
 mod flags;
 mod measure;
+mod report;
 mod scenarios;
 mod timeline;
 
+pub use report::{Series, write_report};
 use timeline::run_timeline;
 pub use timeline::{Action, Condition, Step};
 
 use cluster::config;
 pub use cluster::{addr, asn, build};
 
+pub use measure::rss;
 use measure::{Measured, measure_change};
-pub use measure::{Totals, dissemination_totals, rss};
 use scenarios::{Churn, add_outsider, byzantine, churn, crash, partition};
 
 use overlay_core::{Addr, AsLink, Asn, ClusterKey, Config, Dissemination, NodeId, Time};
@@ -36,7 +39,10 @@ use serde_json::{Value, json};
 use crate::keys::{KEY_BITS, KeyPool};
 use crate::misbehave::Misbehavior;
 use crate::random::{below, mix};
-use crate::sim::{Delivery, LossMode, MemberEvent, NetParams, Sim, SimParams, SlotId};
+use crate::sim::{
+    Delivery, LossMode, MemberEvent, NetParams, Sim, SimParams, SlotId, Totals,
+    dissemination_totals,
+};
 use crate::topology::{ReadOptions, Topology};
 
 /// The AS of node `i` is `ASN_BASE + i`.
@@ -138,6 +144,9 @@ pub struct Experiment {
     pub description: Option<String>,
     /// The figures to print (`None`: all).
     pub figures: Option<Vec<String>>,
+    /// Where to write `report.html` (`--report DIR`); the run then samples the
+    /// dissemination counters every gossip round.
+    pub report: Option<PathBuf>,
 }
 
 impl Experiment {
@@ -170,6 +179,7 @@ impl Experiment {
             timeline: Vec::new(),
             description: None,
             figures: None,
+            report: None,
         }
     }
 
@@ -314,6 +324,9 @@ pub struct Report {
     pub heartbeat_timeout_ms: u64,
     /// Wall time of the boot and the warm-up per rumor copy received in them, µs.
     pub wall_us_per_copy: Option<f64>,
+    /// What the plotted report draws (filled when [`Experiment::report`] is set).
+    #[serde(skip)]
+    pub series: Series,
 }
 
 /// Runs the experiment with keys from `keys` (at least [`Experiment::slots`]).
@@ -333,6 +346,9 @@ pub fn run_with_progress(
     let rss_before = rss("VmRSS:");
     let (mut sim, topology) = build(exp, keys);
     let period = exp.gossip_period;
+    if exp.report.is_some() {
+        sim.sample_every(period);
+    }
     let mut rng = ChaCha20Rng::seed_from_u64(mix(exp.seed ^ 0x5ce7));
     let mut honest: Vec<SlotId> = (0..exp.nodes).collect();
     let outsider = (exp.scenario == Scenario::Byzantine).then(|| add_outsider(&mut sim, exp, keys));
@@ -389,7 +405,15 @@ pub fn run_with_progress(
     let grown = rss("VmRSS:")
         .zip(rss_before)
         .map(|(a, b)| a.saturating_sub(b));
-    report(exp, &sim, &phases, m, honest.len(), figures, grown)
+    let series = if exp.report.is_some() {
+        Series::of(&sim, &topology, &m)
+    } else {
+        Series::default()
+    };
+    Report {
+        series,
+        ..report(exp, &sim, &phases, m, honest.len(), figures, grown)
+    }
 }
 
 /// The times and figures of the phases before the scenario.
@@ -521,6 +545,7 @@ fn report(
             (phases.boot_wall + phases.warmup_wall).as_secs_f64() * 1e6
                 / phases.copies_before_scenario as f64
         }),
+        series: Series::default(),
     }
 }
 

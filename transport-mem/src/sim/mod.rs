@@ -51,7 +51,7 @@ use crate::topology::Position;
 use crate::trace::Trace;
 
 pub use crate::lanes::SlotId;
-pub use observe::{Delivery, Logged, MemberEvent, Tally};
+pub use observe::{Delivery, Logged, MemberEvent, Tally, Totals, dissemination_totals};
 
 mod faults;
 mod network;
@@ -312,6 +312,15 @@ pub struct Sim {
     inbox: Option<Vec<(SlotId, Time, Input)>>,
     /// Hands nodes their shares of windows.
     lanes: Lanes,
+    /// Dissemination totals of the running nodes, taken every so often ([`Sim::sample_every`]).
+    sampler: Option<Sampler>,
+}
+
+/// When the next sample is due, how often, and those taken.
+struct Sampler {
+    every: Duration,
+    next: Time,
+    taken: Vec<(Time, Totals)>,
 }
 
 impl Sim {
@@ -341,6 +350,7 @@ impl Sim {
             forged: BTreeSet::new(),
             handled: Vec::new(),
             inbox: None,
+            sampler: None,
         }
     }
 
@@ -540,6 +550,7 @@ impl Sim {
     pub fn run_until(&mut self, until: Time) {
         while self.next_due().is_some_and(|t| t <= until) {
             self.step_window(Some(until));
+            self.sample();
         }
         self.now = self.now.max(until);
     }

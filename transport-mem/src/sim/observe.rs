@@ -305,3 +305,101 @@ impl Sim {
         Ok(())
     }
 }
+
+impl Sim {
+    /// From now on, sums the running nodes' dissemination counters once every `every` of
+    /// virtual time (at the end of the first window past each multiple: within one
+    /// lookahead of it). Observation only: outcomes and the trace are the same without.
+    pub fn sample_every(&mut self, every: Duration) {
+        self.sampler = Some(Sampler {
+            every: every.max(Duration::from_millis(1)),
+            next: self.now,
+            taken: Vec::new(),
+        });
+    }
+
+    /// The samples taken: when, and the running nodes' totals then (cumulative; a crashed
+    /// node's counts leave the sum with it).
+    pub fn samples(&self) -> &[(Time, Totals)] {
+        self.sampler.as_ref().map_or(&[], |s| &s.taken)
+    }
+
+    /// Takes a sample if one is due.
+    pub(super) fn sample(&mut self) {
+        let due = self.sampler.as_ref().is_some_and(|s| self.now >= s.next);
+        if !due {
+            return;
+        }
+        let all: Vec<SlotId> = (0..self.slots.len()).collect();
+        let totals = dissemination_totals(self, &all);
+        if let Some(s) = &mut self.sampler {
+            s.taken.push((self.now, totals));
+            while s.next <= self.now {
+                s.next = s.next + s.every;
+            }
+        }
+    }
+}
+
+/// Dissemination counters summed over some slots.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Totals {
+    /// Rumor copies sent (pushed or answered).
+    pub copies: u64,
+    /// Rumor ids announced lazily.
+    pub announcements: u64,
+    /// Rumor ids grafted.
+    pub grafts: u64,
+    /// Prunes sent.
+    pub prunes: u64,
+    /// Duplicates received.
+    pub duplicates: u64,
+    /// Rumors originated (sum of sequence numbers).
+    pub originated: u64,
+    /// Frames received.
+    pub frames_in: u64,
+    /// Frame bytes received.
+    pub bytes_in: u64,
+    /// Rumor copies received (before any check).
+    pub copies_in: u64,
+    /// Rumors accepted as new: what a node verifies with RSA when no other node of its
+    /// process shares its verification cache (the simulator's nodes share one).
+    pub accepted: u64,
+}
+
+impl Totals {
+    /// What was counted since `before`.
+    pub fn since(&self, before: &Totals) -> Totals {
+        Totals {
+            copies: self.copies.saturating_sub(before.copies),
+            announcements: self.announcements.saturating_sub(before.announcements),
+            grafts: self.grafts.saturating_sub(before.grafts),
+            prunes: self.prunes.saturating_sub(before.prunes),
+            duplicates: self.duplicates.saturating_sub(before.duplicates),
+            originated: self.originated.saturating_sub(before.originated),
+            frames_in: self.frames_in.saturating_sub(before.frames_in),
+            bytes_in: self.bytes_in.saturating_sub(before.bytes_in),
+            copies_in: self.copies_in.saturating_sub(before.copies_in),
+            accepted: self.accepted.saturating_sub(before.accepted),
+        }
+    }
+}
+
+/// The dissemination counters of the running nodes among `slots`.
+pub fn dissemination_totals(sim: &Sim, slots: &[SlotId]) -> Totals {
+    let mut t = Totals::default();
+    for node in slots.iter().filter_map(|&s| sim.node(s)) {
+        let m = node.metrics();
+        t.copies += m.rumors_out;
+        t.announcements += m.announcements_out;
+        t.grafts += m.grafts_out;
+        t.prunes += m.prunes_out;
+        t.duplicates += m.rumors_duplicate;
+        t.originated += node.status().seq;
+        t.frames_in += m.frames_in;
+        t.bytes_in += m.bytes_in;
+        t.copies_in += m.rumors_in;
+        t.accepted += m.rumors_accepted;
+    }
+    t
+}
