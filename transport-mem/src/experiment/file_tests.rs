@@ -125,6 +125,11 @@ figures = ["delivery_ratio", "scenario_figures"]
         "trace_digest",
     ];
     assert_eq!(kept, expected);
+    assert_eq!(
+        run(&exp, &keys).trace_digest,
+        r.trace_digest,
+        "same file, same run"
+    );
     let mut again = serde_json::to_value(&r).expect("json");
     assert_eq!(
         select(&mut again, &["no_such".into()]),

@@ -132,6 +132,10 @@ fn a_topology_zoo_network_routes_as_the_reference_after_a_crash_and_a_partition(
     let (sim, _) = build(&exp, &keys);
     // Milan and Rome, about 480 km apart: 3 ms of fibre over the 2 ms floor.
     assert_eq!(sim.latency(6, 10), Duration::from_millis(5));
+    // A pair without both places keeps the random model (5–50 ms).
+    let mut sim = sim;
+    sim.place(6, None);
+    assert!((5..=50).contains(&sim.latency(6, 10).as_millis()));
     for scenario in [Scenario::Crash, Scenario::Partition] {
         let exp = Experiment {
             scenario,
