@@ -35,84 +35,69 @@ fn span(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
 
 /// A line chart as SVG; `id` becomes the SVG's `id`.
 pub(super) fn lines(id: &str, title: &str, x: &str, y: &str, lines: &[Line<'_>]) -> String {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
-            root.fill(&WHITE)?;
-            let xs = span(lines.iter().flat_map(|l| l.points.iter().map(|p| p.0)));
-            let ys = span(
-                lines
-                    .iter()
-                    .flat_map(|l| l.points.iter().map(|p| p.1))
-                    .chain([0.0]),
-            );
-            let mut chart = ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 18))
-                .margin(12)
-                .x_label_area_size(36)
-                .y_label_area_size(56)
-                .build_cartesian_2d(xs, ys)?;
+    svg(id, SIZE, |root| {
+        let xs = span(lines.iter().flat_map(|l| l.points.iter().map(|p| p.0)));
+        let ys = span(
+            lines
+                .iter()
+                .flat_map(|l| l.points.iter().map(|p| p.1))
+                .chain([0.0]),
+        );
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(xs, ys)?;
+        chart
+            .configure_mesh()
+            .x_desc(x)
+            .y_desc(y)
+            .x_label_formatter(&short)
+            .y_label_formatter(&short)
+            .draw()?;
+        for l in lines {
+            let colour = l.colour;
+            let dots = if l.points.len() <= 60 { 3 } else { 0 };
             chart
-                .configure_mesh()
-                .x_desc(x)
-                .y_desc(y)
-                .x_label_formatter(&short)
-                .y_label_formatter(&short)
+                .draw_series(
+                    LineSeries::new(l.points.iter().copied(), colour.stroke_width(2))
+                        .point_size(dots),
+                )?
+                .label(l.name)
+                .legend(move |(px, py)| PathElement::new([(px, py), (px + 16, py)], colour));
+        }
+        if lines.len() > 1 {
+            chart
+                .configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE)
                 .draw()?;
-            for l in lines {
-                let colour = l.colour;
-                chart
-                    .draw_series(LineSeries::new(
-                        l.points.iter().copied(),
-                        colour.stroke_width(2),
-                    ))?
-                    .label(l.name)
-                    .legend(move |(px, py)| PathElement::new([(px, py), (px + 16, py)], colour));
-            }
-            if lines.len() > 1 {
-                chart
-                    .configure_series_labels()
-                    .border_style(BLACK)
-                    .background_style(WHITE)
-                    .draw()?;
-            }
-            root.present()?;
-            Ok(())
-        })();
-        drawn.unwrap_or_default();
-    }
-    tagged(svg, id)
+        }
+        Ok(())
+    })
 }
 
 /// A bar chart of `(x, count)` as SVG.
 pub(super) fn bars(id: &str, title: &str, x: &str, y: &str, bars: &[(u32, u64)]) -> String {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
-            root.fill(&WHITE)?;
-            let top = bars.iter().map(|b| b.0).max().unwrap_or(0) + 1;
-            let most = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1);
-            let mut chart = ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 18))
-                .margin(12)
-                .x_label_area_size(36)
-                .y_label_area_size(56)
-                .build_cartesian_2d((0u32..top).into_segmented(), 0u64..most + most / 10 + 1)?;
-            chart.configure_mesh().x_desc(x).y_desc(y).draw()?;
-            chart.draw_series(
-                Histogram::vertical(&chart)
-                    .style(RGBColor(52, 101, 164).filled())
-                    .margin(4)
-                    .data(bars.iter().copied()),
-            )?;
-            root.present()?;
-            Ok(())
-        })();
-        drawn.unwrap_or_default();
-    }
-    tagged(svg, id)
+    svg(id, SIZE, |root| {
+        let top = bars.iter().map(|b| b.0).max().unwrap_or(0) + 1;
+        let most = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1);
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d((0u32..top).into_segmented(), 0u64..most + most / 10 + 1)?;
+        chart.configure_mesh().x_desc(x).y_desc(y).draw()?;
+        chart.draw_series(
+            Histogram::vertical(&chart)
+                .style(RGBColor(52, 101, 164).filled())
+                .margin(4)
+                .data(bars.iter().copied()),
+        )?;
+        Ok(())
+    })
 }
 
 /// What the topology picture shows.
@@ -131,47 +116,32 @@ pub(super) struct Picture<'a> {
 
 /// The topology with the delivery tree over it, as SVG.
 pub(super) fn picture(id: &str, title: &str, p: &Picture<'_>) -> String {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (640, 520)).into_drawing_area();
-        let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
-            root.fill(&WHITE)?;
-            let (xs, ys) = square(
-                span(p.places.iter().map(|q| q.0)),
-                span(p.places.iter().map(|q| q.1)),
-                (616.0, 470.0),
-            );
-            let mut chart = ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 18))
-                .margin(12)
-                .build_cartesian_2d(xs, ys)?;
-            let at = |i: usize| p.places.get(i).copied().unwrap_or_default();
-            let grey = RGBColor(190, 190, 190);
-            chart.draw_series(
-                p.links
-                    .iter()
-                    .map(|&(a, b)| PathElement::new([at(a), at(b)], grey.stroke_width(1))),
-            )?;
-            let red = RGBColor(204, 0, 0);
-            chart.draw_series(
-                p.tree
-                    .iter()
-                    .map(|&(a, b)| PathElement::new([at(a), at(b)], red.stroke_width(2))),
-            )?;
-            chart.draw_series(p.places.iter().enumerate().map(|(i, &q)| {
-                let (size, colour) = match i {
-                    _ if i == p.origin => (7, red),
-                    _ if i >= p.stubs_from => (3, grey),
-                    _ => (4, RGBColor(52, 101, 164)),
-                };
-                Circle::new(q, size, colour.filled())
-            }))?;
-            root.present()?;
-            Ok(())
-        })();
-        drawn.unwrap_or_default();
-    }
-    tagged(svg, id)
+    svg(id, (640, 520), |root| {
+        let (xs, ys) = square(
+            span(p.places.iter().map(|q| q.0)),
+            span(p.places.iter().map(|q| q.1)),
+            (616.0, 470.0),
+        );
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .build_cartesian_2d(xs, ys)?;
+        let at = |i: usize| p.places.get(i).copied().unwrap_or_default();
+        let (grey, red) = (RGBColor(190, 190, 190), RGBColor(204, 0, 0));
+        let path =
+            |&(a, b): &(usize, usize), style: ShapeStyle| PathElement::new([at(a), at(b)], style);
+        chart.draw_series(p.links.iter().map(|e| path(e, grey.stroke_width(1))))?;
+        chart.draw_series(p.tree.iter().map(|e| path(e, red.stroke_width(2))))?;
+        chart.draw_series(p.places.iter().enumerate().map(|(i, &q)| {
+            let (size, colour) = match i {
+                _ if i == p.origin => (7, red),
+                _ if i >= p.stubs_from => (3, grey),
+                _ => (4, RGBColor(52, 101, 164)),
+            };
+            Circle::new(q, size, colour.filled())
+        }))?;
+        Ok(())
+    })
 }
 
 /// The ranges widened so that one unit is as long across as up, on `pixels`.
@@ -189,7 +159,21 @@ fn square(
     (grow(xs, scale * pixels.0), grow(ys, scale * pixels.1))
 }
 
-/// Gives the SVG an `id` and the `chart` class (the report's check counts them).
-fn tagged(svg: String, id: &str) -> String {
-    svg.replacen("<svg ", &format!("<svg id=\"{id}\" class=\"chart\" "), 1)
+/// What a chart draws on its white area.
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+/// A drawing's outcome.
+type Drawn<'a> = Result<(), DrawingAreaErrorKind<std::io::Error>>;
+
+/// Draws with `draw` on a white area of `size`, as SVG with this `id` and the `chart`
+/// class (the report's check counts them). A drawing that fails leaves what it drew.
+fn svg(id: &str, size: (u32, u32), draw: impl for<'a> FnOnce(&Area<'a>) -> Drawn<'a>) -> String {
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
+        let _ = root
+            .fill(&WHITE)
+            .and_then(|()| draw(&root))
+            .and_then(|()| root.present());
+    }
+    text.replacen("<svg ", &format!("<svg id=\"{id}\" class=\"chart\" "), 1)
 }

@@ -24,12 +24,7 @@ impl Experiment {
                 self.net.loss = value.parse().map_err(|e| format!("--loss: {e}"))?;
             }
             "--loss-mode" => {
-                self.net.loss_mode = match value {
-                    "drop" => LossMode::Drop,
-                    "reset" => LossMode::Reset,
-                    "retransmit" => LossMode::Retransmit { rto_ms: 200 },
-                    other => return Err(format!("--loss-mode: unknown {other:?}")),
-                }
+                self.net.loss_mode = LossMode::named(value).map_err(|e| format!("{flag}: {e}"))?;
             }
             "--scenario" => self.scenario = value.parse()?,
             "--dissemination" => {

@@ -28,7 +28,7 @@ pub use cluster::{addr, asn, build};
 
 pub use measure::rss;
 use measure::{Measured, measure_change};
-use scenarios::{Churn, add_outsider, byzantine, churn, crash, partition};
+use scenarios::{Churn, add_outsider, byzantine, churn, crash, knows, partition};
 
 use overlay_core::{Addr, AsLink, Asn, ClusterKey, Config, Dissemination, NodeId, Time};
 use rand_chacha::ChaCha20Rng;
@@ -354,7 +354,7 @@ pub fn run_with_progress(
     let outsider = (exp.scenario == Scenario::Byzantine).then(|| add_outsider(&mut sim, exp, keys));
     let n = exp.nodes;
     let boot = sim.run_until_true(sim.now() + period * 20, Duration::from_millis(50), |s| {
-        (0..n).all(|i| s.node(i).is_some_and(|node| node.status().members >= n))
+        (0..n).all(|i| knows(s, i, n))
     });
     // Let the last dials and syncs of the boot finish, then run the warm-up rounds.
     sim.run_for((period / 4).min(Duration::from_secs(2)));

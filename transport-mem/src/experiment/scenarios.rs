@@ -24,6 +24,20 @@ pub(super) fn add_outsider(sim: &mut Sim, exp: &Experiment, keys: &KeyPool) -> S
         .unwrap_or_else(|e| unreachable!("config: {e}"))
 }
 
+/// Whether the running node of `slot` reaches none of `gone` (as a node not running does).
+pub(super) fn reaches_none(sim: &Sim, slot: SlotId, gone: &[NodeId]) -> bool {
+    sim.node(slot).is_none_or(|node| {
+        gone.iter()
+            .all(|&d| node.member(d).is_none_or(|m| !m.reachable))
+    })
+}
+
+/// Whether the node of `slot` runs and knows at least `members` members.
+pub(super) fn knows(sim: &Sim, slot: SlotId, members: usize) -> bool {
+    sim.node(slot)
+        .is_some_and(|node| node.status().members >= members)
+}
+
 /// Picks `k` distinct elements of `from` (removing them).
 pub(super) fn pick(from: &mut Vec<SlotId>, k: usize, rng: &mut ChaCha20Rng) -> Vec<SlotId> {
     (0..k.min(from.len()))
@@ -154,12 +168,7 @@ pub(super) fn crash(
     let dead: Vec<NodeId> = crashed.iter().map(|&s| sim.config(s).node_id).collect();
     let live = honest.clone();
     let withdrawn = sim.run_until_true(start + period * 30, Duration::from_millis(50), |s| {
-        live.iter().all(|&h| {
-            s.node(h).is_none_or(|node| {
-                dead.iter()
-                    .all(|&d| node.member(d).is_none_or(|m| !m.reachable))
-            })
-        })
+        live.iter().all(|&h| reaches_none(s, h, &dead))
     });
     json!({
         "crashed": crashed.len(),
@@ -186,9 +195,7 @@ pub(super) fn partition(
     sim.heal();
     let n = honest.len();
     let remerged = sim.run_until_true(healed + period * 30, Duration::from_millis(250), |s| {
-        honest
-            .iter()
-            .all(|&i| s.node(i).is_some_and(|node| node.status().members >= n))
+        honest.iter().all(|&i| knows(s, i, n))
     });
     let converged = converge(sim, honest, healed, healed + period * 30);
     json!({

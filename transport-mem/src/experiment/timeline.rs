@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::scenarios::{converge, pick};
+use super::scenarios::{converge, knows, pick, reaches_none};
 use super::*;
 
 /// One step of a timeline: when, then what.
@@ -128,12 +128,7 @@ fn misbehavior(kind: Option<&str>) -> Result<Misbehavior, String> {
 }
 
 fn loss_mode(mode: Option<&str>) -> Result<LossMode, String> {
-    match mode.unwrap_or("drop") {
-        "drop" => Ok(LossMode::Drop),
-        "reset" => Ok(LossMode::Reset),
-        "retransmit" => Ok(LossMode::Retransmit { rto_ms: 200 }),
-        other => Err(format!("mode {other:?}: one of drop, reset, retransmit")),
-    }
+    LossMode::named(mode.unwrap_or("drop")).map_err(|e| format!("mode: {e}"))
 }
 
 /// The timeline's state while it runs.
@@ -218,19 +213,15 @@ impl Run<'_> {
             Condition::Withdrawn => self
                 .sim
                 .run_until_true(deadline, poll, |s| {
-                    live.iter().zip(&gone).all(|(&h, gone)| {
-                        s.node(h).is_none_or(|node| {
-                            gone.iter()
-                                .all(|&d| node.member(d).is_none_or(|m| !m.reachable))
-                        })
-                    })
+                    live.iter()
+                        .zip(&gone)
+                        .all(|(&h, gone)| reaches_none(s, h, gone))
                 })
                 .map(|t| t.since(since)),
             Condition::Merged => self
                 .sim
                 .run_until_true(deadline, poll, |s| {
-                    live.iter()
-                        .all(|&h| s.node(h).is_some_and(|n| n.status().members >= live.len()))
+                    live.iter().all(|&h| knows(s, h, live.len()))
                 })
                 .map(|t| t.since(since)),
         }

@@ -72,6 +72,18 @@ pub enum LossMode {
     },
 }
 
+impl LossMode {
+    /// The mode a name gives: `drop`, `reset`, or `retransmit` (200 ms late).
+    pub fn named(name: &str) -> Result<LossMode, String> {
+        match name {
+            "drop" => Ok(LossMode::Drop),
+            "reset" => Ok(LossMode::Reset),
+            "retransmit" => Ok(LossMode::Retransmit { rto_ms: 200 }),
+            other => Err(format!("unknown {other:?} (drop, reset, retransmit)")),
+        }
+    }
+}
+
 /// The network's behaviour.
 #[derive(Clone, Debug)]
 pub struct NetParams {
