@@ -95,7 +95,8 @@ pub struct Experiment {
     pub scenario: Scenario,
     /// Network model (latency, jitter, loss).
     pub net: NetParams,
-    /// Apply the loss only once the cluster has booted (the boot itself lossless).
+    /// Apply the loss only once the cluster has booted (the boot itself lossless; the
+    /// warm-up rounds, and so the steady figures, under loss).
     pub loss_after_boot: bool,
     /// `max_peers` of every node.
     pub max_peers: usize,
@@ -320,6 +321,11 @@ pub struct Report {
     /// verifies each new rumor once; the simulator's nodes share one cache, so their own
     /// counters would show the process's, not a node's).
     pub steady_verifications_per_node_per_round: Option<f64>,
+    /// Adverts each node signs per steady round (refreshes and damped peer changes).
+    pub steady_adverts_per_node_per_round: Option<f64>,
+    /// Handshakes each node completes per steady round: links made again after a reset
+    /// (under loss) or a redial.
+    pub steady_handshakes_per_node_per_round: Option<f64>,
     /// A link's heartbeat timeout (3 heartbeat intervals), ms.
     pub heartbeat_timeout_ms: u64,
     /// Wall time of the boot and the warm-up per rumor copy received in them, µs.
@@ -376,6 +382,9 @@ pub fn run_with_progress(
         "boot_copies_per_pair": phases.boot_copies_per_pair,
     });
     say(&sim, "booted", booted);
+    if exp.loss_after_boot {
+        sim.set_loss(exp.net.loss, exp.net.loss_mode);
+    }
     // Whole gossip rounds, with a progress line after each.
     let mut run_rounds = |sim: &mut Sim, phase: &str, rounds: std::ops::RangeInclusive<u32>| {
         for round in rounds {
@@ -392,9 +401,6 @@ pub fn run_with_progress(
         (exp.warmup_rounds >= 2).then(|| (after_warmup.since(&steady_from), exp.warmup_rounds - 1));
     phases.warmup_wall = started.elapsed() - phases.boot_wall;
     phases.copies_before_scenario = after_warmup.copies_in;
-    if exp.loss_after_boot {
-        sim.set_loss(exp.net.loss, exp.net.loss_mode);
-    }
     let mut figures = scenario(exp, &mut sim, &mut honest, outsider, &mut rng, keys);
     if !exp.timeline.is_empty() {
         let steps = (&exp.timeline[..], period);
@@ -540,6 +546,8 @@ fn report(
         steady_frames_per_node_per_round: steady(|t| t.frames_in),
         steady_bytes_per_node_per_round: steady(|t| t.bytes_in),
         steady_verifications_per_node_per_round: steady(|t| t.accepted),
+        steady_adverts_per_node_per_round: steady(|t| t.originated),
+        steady_handshakes_per_node_per_round: steady(|t| t.handshakes),
         heartbeat_timeout_ms: millis(node_config.heartbeat() * 3),
         wall_us_per_copy: (phases.copies_before_scenario > 0).then(|| {
             (phases.boot_wall + phases.warmup_wall).as_secs_f64() * 1e6

@@ -39,6 +39,10 @@ fn a_broadcast_reaches_everyone_and_repeats_exactly() {
         "about every receiver got a copy"
     );
     assert!(r.last_delivery_hop >= 1 && r.full_delivery_ms.is_some());
+    // A quiet steady round: no advert (the refresh is 30 rounds away), no link made again.
+    assert_eq!(r.steady_adverts_per_node_per_round, Some(0.0));
+    assert_eq!(r.steady_handshakes_per_node_per_round, Some(0.0));
+    assert!(every_round.steady_adverts_per_node_per_round >= Some(1.0));
     same_on_threads(&exp, &keys, &r.trace_digest, &[1, 3]);
 }
 

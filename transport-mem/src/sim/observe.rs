@@ -365,6 +365,8 @@ pub struct Totals {
     /// Rumors accepted as new: what a node verifies with RSA when no other node of its
     /// process shares its verification cache (the simulator's nodes share one).
     pub accepted: u64,
+    /// Handshakes completed: links made, and made again after a reset.
+    pub handshakes: u64,
 }
 
 impl Totals {
@@ -381,6 +383,7 @@ impl Totals {
             bytes_in: self.bytes_in.saturating_sub(before.bytes_in),
             copies_in: self.copies_in.saturating_sub(before.copies_in),
             accepted: self.accepted.saturating_sub(before.accepted),
+            handshakes: self.handshakes.saturating_sub(before.handshakes),
         }
     }
 }
@@ -400,6 +403,7 @@ pub fn dissemination_totals(sim: &Sim, slots: &[SlotId]) -> Totals {
         t.bytes_in += m.bytes_in;
         t.copies_in += m.rumors_in;
         t.accepted += m.rumors_accepted;
+        t.handshakes += m.handshakes;
     }
     t
 }
