@@ -5,13 +5,17 @@
 //! period at least) when it only gained peers, so that the links a node makes as it boots
 //! or joins go out in one advert, not one each; and otherwise every `advert_refresh`
 //! gossip rounds. A loss is urgent (routes through a failed controller must go), a gain
-//! is not (a link both ends list a moment later changes no route that works today).
+//! is not (a link both ends list a moment later changes no route that works today). A peer
+//! lost to a transport failure (a reset, hop-authentication failures, a heartbeat timeout)
+//! is redialed at once and *expected back*: its loss waits until the redial fails or
+//! `hold_redial` passes, so that a link reset and made again is never advertised.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::scheduler::Time;
-use crate::wire::NodeId;
+use crate::wire::{Addr, NodeId};
 
 /// The refresh interval and the hold-down bounds.
 #[derive(Clone, Copy, Debug)]
@@ -24,6 +28,8 @@ pub(crate) struct AdvertPolicy {
     pub hold_max: Duration,
     /// The hold-down after peers were only gained.
     pub hold_gain: Duration,
+    /// How long a peer lost to a transport failure is expected back.
+    pub hold_redial: Duration,
 }
 
 /// What the last advert said and when the next is due.
@@ -38,6 +44,9 @@ pub(crate) struct Advertising {
     hold: Duration,
     /// When the last advert for a peer change was signed.
     last_change: Option<Time>,
+    /// Peers lost to a transport failure and redialed: their address, and until when they
+    /// are expected back (at most one per link this node had).
+    expected: BTreeMap<NodeId, (Addr, Time)>,
 }
 
 impl Advertising {
@@ -49,6 +58,7 @@ impl Advertising {
             advertised: Arc::from(Vec::new()),
             hold: policy.hold_min,
             last_change: None,
+            expected: BTreeMap::new(),
         }
     }
 
@@ -85,20 +95,52 @@ impl Advertising {
         *peers != *self.advertised
     }
 
+    /// `peer`, listening at `addr`, was lost to a transport failure and is being redialed:
+    /// its loss waits `hold_redial` for it to come back.
+    pub(crate) fn expect(&mut self, now: Time, peer: NodeId, addr: Addr) {
+        self.expected
+            .insert(peer, (addr, now + self.policy.hold_redial));
+    }
+
+    /// `peer` is linked again.
+    pub(crate) fn returned(&mut self, peer: NodeId) {
+        self.expected.remove(&peer);
+    }
+
+    /// A dial to `addr` failed: the peers expected back from there are not coming.
+    pub(crate) fn unreachable(&mut self, addr: &Addr) {
+        self.expected.retain(|_, (a, _)| a != addr);
+    }
+
     /// The direct peers are now `peers`: when to advertise them, if they differ from the
     /// last advert's (never sooner than the hold-down after the last such advert; a gain
-    /// alone waits `hold_gain` at least).
-    pub(crate) fn changed(&self, now: Time, peers: &[NodeId]) -> Option<Time> {
+    /// alone waits `hold_gain` at least; a loss of peers expected back waits until they are
+    /// due).
+    pub(crate) fn changed(&mut self, now: Time, peers: &[NodeId]) -> Option<Time> {
+        self.expected.retain(|_, (_, until)| *until > now);
         if !self.differs(peers) {
             return None;
         }
-        let lost = self.advertised.iter().any(|p| !peers.contains(p));
-        let first = if lost {
-            self.policy.hold_min
+        let mut lost = self.advertised.iter().filter(|p| !peers.contains(p));
+        let gained = peers.iter().any(|p| !self.advertised.contains(p));
+        let mut back_by = now;
+        let unexpected = lost.any(|p| match self.expected.get(p) {
+            Some(&(_, until)) => {
+                back_by = back_by.max(until);
+                false
+            }
+            None => true,
+        });
+        let soonest = if unexpected {
+            now + self.policy.hold_min
         } else {
-            self.policy.hold_gain
+            let gain = if gained {
+                self.policy.hold_gain
+            } else {
+                Duration::ZERO
+            };
+            back_by.max(now + gain.max(self.policy.hold_min))
         };
-        let soonest = now + first;
         let held = self.last_change.map_or(soonest, |t| t + self.hold);
         Some(soonest.max(held))
     }
@@ -114,6 +156,7 @@ mod tests {
             hold_min: Duration::from_millis(100),
             hold_max: Duration::from_secs(10),
             hold_gain: Duration::from_millis(2_500),
+            hold_redial: Duration::from_millis(1_000),
         }
     }
 
@@ -129,6 +172,29 @@ mod tests {
         assert_eq!(due, [false, false, true, true, true, true, true]);
         a.signed(Time::ZERO, peers(&[]));
         assert!(!a.round(), "an advert restarts the count");
+    }
+
+    #[test]
+    fn a_peer_expected_back_is_not_advertised_lost_until_it_is_due_or_unreachable() {
+        let at = Time::from_millis;
+        let addr = Addr::from("b:1");
+        let mut a = Advertising::new(policy());
+        a.signed(at(0), peers(&[2, 3]));
+        a.expect(at(50_000), NodeId(2), addr.clone());
+        // Lost and expected back: due when the redial's time is up, not in 100 ms.
+        assert_eq!(a.changed(at(50_000), &peers(&[3])), Some(at(51_000)));
+        // Back in time: nothing to advertise.
+        a.returned(NodeId(2));
+        assert_eq!(a.changed(at(50_300), &peers(&[2, 3])), None);
+        // Lost again, and the redial fails: the shortest hold.
+        a.expect(at(60_000), NodeId(2), addr.clone());
+        a.unreachable(&addr);
+        assert_eq!(a.changed(at(60_100), &peers(&[3])), Some(at(60_200)));
+        // An unexpected loss beside an expected one does not wait for it.
+        a.expect(at(70_000), NodeId(2), addr);
+        assert_eq!(a.changed(at(70_000), &peers(&[])), Some(at(70_100)));
+        // Past its time, an expected peer is lost like any other.
+        assert_eq!(a.changed(at(71_000), &peers(&[3])), Some(at(71_100)));
     }
 
     #[test]

@@ -72,6 +72,49 @@ fn a_cut_stalls_a_link_until_the_heartbeat_closes_it() {
     converged(&mut sim, &|_| true, PERIOD * 90).unwrap();
 }
 
+#[test]
+fn a_link_reset_and_made_again_is_not_advertised() {
+    let mut p = recorded(7);
+    p.keep_frames = true;
+    let mut sim = cluster(7, 5, 0, p, &|_, _| {});
+    sim.run_for(PERIOD * 5);
+    let peer = sim.peer_slots(0)[0];
+    // A redial takes longer than the shortest hold (100 ms): two latencies to connect,
+    // then the handshake's round trips.
+    sim.set_latency(0, peer, Duration::from_millis(60));
+    let seqs = |sim: &Sim| [0, peer].map(|s| sim.node(s).map(|n| n.status().seq));
+    let before = seqs(&sim);
+    // Replayed frames fail node 0's hop authentication until it resets the link.
+    for _ in 0..3 {
+        assert!(sim.replay_frame(peer, 0));
+        sim.run_for(Duration::from_millis(20));
+    }
+    sim.run_for(PERIOD * 3);
+    assert!(down_reasons(&sim, 0).contains(&CloseReason::HopAuthFailures));
+    assert!(sim.peer_slots(0).contains(&peer), "both ends redialed");
+    assert_eq!(seqs(&sim), before, "neither end advertised the reset");
+    converged(&mut sim, &|_| true, PERIOD * 10).unwrap();
+}
+
+#[test]
+fn a_crashed_peer_is_advertised_lost_once_its_redial_fails() {
+    let mut sim = cluster(8, 5, 0, recorded(8), &|_, _| {});
+    sim.run_for(PERIOD * 5);
+    let peers = sim.peer_slots(2);
+    let id = sim.config(2).node_id;
+    sim.crash(2);
+    // A reset, a redial refused after two latencies (at most 100 ms), the shortest hold.
+    sim.run_for(Duration::from_millis(400));
+    for p in peers {
+        let listed = sim.node(p).and_then(|n| n.member(sim.config(p).node_id));
+        let peers_listed = listed.and_then(|m| m.peers.clone()).unwrap_or_default();
+        assert!(
+            !peers_listed.contains(&id),
+            "slot {p} still advertises the crashed peer"
+        );
+    }
+}
+
 fn with_loss(mode: LossMode) -> Sim {
     let mut p = recorded(3);
     p.net.loss = 0.2;

@@ -173,6 +173,10 @@ impl Policies {
                 hold_min: config.lazy(),
                 hold_max: config.gossip_period,
                 hold_gain: (config.gossip_period / 4).max(config.lazy()),
+                hold_redial: config
+                    .gossip_period
+                    .min(Duration::from_secs(1))
+                    .max(config.lazy()),
             },
         }
     }

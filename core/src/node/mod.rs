@@ -3,6 +3,7 @@
 //! carries their results to the components that react, and hands out the [`Action`]s the
 //! components wrote into its one [`Outbox`]. The rules themselves live in the components.
 
+mod adverts;
 mod build;
 mod view;
 
@@ -87,6 +88,8 @@ impl Node {
             }
             Event::ConnectFailed { addr } => {
                 self.swarm.connect_failed(&addr, self.now, &mut self.rng);
+                self.adverts.unreachable(&addr);
+                self.peers_changed();
                 let retry = self.now + Duration::from_millis(100);
                 self.scheduler.set_earliest(Timer::Dial, retry);
             }
@@ -290,6 +293,7 @@ impl Node {
                         fingerprint: peer.fingerprint,
                     });
                     self.scheduler.set_earliest(Timer::Dial, self.now);
+                    self.adverts.returned(peer.node);
                     self.peers_changed();
                 }
                 SwarmEvent::Message { conn, peer, msg } => self.message(conn, &peer, msg),
@@ -301,10 +305,7 @@ impl Node {
                     self.gossip.link_closed(conn);
                     self.broadcast.link_down(conn);
                     if let Some(peer) = peer {
-                        let node = peer.node;
-                        self.out
-                            .notify(Notification::PeerDown { conn, node, reason });
-                        self.peers_changed();
+                        self.peer_down(conn, peer, reason);
                     }
                     if self.swarm.below(self.config.min_peers) {
                         self.scheduler.set_earliest(Timer::Dial, self.now);
@@ -534,58 +535,6 @@ impl Node {
         for (accused, fingerprint) in waiting {
             self.accuse(accused, fingerprint);
         }
-    }
-
-    /// This node's direct peers, by id, ascending.
-    fn current_peers(&self) -> Arc<[NodeId]> {
-        let mut peers: Vec<NodeId> = self.swarm.links().map(|(_, p)| p.node).collect();
-        peers.sort_unstable();
-        peers.dedup();
-        peers.into()
-    }
-
-    /// The direct peers changed: advertise them after the hold-down.
-    fn peers_changed(&mut self) {
-        if let Some(at) = self.adverts.changed(self.now, &self.current_peers()) {
-            self.scheduler.set_earliest(Timer::Advertise, at);
-        }
-    }
-
-    /// Signs and floods a fresh advertisement of own links (when the signing pace allows;
-    /// otherwise one advertisement of the links then in effect waits for it).
-    fn advertise(&mut self) {
-        if !self.gossip.may_sign(self.now) {
-            self.unsigned.advert = true;
-            self.wait_to_sign();
-            return;
-        }
-        self.unsigned.advert = false;
-        let links: Arc<[AsLink]> = self.config.links.as_slice().into();
-        let peers = self.current_peers();
-        let content = RumorContent::Advert {
-            asn: self.config.asn,
-            addr: self.config.listen_addr.clone(),
-            links: Arc::clone(&links),
-            cert: self.config.certificate.as_ref().map(CertificateText::from),
-            peers: Some(Arc::clone(&peers)),
-        };
-        let key = self
-            .gossip
-            .originate(self.now, &self.identity, &mut self.rng, content);
-        self.adverts.signed(self.now, Arc::clone(&peers));
-        self.routing.advertise(Member {
-            node: self.config.node_id,
-            asn: self.config.asn,
-            addr: self.config.listen_addr.clone(),
-            fingerprint: self.identity.fingerprint(),
-            seq: self.gossip.seq(),
-            links,
-            peers: Some(peers),
-            reachable: true,
-            state: MemberState::Alive,
-        });
-        self.broadcast
-            .spread(self.now, &self.gossip, &key, None, &mut self.rng);
     }
 
     /// Leaving: a signed leave pushed on every link (lazy ones too: they are about to
