@@ -108,8 +108,11 @@ impl Advertising {
     }
 
     /// A dial to `addr` failed: the peers expected back from there are not coming.
-    pub(crate) fn unreachable(&mut self, addr: &Addr) {
+    /// Whether any was expected.
+    pub(crate) fn unreachable(&mut self, addr: &Addr) -> bool {
+        let before = self.expected.len();
         self.expected.retain(|_, (a, _)| a != addr);
+        self.expected.len() < before
     }
 
     /// The direct peers are now `peers`: when to advertise them, if they differ from the
@@ -121,16 +124,17 @@ impl Advertising {
         if !self.differs(peers) {
             return None;
         }
-        let mut lost = self.advertised.iter().filter(|p| !peers.contains(p));
+        let lost: Vec<&NodeId> = self
+            .advertised
+            .iter()
+            .filter(|p| !peers.contains(p))
+            .collect();
         let gained = peers.iter().any(|p| !self.advertised.contains(p));
-        let mut back_by = now;
-        let unexpected = lost.any(|p| match self.expected.get(p) {
-            Some(&(_, until)) => {
-                back_by = back_by.max(until);
-                false
-            }
-            None => true,
-        });
+        let unexpected = lost.iter().any(|p| !self.expected.contains_key(p));
+        let back_by = lost
+            .iter()
+            .filter_map(|p| self.expected.get(p).map(|&(_, until)| until))
+            .fold(now, Time::max);
         let soonest = if unexpected {
             now + self.policy.hold_min
         } else {

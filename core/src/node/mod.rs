@@ -88,8 +88,9 @@ impl Node {
             }
             Event::ConnectFailed { addr } => {
                 self.swarm.connect_failed(&addr, self.now, &mut self.rng);
-                self.adverts.unreachable(&addr);
-                self.peers_changed();
+                if self.adverts.unreachable(&addr) {
+                    self.peers_changed();
+                }
                 let retry = self.now + Duration::from_millis(100);
                 self.scheduler.set_earliest(Timer::Dial, retry);
             }

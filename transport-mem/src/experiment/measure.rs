@@ -144,18 +144,17 @@ fn last_changes(sim: &Sim, live: &[SlotId], t0: Time) -> Vec<u64> {
 }
 
 /// Each delivery as the report plots it: ms after `t0`, hop, the slot it came from, and
-/// the receiver's slot (node i + 1 runs in slot i).
+/// the receiver's slot.
 fn delivery_series(
     sim: &Sim,
     t0: Time,
     deliveries: &[Delivery],
     hops: Vec<u32>,
 ) -> Vec<(u64, u32, Option<SlotId>, SlotId)> {
-    let slot_of = |n: NodeId| (n.0 as usize).checked_sub(1).filter(|&s| s < sim.len());
     deliveries
         .iter()
         .zip(hops)
-        .map(|(d, hop)| (millis(d.at.since(t0)), hop, slot_of(d.from), d.slot))
+        .map(|(d, hop)| (millis(d.at.since(t0)), hop, sim.slot_of(d.from), d.slot))
         .collect()
 }
 

@@ -77,28 +77,15 @@ fn layout(topology: &Topology, origin: usize) -> Vec<(f64, f64)> {
         let squeeze = mean.to_radians().cos();
         return places.iter().map(|p| (p.lon * squeeze, p.lat)).collect();
     }
-    let mut depth = vec![usize::MAX; n];
-    let mut queue = std::collections::VecDeque::from([origin]);
-    if let Some(d) = depth.get_mut(origin) {
-        *d = 0;
-    }
-    while let Some(u) = queue.pop_front() {
-        for v in topology.neighbours(u) {
-            if depth[v] == usize::MAX {
-                depth[v] = depth[u] + 1;
-                queue.push_back(v);
-            }
-        }
-    }
-    let deepest = depth
-        .iter()
-        .filter(|&&d| d != usize::MAX)
-        .max()
-        .copied()
-        .unwrap_or(0);
+    // Hops from the origin; nodes it does not reach go on one ring beyond the deepest.
+    let hops = petgraph::algo::dijkstra(topology.graph(), origin, None, |_| 1usize);
+    let deepest = hops.values().copied().max().unwrap_or(0);
+    let depth: Vec<usize> = (0..n)
+        .map(|i| hops.get(&i).copied().unwrap_or(deepest + 1))
+        .collect();
     let mut rings: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (i, &d) in depth.iter().enumerate() {
-        rings.entry(d.min(deepest + 1)).or_default().push(i);
+        rings.entry(d).or_default().push(i);
     }
     let mut places = vec![(0.0, 0.0); n];
     for (d, ring) in rings {

@@ -104,12 +104,10 @@ impl Step {
             }
             Action::LinkChange => needs(
                 "needs one node, a peer and a cost",
-                self.nodes.as_ref().is_some_and(|n| n.len() == 1) || self.names.is_some(),
-            )
-            .and(needs(
-                "needs a peer and a cost",
-                self.peer.is_some() && self.cost.is_some(),
-            )),
+                (self.nodes.as_ref().is_some_and(|n| n.len() == 1) || self.names.is_some())
+                    && self.peer.is_some()
+                    && self.cost.is_some(),
+            ),
             Action::Restart | Action::Heal => Ok(()),
         }
     }
@@ -193,10 +191,31 @@ impl Run<'_> {
         let live = self.honest.clone();
         let deadline = since + self.deadline;
         let poll = Duration::from_millis(50);
+        match condition {
+            Condition::Converged => converge(self.sim, &live, since, deadline),
+            Condition::Withdrawn => {
+                let gone = self.gone(&live);
+                self.sim
+                    .run_until_true(deadline, poll, |s| {
+                        live.iter()
+                            .zip(&gone)
+                            .all(|(&h, gone)| reaches_none(s, h, gone))
+                    })
+                    .map(|t| t.since(since))
+            }
+            Condition::Merged => self
+                .sim
+                .run_until_true(deadline, poll, |s| {
+                    live.iter().all(|&h| knows(s, h, live.len()))
+                })
+                .map(|t| t.since(since)),
+        }
+    }
+
+    /// What each of `live` must no longer reach: the crashed, and the partition's far side.
+    fn gone(&self, live: &[SlotId]) -> Vec<Vec<NodeId>> {
         let id = |s: SlotId| self.sim.config(s).node_id;
-        // What each live node must no longer reach: the crashed, and the far side.
-        let gone: Vec<Vec<NodeId>> = live
-            .iter()
+        live.iter()
             .map(|h| {
                 let near = self.side.contains(h);
                 (0..self.sim.len())
@@ -207,24 +226,7 @@ impl Run<'_> {
                     .map(id)
                     .collect()
             })
-            .collect();
-        match condition {
-            Condition::Converged => converge(self.sim, &live, since, deadline),
-            Condition::Withdrawn => self
-                .sim
-                .run_until_true(deadline, poll, |s| {
-                    live.iter()
-                        .zip(&gone)
-                        .all(|(&h, gone)| reaches_none(s, h, gone))
-                })
-                .map(|t| t.since(since)),
-            Condition::Merged => self
-                .sim
-                .run_until_true(deadline, poll, |s| {
-                    live.iter().all(|&h| knows(s, h, live.len()))
-                })
-                .map(|t| t.since(since)),
-        }
+            .collect()
     }
 
     /// The nodes a step names, or draws.

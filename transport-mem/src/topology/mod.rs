@@ -10,6 +10,7 @@ use std::ops::RangeInclusive;
 use overlay_core::{AsLink, Asn};
 use petgraph::algo::connected_components;
 use petgraph::graphmap::UnGraphMap;
+use petgraph::unionfind::UnionFind;
 use petgraph::visit::{Bfs, Walker};
 use rand_core::Rng;
 
@@ -253,22 +254,15 @@ impl Topology {
                 found.into_iter().collect()
             })
             .collect();
-        let mut group = vec![usize::MAX; c];
+        let mut groups = UnionFind::new(c);
+        for (i, near) in peers.iter().enumerate() {
+            for &v in near {
+                groups.union(i, v);
+            }
+        }
+        let mut joined = std::collections::BTreeSet::new();
         for start in 0..c {
-            if group[start] != usize::MAX {
-                continue;
-            }
-            let mut stack = vec![start];
-            group[start] = start;
-            while let Some(u) = stack.pop() {
-                for &v in &peers[u] {
-                    if group[v] == usize::MAX {
-                        group[v] = start;
-                        stack.push(v);
-                    }
-                }
-            }
-            if start > 0 {
+            if joined.insert(groups.find(start)) && start > 0 {
                 peers[start].push(0);
                 peers[0].push(start);
             }
