@@ -16,14 +16,28 @@
 
 #![forbid(unsafe_code)]
 
+use std::alloc::System;
 use std::process::ExitCode;
 use std::time::Instant;
+
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 
 use overlay_transport_mem::KeyPool;
 use overlay_transport_mem::experiment::{Experiment, run_with_progress, select, write_report};
 
+/// Counts allocations, so that the state figures count the live heap.
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Bytes allocated and not yet freed.
+fn live_heap() -> u64 {
+    let s = GLOBAL.stats();
+    u64::try_from(s.bytes_allocated.saturating_sub(s.bytes_deallocated)).unwrap_or(0)
+}
+
 fn parse(args: &[String]) -> Result<Experiment, String> {
     let mut exp = Experiment::new(100, 1);
+    exp.heap_bytes = Some(live_heap);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         if flag == "--loss-after-boot" {

@@ -148,6 +148,10 @@ pub struct Experiment {
     /// Where to write `report.html` (`--report DIR`); the run then samples the
     /// dissemination counters every gossip round.
     pub report: Option<PathBuf>,
+    /// The process's live heap bytes, where the binary counts its allocations: the state
+    /// figures then count what stays allocated rather than resident memory (which keeps
+    /// the boot's freed traffic).
+    pub heap_bytes: Option<fn() -> u64>,
 }
 
 impl Experiment {
@@ -181,6 +185,7 @@ impl Experiment {
             description: None,
             figures: None,
             report: None,
+            heap_bytes: None,
         }
     }
 
@@ -306,10 +311,14 @@ pub struct Report {
     pub wall_seconds: f64,
     /// Peak resident memory of the process (VmHWM), bytes.
     pub peak_rss_bytes: Option<u64>,
-    /// Resident memory grown while the cluster was built and run, per node, bytes.
+    /// Memory the cluster holds at the end of the run, per node, bytes: the live heap grown
+    /// since before the build where the binary counts it ([`Experiment::heap_bytes`]),
+    /// else the resident memory grown.
     pub state_bytes_per_node: Option<u64>,
     /// The same per member a node knows: per (node, member) pair, bytes.
     pub state_bytes_per_member_pair: Option<u64>,
+    /// Resident memory grown while the cluster was built and run, per (node, member) pair.
+    pub rss_bytes_per_member_pair: Option<u64>,
     /// Rumor copies each node received per gossip round in the steady warm-up rounds
     /// (`None` with fewer than 2 warm-up rounds).
     pub steady_copies_per_node_per_round: Option<f64>,
@@ -350,6 +359,7 @@ pub fn run_with_progress(
 ) -> Report {
     let started = Instant::now();
     let rss_before = rss("VmRSS:");
+    let heap_before = exp.heap_bytes.map(|live| live());
     let (mut sim, topology) = build(exp, keys);
     let period = exp.gossip_period;
     if exp.report.is_some() {
@@ -408,9 +418,10 @@ pub fn run_with_progress(
     }
     run_rounds(&mut sim, "settle_round", 1..=exp.settle_rounds);
     let m = measure_change(&mut sim, &honest, &mut rng, period);
-    let grown = rss("VmRSS:")
-        .zip(rss_before)
-        .map(|(a, b)| a.saturating_sub(b));
+    let grown =
+        |now: Option<u64>, before: Option<u64>| now.zip(before).map(|(a, b)| a.saturating_sub(b));
+    let rss_grown = grown(rss("VmRSS:"), rss_before);
+    let state = grown(exp.heap_bytes.map(|live| live()), heap_before).or(rss_grown);
     let series = if exp.report.is_some() {
         Series::of(&sim, &topology, &m)
     } else {
@@ -418,7 +429,15 @@ pub fn run_with_progress(
     };
     Report {
         series,
-        ..report(exp, &sim, &phases, m, honest.len(), figures, grown)
+        ..report(
+            exp,
+            &sim,
+            &phases,
+            m,
+            honest.len(),
+            figures,
+            (state, rss_grown),
+        )
     }
 }
 
@@ -478,12 +497,13 @@ fn report(
     m: Measured,
     live: usize,
     figures: Value,
-    grown: Option<u64>,
+    (state, rss_grown): (Option<u64>, Option<u64>),
 ) -> Report {
     let period = exp.gossip_period;
     // The settings every node ran with (the experiment's, over the core's defaults).
     let node_config = config(exp, 0);
     let n1 = live.saturating_sub(1).max(1) as f64;
+    let pairs = (sim.len().max(1) as u64).pow(2);
     let (honest_offenses, honest_evictions) = sim.honest_blame();
     let steady = |count: fn(&Totals) -> u64| {
         phases
@@ -540,8 +560,9 @@ fn report(
         virtual_ms: sim.now().as_millis(),
         wall_seconds: phases.started.elapsed().as_secs_f64(),
         peak_rss_bytes: rss("VmHWM:"),
-        state_bytes_per_node: grown.map(|g| g / sim.len().max(1) as u64),
-        state_bytes_per_member_pair: grown.map(|g| g / (sim.len().max(1) as u64).pow(2)),
+        state_bytes_per_node: state.map(|g| g / sim.len().max(1) as u64),
+        state_bytes_per_member_pair: state.map(|g| g / pairs),
+        rss_bytes_per_member_pair: rss_grown.map(|g| g / pairs),
         steady_copies_per_node_per_round: steady(|t| t.copies_in),
         steady_frames_per_node_per_round: steady(|t| t.frames_in),
         steady_bytes_per_node_per_round: steady(|t| t.bytes_in),
