@@ -9,13 +9,14 @@
 #![allow(missing_docs, clippy::disallowed_types, clippy::disallowed_methods)]
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use overlay_core::Fingerprint;
 use overlay_core::testing::Routing;
 use overlay_core::wire::Addr;
-use overlay_core::{AsLink, Asn, Member, MemberState, NodeId};
+use overlay_core::{AsLink, Asn, Member, MemberState, NodeId, Profile};
 use petgraph::graphmap::DiGraphMap;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -29,18 +30,20 @@ fn members(n: u32) -> Vec<Member> {
     (1..=n)
         .map(|asn| Member {
             node: NodeId(asn),
-            asn: Asn(asn),
-            addr: Addr::from(format!("10.0.0.1:{asn}")),
-            fingerprint: Fingerprint([0; 32]),
             seq: 1,
-            links: (0..LINKS)
-                .map(|_| AsLink {
-                    asn: Asn(1 + rng.next_u32() % n),
-                    capacity: 1 + u64::from(rng.next_u32() % 100),
-                    cost: 1 + u64::from(rng.next_u32() % 10),
-                })
-                .collect(),
-            peers: None,
+            profile: Arc::new(Profile {
+                asn: Asn(asn),
+                addr: Addr::from(format!("10.0.0.1:{asn}")),
+                fingerprint: Fingerprint([0; 32]),
+                links: (0..LINKS)
+                    .map(|_| AsLink {
+                        asn: Asn(1 + rng.next_u32() % n),
+                        capacity: 1 + u64::from(rng.next_u32() % 100),
+                        cost: 1 + u64::from(rng.next_u32() % 10),
+                    })
+                    .collect(),
+                peers: None,
+            }),
             reachable: true,
             state: MemberState::Alive,
         })
@@ -56,8 +59,8 @@ fn main() {
         let all = members(n);
         let mut graph: DiGraphMap<Asn, u64> = DiGraphMap::new();
         for m in &all {
-            for l in m.links.iter() {
-                graph.add_edge(m.asn, l.asn, l.cost);
+            for l in m.profile.links.iter() {
+                graph.add_edge(m.profile.asn, l.asn, l.cost);
             }
         }
         let mut bare = Duration::ZERO;
@@ -88,14 +91,14 @@ fn main() {
                 let mut d = Duration::ZERO;
                 for i in 0..iters {
                     changed.seq += 1;
-                    let mut links = changed.links.to_vec();
+                    let mut links = changed.profile.links.to_vec();
                     links.truncate(LINKS);
                     links.push(AsLink {
                         asn: Asn(2 + (i as u32 % (n - 1))),
                         capacity: 10,
                         cost: 1,
                     });
-                    changed.links = links.into();
+                    Arc::make_mut(&mut changed.profile).links = links.into();
                     routing.advertise(changed.clone());
                     let start = Instant::now();
                     black_box(routing.recompute());

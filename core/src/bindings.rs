@@ -5,7 +5,7 @@
 //! cannot hijack an AS by signing as a lower id). When the speaker goes, the live claimant
 //! with the lowest node id takes over.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::identity::Fingerprint;
 use crate::wire::{Asn, NodeId};
@@ -24,7 +24,7 @@ pub(crate) struct Claim {
 /// Key and AS bindings of live members.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Bindings {
-    owners: HashMap<Fingerprint, NodeId>,
+    owners: BTreeMap<Fingerprint, NodeId>,
     speakers: BTreeMap<Asn, NodeId>,
 }
 

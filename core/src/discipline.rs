@@ -196,6 +196,7 @@ mod tests {
     use super::*;
     use crate::reputation::ReputationPolicy;
     use crate::routing::{Member, MemberState};
+    use crate::verify::Profile;
     use crate::wire::{Addr, Asn};
 
     fn discipline(quorum: usize) -> Discipline {
@@ -215,12 +216,14 @@ mod tests {
         let mut routing = Routing::new(Asn(1), 8);
         routing.advertise(Member {
             node,
-            asn: Asn(2),
-            addr: Addr("10.0.0.2:1".into()),
-            fingerprint: fp,
             seq: 1,
-            links: Arc::from(Vec::new()),
-            peers: None,
+            profile: Arc::new(Profile {
+                asn: Asn(2),
+                addr: Addr("10.0.0.2:1".into()),
+                fingerprint: fp,
+                links: Arc::from(Vec::new()),
+                peers: None,
+            }),
             reachable: true,
             state: MemberState::Alive,
         });

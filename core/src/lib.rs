@@ -104,6 +104,7 @@ pub use node::{Node, Peer, StateSizes, Status};
 pub use paths::{Route, best_paths};
 pub use routing::{Member, MemberState, RouteChange, speakers};
 pub use scheduler::{Time, parse_cron};
+pub use verify::Profile;
 pub use verify::VerifyCache;
 pub use wire::{Addr, AsLink, Asn, CertBody, Certificate, ConnId, NodeId};
 

@@ -1,14 +1,18 @@
 //! Verification once per process: parsed public keys and admitted rumors, each rumor
-//! parsed, checked and its signature verified once, whoever receives it.
+//! parsed, checked and its signature verified once, whoever receives it, with the profile
+//! of its origin that every member record made from it shares.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::identity::{Fingerprint, PublicIdentity, SentryError};
-use crate::wire::{Base64Text, RumorBody, RumorId, SignedRumor};
+use crate::wire::{
+    Addr, AsLink, Asn, Base64Text, NodeId, RumorBody, RumorContent, RumorId, SignedRumor,
+};
 
 /// Parsed public keys and admitted rumors. One per node in a daemon; a simulator running
 /// thousands of nodes in one process shares one between all of them, so each distinct
@@ -41,6 +45,26 @@ pub struct AdmittedRumor {
     pub raw: Arc<RawValue>,
     /// The signature.
     pub sig: Base64Text,
+    /// What an advertisement says of its origin (`None` for leaves and accusations).
+    pub profile: Option<Arc<Profile>>,
+}
+
+/// What one advertisement says of its origin: its AS, address, key, links and peers. One
+/// is made per admitted advertisement and shared by every member record made from it (in
+/// a simulator, by every node's), so a member record costs a pointer, not a copy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Profile {
+    /// Its AS.
+    pub asn: Asn,
+    /// Where it listens.
+    pub addr: Addr,
+    /// Its key.
+    pub fingerprint: Fingerprint,
+    /// Its advertised links.
+    pub links: Arc<[AsLink]>,
+    /// Its direct overlay peers as the advertisement lists them (`None`: a version before
+    /// peer lists).
+    pub peers: Option<Arc<[NodeId]>>,
 }
 
 impl AdmittedRumor {
@@ -59,11 +83,29 @@ impl AdmittedRumor {
 
     /// A parsed rumor not yet verified: [`VerifyCache::admit`] checks its signature.
     pub fn new(body: RumorBody, raw: Arc<RawValue>, sig: Base64Text) -> Self {
+        let fingerprint = Fingerprint::of_der(&body.pubkey);
+        let profile = match &body.content {
+            RumorContent::Advert {
+                asn,
+                addr,
+                links,
+                peers,
+                ..
+            } => Some(Arc::new(Profile {
+                asn: *asn,
+                addr: addr.clone(),
+                fingerprint,
+                links: Arc::clone(links),
+                peers: peers.clone(),
+            })),
+            RumorContent::Leave { .. } | RumorContent::Accuse { .. } => None,
+        };
         AdmittedRumor {
-            fingerprint: Fingerprint::of_der(&body.pubkey),
+            fingerprint,
             body,
             raw,
             sig,
+            profile,
         }
     }
 }

@@ -174,7 +174,10 @@ fn links_changed_many_times_within_a_period_are_paced_and_blame_nobody() {
         .into_iter()
         .find(|m| m.node == NodeId(2))
         .unwrap();
-    assert_eq!(member.links[0].cost, 20, "the last change is advertised");
+    assert_eq!(
+        member.profile.links[0].cost, 20,
+        "the last change is advertised"
+    );
 }
 
 #[test]

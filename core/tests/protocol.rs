@@ -765,7 +765,7 @@ fn lazy_announcements_and_grafts_repair_the_tree_when_a_node_crashes() {
             .find(|m| m.node.0 == 1)
             .unwrap();
         assert!(m.seq > before, "node {i} got the update");
-        assert!(m.links.iter().any(|l| l.asn.0 == 777));
+        assert!(m.profile.links.iter().any(|l| l.asn.0 == 777));
     }
     let hops: Vec<u32> = c.notifications[changes_before..]
         .iter()

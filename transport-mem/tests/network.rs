@@ -107,7 +107,9 @@ fn a_crashed_peer_is_advertised_lost_once_its_redial_fails() {
     sim.run_for(Duration::from_millis(400));
     for p in peers {
         let listed = sim.node(p).and_then(|n| n.member(sim.config(p).node_id));
-        let peers_listed = listed.and_then(|m| m.peers.clone()).unwrap_or_default();
+        let peers_listed = listed
+            .and_then(|m| m.profile.peers.clone())
+            .unwrap_or_default();
         assert!(
             !peers_listed.contains(&id),
             "slot {p} still advertises the crashed peer"

@@ -377,7 +377,7 @@ fn admission(s: Schedule) -> TestResult {
         if node
             .members()
             .iter()
-            .any(|m| m.node == outsider_id || m.fingerprint == outsider_fp)
+            .any(|m| m.node == outsider_id || m.profile.fingerprint == outsider_fp)
         {
             return Err(format!("slot {slot} lists the outsider as a member"));
         }

@@ -245,11 +245,11 @@ impl Attacker {
             issued_at: now.as_millis(),
             pubkey: self.identity.public().der().to_vec(),
             content: RumorContent::Advert {
-                asn: victim.asn,
+                asn: victim.profile.asn,
                 addr: config.listen_addr.clone(),
                 links,
                 cert: None,
-                peers: victim.peers.clone(),
+                peers: victim.profile.peers.clone(),
             },
         };
         let text = to_json(&body);
@@ -316,7 +316,7 @@ impl Attacker {
                 let seq = self.fresh(node.status().seq);
                 let content = RumorContent::Accuse {
                     accused: m.node,
-                    fingerprint: m.fingerprint.to_hex(),
+                    fingerprint: m.profile.fingerprint.to_hex(),
                     reason: "chaos: false accusation".into(),
                 };
                 node.sign_rumor(seq, content)
@@ -338,7 +338,7 @@ impl Attacker {
         let sybil = self.sybil();
         let seq = self.fresh(0);
         let content = RumorContent::Advert {
-            asn: victim.asn,
+            asn: victim.profile.asn,
             addr: node.config().listen_addr.clone(),
             links: vec![AsLink {
                 asn: HIJACK_AS,
@@ -347,9 +347,9 @@ impl Attacker {
             }]
             .into(),
             cert: None,
-            peers: victim.peers.clone(),
+            peers: victim.profile.peers.clone(),
         };
-        info!(claimed = %victim.asn, "chaos: hijack as an unbound lower id");
+        info!(claimed = %victim.profile.asn, "chaos: hijack as an unbound lower id");
         vec![sign_rumor(SYBIL_ID, seq, now, &sybil, &mut self.rng, content).envelope(0, 0)]
     }
 
@@ -368,7 +368,7 @@ impl Attacker {
                 let seq = self.fresh(0);
                 let content = RumorContent::Accuse {
                     accused: m.node,
-                    fingerprint: m.fingerprint.to_hex(),
+                    fingerprint: m.profile.fingerprint.to_hex(),
                     reason: "chaos: sybil accusation".into(),
                 };
                 let signed = sign_rumor(NodeId(accuser), seq, now, &sybil, &mut self.rng, content);

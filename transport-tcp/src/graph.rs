@@ -116,12 +116,12 @@ impl Graph {
         let mut peers = node.peers();
         peers.sort_by_key(|p| p.node);
         let speakers = node.speakers();
-        let speakers = speakers.iter().map(|m| (m.asn, m)).collect();
+        let speakers = speakers.iter().map(|m| (m.profile.asn, m)).collect();
         let (ases, links) = as_graph(config.asn, &speakers, &routes, &peers);
         let node_of = |fingerprint: &Fingerprint| {
             members
                 .iter()
-                .find(|m| m.fingerprint == *fingerprint)
+                .find(|m| m.profile.fingerprint == *fingerprint)
                 .map(|m| m.node)
         };
         let bans = node
@@ -248,7 +248,7 @@ fn as_graph(
     let mut links: Vec<Link> = speakers
         .iter()
         .flat_map(|(&from, m)| {
-            m.links.iter().map(move |l| Link {
+            m.profile.links.iter().map(move |l| Link {
                 from,
                 to: l.asn,
                 cost: l.cost,
@@ -289,24 +289,27 @@ mod tests {
     use super::*;
     use overlay_core::MemberState;
     use overlay_core::best_paths;
-    use overlay_core::{Addr, AsLink, ConnId};
+    use overlay_core::{Addr, AsLink, ConnId, Profile};
+    use std::sync::Arc;
 
     fn member(node: u32, asn: u32, state: MemberState, links: &[(u32, u64, u64)]) -> Member {
         Member {
             node: NodeId(node),
-            asn: Asn(asn),
-            addr: Addr::from(format!("127.0.0.1:{}", 8000 + node)),
-            fingerprint: Fingerprint([u8::try_from(node).unwrap(); 32]),
             seq: 1,
-            links: links
-                .iter()
-                .map(|&(asn, capacity, cost)| AsLink {
-                    asn: Asn(asn),
-                    capacity,
-                    cost,
-                })
-                .collect(),
-            peers: None,
+            profile: Arc::new(Profile {
+                asn: Asn(asn),
+                addr: Addr::from(format!("127.0.0.1:{}", 8000 + node)),
+                fingerprint: Fingerprint([u8::try_from(node).unwrap(); 32]),
+                links: links
+                    .iter()
+                    .map(|&(asn, capacity, cost)| AsLink {
+                        asn: Asn(asn),
+                        capacity,
+                        cost,
+                    })
+                    .collect(),
+                peers: None,
+            }),
             reachable: state == MemberState::Alive,
             state,
         }
@@ -341,7 +344,7 @@ mod tests {
             Asn(own),
             speakers
                 .iter()
-                .map(|&i| (members[i].asn, &members[i].links[..])),
+                .map(|&i| (members[i].profile.asn, &members[i].profile.links[..])),
         )
         .into_values()
         .collect()

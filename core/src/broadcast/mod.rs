@@ -74,7 +74,7 @@ pub(crate) struct Broadcast {
     /// A bit index per established link, for the per-origin masks.
     slots: BTreeMap<ConnId, u8>,
     /// Per origin, the links (slot bits) that are lazy for its rumors.
-    lazy: HashMap<NodeId, u128>,
+    lazy: BTreeMap<NodeId, u128>,
     missing: BTreeMap<RumorId, Missing>,
     /// Rumors pulled and not yet due: the link asked, the sequence number and until when.
     pulls: HashMap<RumorKey, Pending>,
@@ -98,7 +98,7 @@ impl Broadcast {
             me,
             policy,
             slots: BTreeMap::new(),
-            lazy: HashMap::new(),
+            lazy: BTreeMap::new(),
             missing: BTreeMap::new(),
             pulls: HashMap::new(),
             outbox: BTreeMap::new(),

@@ -251,10 +251,7 @@ impl Gossip {
 
     /// Whether `origin` may send one more rumor now; takes the token when `take`.
     fn has_token(&mut self, now: Time, origin: NodeId, take: bool) -> bool {
-        let cap = u64::from(self.policy.rumors_per_period) * 1000;
-        let period_ms = u64::try_from(self.policy.period.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        let (cap, period_ms) = self.bucket_size();
         if !self.buckets.contains_key(&origin) && self.buckets.len() >= self.policy.max_members {
             self.buckets.clear();
         }
@@ -262,10 +259,7 @@ impl Gossip {
             milli_tokens: cap,
             last: now,
         });
-        let elapsed = u64::try_from(now.since(bucket.last).as_millis()).unwrap_or(u64::MAX);
-        let refill = elapsed.saturating_mul(cap) / period_ms;
-        bucket.milli_tokens = bucket.milli_tokens.saturating_add(refill).min(cap);
-        bucket.last = now;
+        bucket.refill(now, cap, period_ms);
         if bucket.milli_tokens < 1000 {
             return false;
         }

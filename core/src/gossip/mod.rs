@@ -64,11 +64,13 @@ impl Kind {
 }
 
 /// One stored rumor: the signed body, signature and parse it shares with the verify cache
-/// (and, in a simulator, with every node), and the unsigned part of the envelope it came in.
+/// (and, in a simulator, with every node), and the unsigned part of the envelope it came in
+/// (its age held to 32 bits: about 49 days, far past any rumor's lifetime; it decides
+/// nothing).
 #[derive(Debug, Clone)]
 struct Stored {
     admitted: Arc<AdmittedRumor>,
-    age_ms: u64,
+    age_ms: u32,
     hops: u32,
     received_at: Time,
     expires_at: Time,
@@ -87,14 +89,14 @@ impl Stored {
 
     /// The rumor as it arrived.
     fn received(&self) -> SignedRumor {
-        self.admitted.envelope(self.age_ms, self.hops)
+        self.admitted.envelope(u64::from(self.age_ms), self.hops)
     }
 
     /// A copy to send at `now`, its age brought up to date.
     fn outgoing(&self, now: Time) -> SignedRumor {
         let held = u64::try_from(now.since(self.received_at).as_millis()).unwrap_or(u64::MAX);
         self.admitted.envelope(
-            self.age_ms.saturating_add(held),
+            u64::from(self.age_ms).saturating_add(held),
             self.hops.saturating_add(1),
         )
     }
@@ -136,11 +138,23 @@ impl RecentWindow {
     }
 }
 
+/// An origin's rate bucket. A full one is the same as none, so full ones are dropped at
+/// each round ([`Gossip::expire`]): only origins that spoke lately cost memory.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     /// Tokens in thousandths.
     milli_tokens: u64,
     last: Time,
+}
+
+impl Bucket {
+    /// Adds the tokens earned since the last refill, up to `cap`.
+    fn refill(&mut self, now: Time, cap: u64, period_ms: u64) {
+        let elapsed = u64::try_from(now.since(self.last).as_millis()).unwrap_or(u64::MAX);
+        let refill = elapsed.saturating_mul(cap) / period_ms;
+        self.milli_tokens = self.milli_tokens.saturating_add(refill).min(cap);
+        self.last = now;
+    }
 }
 
 /// Signs `content` as `origin` with sequence number `seq` at time `issued_at`: the body,
@@ -166,12 +180,7 @@ pub fn sign<R: CryptoRng + ?Sized>(
     // serde_json output is always valid JSON.
     let raw = RawValue::from_string(text)
         .unwrap_or_else(|_| RawValue::from_string("null".to_string()).unwrap_or_default());
-    AdmittedRumor {
-        fingerprint: identity.fingerprint(),
-        body,
-        raw: Arc::from(raw),
-        sig: sig.into(),
-    }
+    AdmittedRumor::new(body, Arc::from(raw), sig.into())
 }
 
 /// The rumor store and dissemination state.
@@ -236,6 +245,15 @@ impl Gossip {
             .is_some_and(|newest| newest >= seq)
     }
 
+    /// A rate bucket's capacity (thousandths of a token) and refill period (ms).
+    fn bucket_size(&self) -> (u64, u64) {
+        let cap = u64::from(self.policy.rumors_per_period) * 1000;
+        let period_ms = u64::try_from(self.policy.period.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        (cap, period_ms)
+    }
+
     fn expiry_for(&self, kind: Kind) -> Duration {
         match kind {
             Kind::Advert | Kind::Leave => self.policy.advert_max_age,
@@ -258,7 +276,7 @@ impl Gossip {
             key,
             Stored {
                 admitted,
-                age_ms,
+                age_ms: u32::try_from(age_ms).unwrap_or(u32::MAX),
                 hops,
                 received_at: now,
                 expires_at,
@@ -267,24 +285,24 @@ impl Gossip {
         );
     }
 
-    /// Signs and stores a rumor of this node; returns its key (spread it with
-    /// `Broadcast::spread`). Callers other than a leave check
-    /// [`Gossip::may_sign`] first.
+    /// Signs and stores a rumor of this node; returns it (spread its key with
+    /// `Broadcast::spread`). Callers other than a leave check [`Gossip::may_sign`] first.
     pub(crate) fn originate<R: CryptoRng + ?Sized>(
         &mut self,
         now: Time,
         identity: &Identity,
         rng: &mut R,
         content: RumorContent,
-    ) -> RumorKey {
+    ) -> Arc<AdmittedRumor> {
         self.seq = self.seq.saturating_add(1);
         let limit = self.rate_limit();
         self.signed.record(now.as_millis(), now.as_millis(), &limit);
         let expires_at = now + self.expiry_for(Kind::of(&content));
         let admitted = sign(self.me, self.seq, now, identity, rng, content);
+        let admitted = Arc::new(admitted);
         let key = admitted.body.id().key();
-        self.insert(now, key, Arc::new(admitted), (0, 0), (None, expires_at));
-        key
+        self.insert(now, key, Arc::clone(&admitted), (0, 0), (None, expires_at));
+        admitted
     }
 
     /// Whether this node may sign an ordinary rumor now without coming near the rate it
@@ -430,8 +448,17 @@ impl Gossip {
             .insert(key, (seq, now + self.policy.advert_max_age));
     }
 
-    /// Drops rumors past their age limit; returns each expired key with its kind.
+    /// Drops rumors past their age limit and the rate buckets that are full again;
+    /// returns each expired key with its kind.
     pub(crate) fn expire(&mut self, now: Time) -> Vec<(RumorKey, Kind)> {
+        let (cap, period_ms) = self.bucket_size();
+        self.buckets.retain(|_, b| {
+            b.refill(now, cap, period_ms);
+            b.milli_tokens < cap
+        });
+        if self.buckets.capacity() > 4 * self.buckets.len() + 64 {
+            self.buckets.shrink_to_fit();
+        }
         let expired: Vec<(RumorKey, Kind, u64)> = self
             .store
             .iter()

@@ -49,30 +49,21 @@ impl Node {
             return;
         }
         self.unsigned.advert = false;
-        let links: Arc<[AsLink]> = self.config.links.as_slice().into();
         let peers = self.current_peers();
         let content = RumorContent::Advert {
             asn: self.config.asn,
             addr: self.config.listen_addr.clone(),
-            links: Arc::clone(&links),
+            links: self.config.links.as_slice().into(),
             cert: self.config.certificate.as_ref().map(CertificateText::from),
             peers: Some(Arc::clone(&peers)),
         };
-        let key = self
+        let admitted = self
             .gossip
             .originate(self.now, &self.identity, &mut self.rng, content);
         self.adverts.signed(self.now, Arc::clone(&peers));
-        self.routing.advertise(Member {
-            node: self.config.node_id,
-            asn: self.config.asn,
-            addr: self.config.listen_addr.clone(),
-            fingerprint: self.identity.fingerprint(),
-            seq: self.gossip.seq(),
-            links,
-            peers: Some(peers),
-            reachable: true,
-            state: MemberState::Alive,
-        });
+        // The own record, from the advertisement's profile like every other member's.
+        self.routing.apply(&admitted);
+        let key = admitted.body.id().key();
         self.broadcast
             .spread(self.now, &self.gossip, &key, None, &mut self.rng);
     }

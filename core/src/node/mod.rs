@@ -25,12 +25,10 @@ use crate::event::{Action, CloseReason, Command, Event, Notification, Outbox, Re
 use crate::gossip::{Accepted, Admission, Gossip, Kind, Outcome};
 use crate::handshake::{Io, Me, PeerInfo};
 use crate::identity::{Fingerprint, Identity, Keyring};
-use crate::routing::{Change, Member, MemberState, Routing};
+use crate::routing::{Change, MemberState, Routing};
 use crate::scheduler::{Scheduler, Time, Timer};
 use crate::swarm::{Swarm, SwarmEvent};
-use crate::wire::{
-    AsLink, CertificateText, ConnId, LinkMessage, NodeId, RumorContent, SignedRumor,
-};
+use crate::wire::{CertificateText, ConnId, LinkMessage, NodeId, RumorContent, SignedRumor};
 
 /// A route controller's protocol state machine. Feed it events with [`Node::handle`],
 /// execute the returned actions, and call it again at [`Node::next_wakeup`]. A clone is an
@@ -427,7 +425,7 @@ impl Node {
             certified_until,
         } = accepted;
         let node = admitted.body.origin;
-        match self.routing.apply(&admitted.body, admitted.fingerprint) {
+        match self.routing.apply(&admitted) {
             Change::Advertised { asn, addr, joined } => {
                 let key = admitted.fingerprint;
                 self.swarm.advertised(&addr, key, self.now, &mut self.rng);
@@ -516,7 +514,10 @@ impl Node {
         };
         let key = self
             .gossip
-            .originate(self.now, &self.identity, &mut self.rng, content);
+            .originate(self.now, &self.identity, &mut self.rng, content)
+            .body
+            .id()
+            .key();
         self.broadcast
             .spread(self.now, &self.gossip, &key, None, &mut self.rng);
     }
@@ -546,7 +547,10 @@ impl Node {
         };
         let key = self
             .gossip
-            .originate(self.now, &self.identity, &mut self.rng, content);
+            .originate(self.now, &self.identity, &mut self.rng, content)
+            .body
+            .id()
+            .key();
         self.broadcast.push_everywhere(self.now, &self.gossip, &key);
         self.flush(true);
         self.swarm.leave(self.now, &mut self.out);

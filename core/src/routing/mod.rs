@@ -19,7 +19,8 @@ use crate::bindings::{Bindings, Claim};
 use crate::identity::Fingerprint;
 use crate::paths::{Route, ShortestPaths, TableEntry, route_in};
 use crate::scheduler::Time;
-use crate::wire::{Addr, AsLink, Asn, NodeId, RumorBody, RumorContent};
+use crate::verify::{AdmittedRumor, Profile};
+use crate::wire::{Addr, Asn, NodeId, RumorContent};
 
 /// Where a member stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -40,19 +41,11 @@ pub enum MemberState {
 pub struct Member {
     /// Controller id.
     pub node: NodeId,
-    /// Its AS.
-    pub asn: Asn,
-    /// Where it listens.
-    pub addr: Addr,
-    /// Its key.
-    pub fingerprint: Fingerprint,
     /// Sequence number of its newest rumor seen.
     pub seq: u64,
-    /// Its advertised links (shared with the advertisement they were parsed from).
-    pub links: Arc<[AsLink]>,
-    /// Its direct overlay peers as its advertisement lists them (`None`: a version before
-    /// peer lists).
-    pub peers: Option<Arc<[NodeId]>>,
+    /// What its newest advertisement says of it (shared with that advertisement).
+    #[serde(flatten)]
+    pub profile: Arc<Profile>,
     /// Whether this node reached it over two-way links at the last recomputation (only a
     /// reachable live member is routed through).
     pub reachable: bool,
@@ -186,12 +179,13 @@ impl Routing {
         let previous = self.members.get(&node);
         let was_alive = previous.is_some_and(|m| m.state == MemberState::Alive);
         let changed = previous.is_some_and(|p| {
-            p.links != member.links || p.asn != member.asn || p.peers != member.peers
+            let (old, new) = (&p.profile, &member.profile);
+            old.links != new.links || old.asn != new.asn || old.peers != new.peers
         });
         let released = previous
             .filter(|p| p.state == MemberState::Alive)
             .map(claim_of)
-            .filter(|p| p.key != member.fingerprint || p.asn != member.asn);
+            .filter(|p| p.key != member.profile.fingerprint || p.asn != member.profile.asn);
         self.dirty |= !was_alive || changed;
         if let Some(old) = released {
             self.dirty |= self.bindings.release(old, claims(&self.members));
@@ -209,39 +203,31 @@ impl Routing {
         })
     }
 
-    /// Applies an accepted rumor with `body`, signed by the key `fingerprint`, to the
-    /// members: an advertisement records the member, a leave withdraws it; an accusation
-    /// changes nothing here and is handed on.
-    pub(crate) fn apply(&mut self, body: &RumorBody, fingerprint: Fingerprint) -> Change {
+    /// Applies an accepted rumor to the members: an advertisement records the member (with
+    /// the profile it shares), a leave withdraws it; an accusation changes nothing here and
+    /// is handed on.
+    pub(crate) fn apply(&mut self, admitted: &AdmittedRumor) -> Change {
+        let body = &admitted.body;
         let origin = body.origin;
+        if let Some(profile) = &admitted.profile {
+            let member = Member {
+                node: origin,
+                seq: body.seq,
+                profile: Arc::clone(profile),
+                reachable: false,
+                state: MemberState::Alive,
+            };
+            let joined = self.advertise(member) == Some(Applied::Joined);
+            return Change::Advertised {
+                asn: profile.asn,
+                addr: profile.addr.clone(),
+                joined,
+            };
+        }
         match &body.content {
-            RumorContent::Advert {
-                asn,
-                addr,
-                links,
-                peers,
-                ..
-            } => {
-                let member = Member {
-                    node: origin,
-                    asn: *asn,
-                    addr: addr.clone(),
-                    fingerprint,
-                    seq: body.seq,
-                    links: Arc::clone(links),
-                    peers: peers.clone(),
-                    reachable: false,
-                    state: MemberState::Alive,
-                };
-                let joined = self.advertise(member) == Some(Applied::Joined);
-                Change::Advertised {
-                    asn: *asn,
-                    addr: addr.clone(),
-                    joined,
-                }
-            }
+            RumorContent::Advert { .. } => Change::Nothing,
             RumorContent::Leave { .. } => Change::Left {
-                addr: self.member(origin).map(|m| m.addr.clone()),
+                addr: self.member(origin).map(|m| m.profile.addr.clone()),
                 was_alive: self.withdraw(origin, MemberState::Left, Some(body.seq)),
             },
             RumorContent::Accuse {
@@ -302,7 +288,7 @@ impl Routing {
             speaker.or_else(|| {
                 self.members
                     .values()
-                    .filter(|m| m.asn == asn && m.reachable)
+                    .filter(|m| m.profile.asn == asn && m.reachable)
                     .min_by_key(|m| m.node)
             })
         })
@@ -312,7 +298,7 @@ impl Routing {
     pub(crate) fn bound_key(&self, node: NodeId) -> Option<Fingerprint> {
         self.member(node)
             .filter(|m| m.state == MemberState::Alive)
-            .map(|m| m.fingerprint)
+            .map(|m| m.profile.fingerprint)
     }
 
     /// A member record.
@@ -335,7 +321,7 @@ impl Routing {
         };
         let n = expired().count() as u64;
         (n > 0)
-            .then(|| expired().nth((pick % n) as usize).map(|m| &m.addr))
+            .then(|| expired().nth((pick % n) as usize).map(|m| &m.profile.addr))
             .flatten()
     }
 
@@ -391,8 +377,11 @@ impl Routing {
                 self.reach_changes.push((m.node, true));
             }
         }
-        let tree =
-            ShortestPaths::compute(self.own_asn, self.speakers().map(|m| (m.asn, &m.links[..])));
+        let tree = ShortestPaths::compute(
+            self.own_asn,
+            self.speakers()
+                .map(|m| (m.profile.asn, &m.profile.links[..])),
+        );
         let table = tree.table();
         // A path changed when its last step or its predecessor's path did: the tree lists
         // every destination after its predecessor, so one pass in that order settles them,
@@ -450,8 +439,8 @@ impl Routing {
 fn claim_of(m: &Member) -> Claim {
     Claim {
         node: m.node,
-        key: m.fingerprint,
-        asn: m.asn,
+        key: m.profile.fingerprint,
+        asn: m.profile.asn,
     }
 }
 
@@ -473,10 +462,10 @@ pub fn speakers<'a>(members: impl IntoIterator<Item = &'a Member>) -> BTreeMap<A
         .into_iter()
         .filter(|m| m.state == MemberState::Alive)
     {
-        match speakers.get(&m.asn) {
+        match speakers.get(&m.profile.asn) {
             Some(s) if s.node <= m.node => {}
             _ => {
-                speakers.insert(m.asn, m);
+                speakers.insert(m.profile.asn, m);
             }
         }
     }

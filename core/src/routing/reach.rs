@@ -15,10 +15,11 @@ use crate::wire::NodeId;
 /// member).
 pub(super) fn reachable(own: NodeId, members: &BTreeMap<NodeId, Member>) -> BTreeSet<NodeId> {
     let alive = |id: &NodeId| members.get(id).filter(|m| m.state == MemberState::Alive);
-    let lists = |m: &Member, other: NodeId| m.peers.as_ref().is_none_or(|p| p.contains(&other));
+    let lists =
+        |m: &Member, other: NodeId| m.profile.peers.as_ref().is_none_or(|p| p.contains(&other));
     let mut seen: BTreeSet<NodeId> = members
         .values()
-        .filter(|m| m.state == MemberState::Alive && m.peers.is_none())
+        .filter(|m| m.state == MemberState::Alive && m.profile.peers.is_none())
         .map(|m| m.node)
         .collect();
     let mut queue: VecDeque<NodeId> = seen.iter().copied().collect();
@@ -27,12 +28,12 @@ pub(super) fn reachable(own: NodeId, members: &BTreeMap<NodeId, Member>) -> BTre
     }
     while let Some(u) = queue.pop_front() {
         let Some(from) = alive(&u) else { continue };
-        let next: Vec<NodeId> = match &from.peers {
+        let next: Vec<NodeId> = match &from.profile.peers {
             Some(listed) => listed.to_vec(),
             // A legacy member lists nobody: whoever lists it links to it.
             None => members
                 .values()
-                .filter(|m| m.peers.as_ref().is_some_and(|p| p.contains(&u)))
+                .filter(|m| m.profile.peers.as_ref().is_some_and(|p| p.contains(&u)))
                 .map(|m| m.node)
                 .collect(),
         };
@@ -52,17 +53,20 @@ mod tests {
 
     use super::*;
     use crate::identity::Fingerprint;
+    use crate::verify::Profile;
     use crate::wire::{Addr, Asn};
 
     fn member(node: u32, peers: Option<&[u32]>, state: MemberState) -> (NodeId, Member) {
         let m = Member {
             node: NodeId(node),
-            asn: Asn(node),
-            addr: Addr::from("x"),
-            fingerprint: Fingerprint([node as u8; 32]),
             seq: 1,
-            links: Arc::from(Vec::new()),
-            peers: peers.map(|p| p.iter().map(|&i| NodeId(i)).collect()),
+            profile: Arc::new(Profile {
+                asn: Asn(node),
+                addr: Addr::from("x"),
+                fingerprint: Fingerprint([node as u8; 32]),
+                links: Arc::from(Vec::new()),
+                peers: peers.map(|p| p.iter().map(|&i| NodeId(i)).collect()),
+            }),
             reachable: false,
             state,
         };

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::paths::best_paths;
+use crate::wire::{AsLink, RumorBody};
 
 fn link(asn: u32, capacity: u64, cost: u64) -> AsLink {
     AsLink {
@@ -61,12 +62,14 @@ fn the_table_rebuilds_every_path_best_paths_found() {
         for (i, (asn, links)) in example().into_iter().enumerate() {
             r.advertise(Member {
                 node: NodeId(i as u32 + 1),
-                asn,
-                addr: Addr::from(format!("10.0.0.{i}:1450")),
-                fingerprint: Fingerprint([i as u8; 32]),
                 seq: 1,
-                links: links.into(),
-                peers: None,
+                profile: Arc::new(Profile {
+                    asn,
+                    addr: Addr::from(format!("10.0.0.{i}:1450")),
+                    fingerprint: Fingerprint([i as u8; 32]),
+                    links: links.into(),
+                    peers: None,
+                }),
                 reachable: true,
                 state: MemberState::Alive,
             });
@@ -98,8 +101,9 @@ fn the_table_rebuilds_every_path_best_paths_found() {
             let before: BTreeMap<Asn, Route> =
                 r.routes().map(|route| (route.destination, route)).collect();
             let mut m = r.member(NodeId(node)).cloned().unwrap();
-            m.asn = asn;
-            m.links = links.into();
+            let profile = Arc::make_mut(&mut m.profile);
+            profile.asn = asn;
+            profile.links = links.into();
             m.seq += 1;
             r.advertise(m);
             let changes = r.recompute();
@@ -134,12 +138,14 @@ fn a_path_that_moves_upstream_is_reported_though_its_last_step_is_the_same() {
     let advertise = |r: &mut Routing, asn: u32, links: Vec<AsLink>| {
         r.advertise(Member {
             node: NodeId(asn),
-            asn: Asn(asn),
-            addr: Addr::from(format!("10.0.0.{asn}:1450")),
-            fingerprint: Fingerprint([asn as u8; 32]),
             seq: 1,
-            links: links.into(),
-            peers: None,
+            profile: Arc::new(Profile {
+                asn: Asn(asn),
+                addr: Addr::from(format!("10.0.0.{asn}:1450")),
+                fingerprint: Fingerprint([asn as u8; 32]),
+                links: links.into(),
+                peers: None,
+            }),
             reachable: true,
             state: MemberState::Alive,
         });
@@ -207,15 +213,17 @@ impl Adverts {
                 *node,
                 Member {
                     node: NodeId(*node),
-                    asn: Asn(*asn),
-                    addr: Addr::from("x"),
-                    fingerprint: Fingerprint([0; 32]),
                     seq: 1,
-                    links: links
-                        .iter()
-                        .map(|&(t, cap, cost)| link(t, cap, cost))
-                        .collect(),
-                    peers: None,
+                    profile: Arc::new(Profile {
+                        asn: Asn(*asn),
+                        addr: Addr::from("x"),
+                        fingerprint: Fingerprint([0; 32]),
+                        links: links
+                            .iter()
+                            .map(|&(t, cap, cost)| link(t, cap, cost))
+                            .collect(),
+                        peers: None,
+                    }),
                     reachable: true,
                     state: MemberState::Alive,
                 },
@@ -241,8 +249,8 @@ fn exhaustive<'a>(
 ) -> BTreeMap<Asn, Route> {
     let mut edges: BTreeMap<Asn, BTreeMap<Asn, (u64, u64)>> = BTreeMap::new();
     for m in speakers {
-        let out = edges.entry(m.asn).or_default();
-        for l in m.links.iter() {
+        let out = edges.entry(m.profile.asn).or_default();
+        for l in m.profile.links.iter() {
             out.insert(l.asn, (l.cost, l.capacity));
         }
     }
@@ -284,7 +292,7 @@ fn best_paths_follow_the_path_rule_on_random_graphs() {
             members
                 .iter()
                 .filter(|m| m.state == MemberState::Alive)
-                .map(|m| (m.asn, &m.links[..])),
+                .map(|m| (m.profile.asn, &m.profile.links[..])),
         );
         found == exhaustive(source, speakers(&members).into_values())
     }
@@ -395,25 +403,36 @@ fn lower_node_id_speaks_for_a_shared_as_and_withdrawal_reroutes() {
 fn member(node: u32, asn: u32, links: Vec<AsLink>) -> Member {
     Member {
         node: NodeId(node),
-        asn: Asn(asn),
-        addr: Addr::from("x"),
-        fingerprint: Fingerprint([node as u8; 32]),
         seq: 1,
-        links: links.into(),
-        peers: None,
+        profile: Arc::new(Profile {
+            asn: Asn(asn),
+            addr: Addr::from("x"),
+            fingerprint: Fingerprint([node as u8; 32]),
+            links: links.into(),
+            peers: None,
+        }),
         reachable: true,
         state: MemberState::Alive,
     }
 }
 
-fn body(origin: u32, seq: u64, content: RumorContent) -> RumorBody {
-    RumorBody {
+/// An admitted rumor of `origin` (unsigned: routing never checks signatures), signed by
+/// the key [`no_key`].
+fn admitted(origin: u32, seq: u64, content: RumorContent) -> AdmittedRumor {
+    let body = RumorBody {
         origin: NodeId(origin),
         seq,
         issued_at: 0,
         pubkey: Vec::new(),
         content,
-    }
+    };
+    let raw = serde_json::value::RawValue::from_string("null".into()).unwrap();
+    AdmittedRumor::new(body, Arc::from(raw), Vec::new().into())
+}
+
+/// The fingerprint of the empty key [`admitted`] rumors carry.
+fn no_key() -> Fingerprint {
+    Fingerprint::of_der(&[])
 }
 
 fn advert(asn: u32, addr: &str) -> RumorContent {
@@ -429,8 +448,8 @@ fn advert(asn: u32, addr: &str) -> RumorContent {
 #[test]
 fn an_accepted_rumor_changes_the_members_it_names() {
     let mut r = Routing::new(Asn(1), 8);
-    let fp = Fingerprint([7; 32]);
-    let joined = r.apply(&body(2, 1, advert(2, "10.0.0.2:1")), fp);
+    let fp = no_key();
+    let joined = r.apply(&admitted(2, 1, advert(2, "10.0.0.2:1")));
     assert_eq!(
         joined,
         Change::Advertised {
@@ -440,9 +459,9 @@ fn an_accepted_rumor_changes_the_members_it_names() {
         }
     );
     assert_eq!(r.bound_key(NodeId(2)), Some(fp));
-    let again = r.apply(&body(2, 2, advert(2, "10.0.0.2:1")), fp);
+    let again = r.apply(&admitted(2, 2, advert(2, "10.0.0.2:1")));
     assert!(matches!(again, Change::Advertised { joined: false, .. }));
-    let left = r.apply(&body(2, 3, RumorContent::Leave { asn: Asn(2) }), fp);
+    let left = r.apply(&admitted(2, 3, RumorContent::Leave { asn: Asn(2) }));
     assert_eq!(
         left,
         Change::Left {
@@ -455,7 +474,7 @@ fn an_accepted_rumor_changes_the_members_it_names() {
         r.member(NodeId(2)).map(|m| (m.state, m.seq)),
         Some((MemberState::Left, 3))
     );
-    let stranger = r.apply(&body(9, 1, RumorContent::Leave { asn: Asn(9) }), fp);
+    let stranger = r.apply(&admitted(9, 1, RumorContent::Leave { asn: Asn(9) }));
     assert_eq!(
         stranger,
         Change::Left {
@@ -475,14 +494,14 @@ fn an_accusation_is_handed_on_only_with_a_valid_key() {
     };
     let fp = Fingerprint([3; 32]);
     assert_eq!(
-        r.apply(&body(2, 1, accuse(fp.to_hex())), fp),
+        r.apply(&admitted(2, 1, accuse(fp.to_hex()))),
         Change::Accused {
             accused: NodeId(5),
             fingerprint: fp
         }
     );
     assert_eq!(
-        r.apply(&body(2, 2, accuse("zz".into())), fp),
+        r.apply(&admitted(2, 2, accuse("zz".into()))),
         Change::Nothing
     );
     assert_eq!(r.members().count(), 0);
@@ -511,9 +530,10 @@ fn recomputation_is_debounced_and_counted() {
 
 #[test]
 fn a_neighbour_listing_a_dead_peer_keeps_it_reachable_only_until_its_advert_expires() {
-    let with_peers = |node: u32, asn: u32, links: Vec<AsLink>, peers: &[u32]| Member {
-        peers: Some(peers.iter().map(|&p| NodeId(p)).collect()),
-        ..member(node, asn, links)
+    let with_peers = |node: u32, asn: u32, links: Vec<AsLink>, peers: &[u32]| {
+        let mut m = member(node, asn, links);
+        Arc::make_mut(&mut m.profile).peers = Some(peers.iter().map(|&p| NodeId(p)).collect());
+        m
     };
     let mut r = Routing::for_node(NodeId(1), Asn(1), 8);
     r.advertise(with_peers(1, 1, vec![link(2, 1, 1)], &[2]));
