@@ -3,7 +3,9 @@
 //! spoken for by the first live member that claimed it, for as long as that member stays
 //! alive: a later claimant, whatever its node id, adds no edges to the routing graph (it
 //! cannot hijack an AS by signing as a lower id). When the speaker goes, the live claimant
-//! with the lowest node id takes over.
+//! with the lowest node id takes over. Keys are filed under the first half of their
+//! fingerprint (16 bytes, not 36 per member), and the caller confirms a lookup on the
+//! whole fingerprint.
 
 use std::collections::BTreeMap;
 
@@ -21,10 +23,18 @@ pub(crate) struct Claim {
     pub asn: Asn,
 }
 
+/// The half of a fingerprint a key is filed under. Two keys sharing one take about 2^64
+/// key generations to find; the second of such a pair owns nothing here (its lookups are
+/// refused on the whole fingerprint), as if a key were reused.
+fn filed(key: &Fingerprint) -> u128 {
+    let (half, _) = key.0.split_at(16);
+    half.iter().fold(0, |acc, &b| (acc << 8) | u128::from(b))
+}
+
 /// Key and AS bindings of live members.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Bindings {
-    owners: BTreeMap<Fingerprint, NodeId>,
+    owners: BTreeMap<u128, NodeId>,
     speakers: BTreeMap<Asn, NodeId>,
 }
 
@@ -32,7 +42,7 @@ impl Bindings {
     /// Records that `claim` is alive; the caller released its previous claim first if the
     /// key or the AS changed. Returns whether the AS's speaker changed.
     pub(crate) fn claim(&mut self, claim: Claim) -> bool {
-        self.owners.entry(claim.key).or_insert(claim.node);
+        self.owners.entry(filed(&claim.key)).or_insert(claim.node);
         match self.speakers.get(&claim.asn) {
             Some(_) => false,
             None => {
@@ -46,8 +56,9 @@ impl Bindings {
     /// AS passes to the lowest live claimant among `others`. Returns whether the AS's
     /// speaker changed.
     pub(crate) fn release(&mut self, claim: Claim, others: impl Iterator<Item = Claim>) -> bool {
-        if self.owners.get(&claim.key) == Some(&claim.node) {
-            self.owners.remove(&claim.key);
+        let filed = filed(&claim.key);
+        if self.owners.get(&filed) == Some(&claim.node) {
+            self.owners.remove(&filed);
         }
         if self.speakers.get(&claim.asn) != Some(&claim.node) {
             return false;
@@ -63,9 +74,10 @@ impl Bindings {
         true
     }
 
-    /// The live member id `key` speaks for, if any.
+    /// The live member id filed under `key`'s half, if any: the caller confirms that
+    /// member's key is `key`.
     pub(crate) fn owner_of(&self, key: &Fingerprint) -> Option<NodeId> {
-        self.owners.get(key).copied()
+        self.owners.get(&filed(key)).copied()
     }
 
     /// The member that speaks for each AS.

@@ -29,15 +29,14 @@ pub struct Route {
     pub next_hop: Asn,
 }
 
-/// One destination of the table as it is kept: the AS path is not stored per destination
-/// but rebuilt from the predecessors (a table of N destinations holds N entries, not N
-/// paths).
+/// One destination of the table as it is kept: the AS path (and so the next hop) is not
+/// stored per destination but rebuilt from the predecessors (a table of N destinations
+/// holds N entries of 24 bytes, not N paths).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TableEntry {
     cost: u64,
     capacity: u64,
     hops: u32,
-    next_hop: Asn,
     /// The AS before the destination on the path (this node's AS for a neighbour).
     pub(crate) previous: Asn,
 }
@@ -58,13 +57,14 @@ pub(crate) fn route_in(
     }
     path.push(source);
     path.reverse();
+    let next_hop = path.get(1).copied().unwrap_or(destination);
     Some(Route {
         destination,
         cost: entry.cost,
         hops: entry.hops,
         capacity: entry.capacity,
         path,
-        next_hop: entry.next_hop,
+        next_hop,
     })
 }
 
@@ -120,13 +120,12 @@ impl ShortestPaths {
                   sized to the graph's vertex count before it is indexed"
     )]
     /// Dijkstra from `from` (cost, then hops, then the smaller AS path), keeping each
-    /// destination's predecessor, next hop and bottleneck capacity.
+    /// destination's predecessor and bottleneck capacity.
     fn dijkstra(graph: &DiGraph<Asn, (u64, u64)>, source: Asn, from: NodeIndex) -> Self {
         let n = graph.node_count();
         let mut dist: Vec<Option<Distance>> = vec![None; n];
         let mut pred: Vec<NodeIndex> = vec![from; n];
         let mut capacity: Vec<u64> = vec![u64::MAX; n];
-        let mut next_hop: Vec<NodeIndex> = vec![from; n];
         // Where each settled destination is in `settled` (the source is never listed).
         let mut position: Vec<Option<usize>> = vec![None; n];
         let mut settled = Vec::new();
@@ -159,7 +158,6 @@ impl ShortestPaths {
                         cost: d.cost,
                         capacity: capacity[u.index()],
                         hops: d.hops,
-                        next_hop: graph[next_hop[u.index()]],
                         previous: graph[p],
                     },
                     parent: position[p.index()],
@@ -187,7 +185,6 @@ impl ShortestPaths {
                     dist[v.index()] = Some(candidate);
                     pred[v.index()] = u;
                     capacity[v.index()] = capacity[u.index()].min(cap);
-                    next_hop[v.index()] = if u == from { v } else { next_hop[u.index()] };
                     heap.push(Reverse((candidate, graph[v], v)));
                 }
             }

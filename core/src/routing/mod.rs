@@ -276,7 +276,9 @@ impl Routing {
 
     /// The live member that speaks with `key`, if any.
     pub(crate) fn owner_of(&self, key: &Fingerprint) -> Option<NodeId> {
-        self.bindings.owner_of(key)
+        self.bindings
+            .owner_of(key)
+            .filter(|&node| self.bound_key(node) == Some(*key))
     }
 
     /// The member that speaks for each AS, by AS: the first live member that claimed it

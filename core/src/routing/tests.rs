@@ -551,3 +551,26 @@ fn a_neighbour_listing_a_dead_peer_keeps_it_reachable_only_until_its_advert_expi
     assert!(r.route(Asn(4)).is_none());
     assert!(r.route(Asn(3)).is_some(), "AS3 is a destination only");
 }
+
+#[test]
+fn a_key_sharing_the_filed_half_of_another_owns_nothing() {
+    let mut r = Routing::new(Asn(1), 8);
+    let mut first = member(2, 2, vec![]);
+    let mut second = member(3, 3, vec![]);
+    let k1 = Fingerprint([7; 32]);
+    let mut k2 = k1;
+    k2.0[31] = 8;
+    Arc::make_mut(&mut first.profile).fingerprint = k1;
+    Arc::make_mut(&mut second.profile).fingerprint = k2;
+    r.advertise(first);
+    r.advertise(second);
+    assert_eq!(r.owner_of(&k1), Some(NodeId(2)));
+    assert_eq!(r.owner_of(&k2), None, "filed under 2, whose key is another");
+    assert_eq!(
+        r.bound_key(NodeId(3)),
+        Some(k2),
+        "3 is still bound to its key"
+    );
+    r.withdraw(NodeId(2), MemberState::Left, None);
+    assert_eq!(r.owner_of(&k1), None);
+}
