@@ -102,6 +102,16 @@ impl Advertising {
             .insert(peer, (addr, now + self.policy.hold_redial));
     }
 
+    /// How many peers other than `except` are expected back at `now`: each keeps the slot
+    /// of the link it lost under `max_peers` until it returns or its time is up, so that
+    /// neither a random dial nor another node's hello takes it meanwhile.
+    pub(crate) fn reserved(&self, now: Time, except: Option<NodeId>) -> usize {
+        self.expected
+            .iter()
+            .filter(|&(&node, &(_, until))| until > now && Some(node) != except)
+            .count()
+    }
+
     /// `peer` is linked again.
     pub(crate) fn returned(&mut self, peer: NodeId) {
         self.expected.remove(&peer);
@@ -199,6 +209,24 @@ mod tests {
         assert_eq!(a.changed(at(70_000), &peers(&[])), Some(at(70_100)));
         // Past its time, an expected peer is lost like any other.
         assert_eq!(a.changed(at(71_000), &peers(&[3])), Some(at(71_100)));
+    }
+
+    #[test]
+    fn a_peer_expected_back_keeps_its_slot_until_it_returns_or_its_time_is_up() {
+        let at = Time::from_millis;
+        let mut a = Advertising::new(policy());
+        a.signed(at(0), peers(&[2, 3, 4]));
+        a.expect(at(10_000), NodeId(2), Addr::from("b:1"));
+        a.expect(at(10_500), NodeId(3), Addr::from("c:1"));
+        assert_eq!(a.reserved(at(10_600), None), 2, "two slots kept");
+        assert_eq!(
+            a.reserved(at(10_600), Some(NodeId(2))),
+            1,
+            "2 takes its own"
+        );
+        a.returned(NodeId(3));
+        assert_eq!(a.reserved(at(10_600), None), 1);
+        assert_eq!(a.reserved(at(11_000), None), 0, "2's time is up");
     }
 
     #[test]

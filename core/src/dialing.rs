@@ -232,6 +232,11 @@ impl DialTable {
         self.dialing.len()
     }
 
+    /// Whether a dial to `addr` is in flight.
+    pub(crate) fn dialing(&self, addr: &Addr) -> bool {
+        self.dialing.contains(addr)
+    }
+
     /// Candidates known.
     pub(crate) fn len(&self) -> usize {
         self.candidates.len()

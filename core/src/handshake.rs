@@ -10,6 +10,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::CryptoRng;
 use x25519_dalek::{PublicKey as DhPublic, StaticSecret};
 
+use crate::advertising::Advertising;
 use crate::cert::Trust;
 use crate::config::Config;
 use crate::event::{Action, Outbox, RejectReason};
@@ -55,6 +56,8 @@ pub(crate) struct Me<'a> {
     pub reputation: &'a Reputation,
     /// The members, and so the key each live node id is bound to.
     pub routing: &'a Routing,
+    /// The peers expected back after a transport failure (their slots are kept).
+    pub adverts: &'a Advertising,
 }
 
 impl Me<'_> {
@@ -262,10 +265,13 @@ impl SeenHellos {
     }
 }
 
+/// Whether there is room for a link to this peer (its hello checked).
+pub(crate) type Room<'a> = &'a dyn Fn(&PeerInfo) -> bool;
+
 pub(crate) fn on_hello(
     me: &Me<'_>,
     hello: Hello,
-    (peers, capacity_left): (Vec<Addr>, bool),
+    (peers, room): (Vec<Addr>, Room<'_>),
     seen: &mut SeenHellos,
     conn: ConnId,
     io: &mut Io<'_>,
@@ -296,7 +302,7 @@ pub(crate) fn on_hello(
         RejectReason::SelfConnection => r,
         other => refuse(conn, other, out),
     })?;
-    if !capacity_left {
+    if !room(&peer) {
         send_plain(
             conn,
             &Handshake::Refuse(Refuse {

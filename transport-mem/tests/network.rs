@@ -97,6 +97,45 @@ fn a_link_reset_and_made_again_is_not_advertised() {
 }
 
 #[test]
+fn peers_at_capacity_that_lose_their_links_get_them_back_and_keep_their_slots() {
+    // A ring where every node is at max_peers. Node 0 stalls past its peers' heartbeat
+    // timeout: they close their links and redial it, it redials them when it wakes, and
+    // each of them would otherwise fill the slot with a random candidate meanwhile.
+    let full = |_: usize, c: &mut Config| {
+        c.max_peers = 2;
+        c.target_peers = Some(2);
+    };
+    let mut sim = cluster(9, 6, 0, recorded(9), &full);
+    sim.run_for(PERIOD * 5);
+    let ring = |sim: &Sim| {
+        let sorted = |mut v: Vec<SlotId>| {
+            v.sort_unstable();
+            v
+        };
+        (0..6)
+            .map(|s| sorted(sim.peer_slots(s)))
+            .collect::<Vec<_>>()
+    };
+    let seqs = |sim: &Sim| {
+        (0..6)
+            .map(|s| sim.node(s).map(|n| n.status().seq))
+            .collect::<Vec<_>>()
+    };
+    let before = (ring(&sim), seqs(&sim));
+    let timeout = sim.config(1).heartbeat() * 3;
+    sim.stall(0, timeout + Duration::from_millis(300));
+    sim.run_for(PERIOD * 4);
+    let downs: Vec<CloseReason> = (0..6).flat_map(|s| down_reasons(&sim, s)).collect();
+    assert!(downs.contains(&CloseReason::HeartbeatTimeout), "{downs:?}");
+    assert_eq!(
+        (ring(&sim), seqs(&sim)),
+        before,
+        "the same ring, and no advert"
+    );
+    converged(&mut sim, &|_| true, PERIOD * 10).unwrap();
+}
+
+#[test]
 fn a_crashed_peer_is_advertised_lost_once_its_redial_fails() {
     let mut sim = cluster(8, 5, 0, recorded(8), &|_, _| {});
     sim.run_for(PERIOD * 5);

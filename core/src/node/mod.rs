@@ -128,6 +128,7 @@ impl Node {
             trust: self.trust.as_ref(),
             reputation: self.discipline.reputation(),
             routing: &self.routing,
+            adverts: &self.adverts,
         };
         let io = Io {
             now: self.now,
@@ -185,7 +186,9 @@ impl Node {
                 self.scheduler.set(Timer::Heartbeat, next);
             }
             Timer::Dial => {
-                self.swarm.maintain(now, &mut self.rng, &mut self.out);
+                let reserved = self.adverts.reserved(now, None);
+                self.swarm
+                    .maintain(now, reserved, &mut self.rng, &mut self.out);
                 let interval = self.config.gossip_period.min(Duration::from_secs(1));
                 self.scheduler.set(Timer::Dial, now + interval);
             }

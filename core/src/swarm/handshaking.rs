@@ -6,6 +6,7 @@ use super::{Conn, Swarm, SwarmEvent};
 use crate::event::{CloseReason, Direction, Outbox, RejectReason};
 use crate::handshake::{Io, Me, PeerInfo, Phase, Step, on_finish, on_hello, on_welcome};
 use crate::identity::TAG_LEN;
+use crate::scheduler::Time;
 use crate::wire::{Addr, ConnId, Handshake, MAX_HELLO_PEERS, Refuse, check_peer_list, from_json};
 
 impl Swarm {
@@ -86,8 +87,22 @@ impl Swarm {
                 Err(RejectReason::Refused(crate::wire::clipped(&reason)))
             }
             (Phase::AwaitHello, Handshake::Hello(hello)) if inbound => {
-                let room = claimed < self.policy.max_peers;
-                on_hello(me, hello, (peers, room), &mut self.seen_hellos, conn, io)
+                // Our own dial to the same node does not count: one of the two links will
+                // be closed as a duplicate (both ends redialing at once must not refuse
+                // each other), and neither does that node's kept slot.
+                let now = io.now;
+                let room = |peer: &PeerInfo| {
+                    let ours = self
+                        .conns
+                        .iter()
+                        .filter(|(id, c)| **id != conn && c.direction == Direction::Outbound)
+                        .filter(|(_, c)| c.remote == peer.listen && c.peer().is_none())
+                        .count()
+                        + usize::from(self.table.dialing(&peer.listen));
+                    let reserved = me.adverts.reserved(now, Some(peer.node));
+                    claimed.saturating_sub(ours) + reserved < self.policy.max_peers
+                };
+                on_hello(me, hello, (peers, &room), &mut self.seen_hellos, conn, io)
             }
             (Phase::AwaitWelcome { secret, hello }, Handshake::Welcome(welcome)) => {
                 on_welcome(me, secret, hello, welcome, peers, conn, io)
@@ -155,7 +170,7 @@ impl Swarm {
                 for addr in learned.iter().chain([&peer.listen]) {
                     self.table.learn(addr, io.now, io.rng);
                 }
-                self.admit(conn, peer, me, io.out, events)
+                self.admit(conn, peer, me, (io.now, io.out), events)
             }
         }
     }
@@ -167,7 +182,7 @@ impl Swarm {
         conn: ConnId,
         peer: PeerInfo,
         me: &Me<'_>,
-        out: &mut Outbox,
+        (now, out): (Time, &mut Outbox),
         events: &mut Vec<SwarmEvent>,
     ) -> Option<CloseReason> {
         if let Some(loser) = self.duplicate_of(conn, &peer, me) {
@@ -186,8 +201,10 @@ impl Swarm {
             return Some(CloseReason::HandshakeFailed(reason));
         }
         // A hello and our own dial may both have been admitted while the other was
-        // in flight: `max_peers` is enforced here, where links come into being.
-        if self.links().filter(|(id, _)| *id != conn).count() >= self.policy.max_peers {
+        // in flight: `max_peers` is enforced here, where links come into being, with the
+        // slots of other peers expected back kept for them.
+        let links = self.links().filter(|(id, _)| *id != conn).count();
+        if links + me.adverts.reserved(now, Some(peer.node)) >= self.policy.max_peers {
             return Some(CloseReason::AtCapacity);
         }
         events.push(SwarmEvent::PeerUp { conn, peer });

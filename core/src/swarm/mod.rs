@@ -167,14 +167,16 @@ impl Swarm {
         })
     }
 
-    /// Dials candidates while the node has fewer than the target number of peers.
+    /// Dials candidates while the node has fewer than the target number of peers, counting
+    /// the `reserved` slots of peers expected back as taken.
     pub(crate) fn maintain<R: CryptoRng + ?Sized>(
         &mut self,
         now: Time,
+        reserved: usize,
         rng: &mut R,
         out: &mut Outbox,
     ) {
-        let busy = self.dial_budget_used();
+        let busy = self.dial_budget_used() + reserved;
         let Some(room) = self
             .policy
             .target_peers
