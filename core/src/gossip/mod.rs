@@ -113,8 +113,8 @@ pub(crate) const RECENT_WINDOW: usize = 256;
 /// learned an older one since): it is checked against the store like any other.
 #[derive(Debug, Default, Clone)]
 struct RecentWindow {
-    current: HashMap<RumorKey, u64>,
-    previous: HashMap<RumorKey, u64>,
+    current: BTreeMap<RumorKey, u64>,
+    previous: BTreeMap<RumorKey, u64>,
     own: SignedRate,
 }
 

@@ -4,8 +4,9 @@
 use super::*;
 
 /// Buffer capacity a [`FrameDecoder`] keeps once it has handed out the frames it held
-/// (beyond it, a buffer grown by a burst is released or shrunk).
-pub const RETAINED_CAPACITY: usize = 16 * 1024;
+/// (beyond it, a buffer grown by a burst is released or shrunk): a rumor's frame (about
+/// 1.3 KB) and the small ones fit, and a thousand links do not hold megabytes idle.
+pub const RETAINED_CAPACITY: usize = 4 * 1024;
 
 /// Reassembles frames from arbitrary chunks. Holds at most one partial frame plus what the
 /// last chunk carried; rejects a length prefix over `max_body` before buffering the body.
