@@ -50,9 +50,10 @@
 //! assert_eq!((route.cost, &route.path), (1, &vec![Asn(200), Asn(100)]));
 //! ```
 //!
-//! The public API is this page's list; [`wire`] holds the message types an outsider needs to
-//! speak the protocol. Inside, one private module per component: `wire` (frames and
-//! messages), `identity` (keys and signatures), `linkcrypto` (handshake transcript, hop
+//! The public API is this page's list (docs/PROTOCOL.md describes the messages for an
+//! implementer; their types, `wire`, are public only with the `test-util` feature, for
+//! fault injection, fuzzing and test vectors). Inside, one module per component: `wire`
+//! (frames and messages), `identity` (keys and signatures), `linkcrypto` (handshake transcript, hop
 //! encryption), `verify` (verification once per process), `reputation` (offenses, bans,
 //! evictions) and `discipline` (from a bad message to an eviction), `cert` (certificates),
 //! `swarm` and `handshake` (connections, direct peers), `dialing` (whom to dial), `gossip`
@@ -92,7 +93,13 @@ mod routing;
 mod scheduler;
 mod swarm;
 mod verify;
+/// The wire format's message types, for fault injection, fuzzing and test vectors (the
+/// `test-util` feature). Embedders use the re-exports below; without the feature the
+/// module is private.
+#[cfg(feature = "test-util")]
 pub mod wire;
+#[cfg(not(feature = "test-util"))]
+mod wire;
 
 pub use cert::{CertError, Trust, issue_certificate};
 pub use config::{Config, ConfigError, Dissemination};
@@ -106,7 +113,7 @@ pub use routing::{Member, MemberState, RouteChange, speakers};
 pub use scheduler::{Time, parse_cron};
 pub use verify::Profile;
 pub use verify::VerifyCache;
-pub use wire::{Addr, AsLink, Asn, CertBody, Certificate, ConnId, NodeId};
+pub use wire::{Addr, AsLink, Asn, CertBody, Certificate, ConnId, NodeId, PROTOCOL_VERSION};
 
 /// Test support and fault injection (the `test-util` feature, never on in release builds):
 /// the in-memory cluster harness every test, benchmark and fuzz target drives nodes with

@@ -36,6 +36,7 @@ struct CacheInner {
 /// A rumor whose body parsed, kept its limits and carries a valid signature of the key in
 /// it: the shared parse of one (body, signature) pair.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
 pub struct AdmittedRumor {
     /// The parsed body.
     pub body: RumorBody,
@@ -67,6 +68,7 @@ pub struct Profile {
     pub peers: Option<Arc<[NodeId]>>,
 }
 
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))] // public in `testing`
 impl AdmittedRumor {
     /// The rumor with this body and signature in an envelope with `age_ms` and `hops`.
     pub fn envelope(&self, age_ms: u64, hops: u32) -> SignedRumor {
@@ -135,7 +137,7 @@ impl VerifyCache {
     /// The rumor admitted earlier with exactly these body and signature bytes, if the
     /// cache still holds it (found by the id its envelope claims, then compared byte for
     /// byte).
-    pub fn admitted(&self, rumor: &SignedRumor) -> Option<Arc<AdmittedRumor>> {
+    pub(crate) fn admitted(&self, rumor: &SignedRumor) -> Option<Arc<AdmittedRumor>> {
         let inner = self.lock();
         let known = inner.admitted.get(&rumor.id())?;
         let same_body = Arc::ptr_eq(&known.raw, &rumor.body) || known.raw.get() == rumor.body.get();
@@ -144,7 +146,7 @@ impl VerifyCache {
 
     /// Verifies the signature of `rumor` with the key in its body and remembers it under
     /// its body's id, so that the same bytes are never parsed or verified again.
-    pub fn admit(&self, rumor: AdmittedRumor) -> Result<Arc<AdmittedRumor>, SentryError> {
+    pub(crate) fn admit(&self, rumor: AdmittedRumor) -> Result<Arc<AdmittedRumor>, SentryError> {
         let key = {
             let mut inner = self.lock();
             match inner.keys.get(&rumor.fingerprint) {

@@ -88,6 +88,7 @@ impl Stored {
     }
 
     /// The rumor as it arrived.
+    #[cfg(feature = "test-util")]
     fn received(&self) -> SignedRumor {
         self.admitted.envelope(u64::from(self.age_ms), self.hops)
     }
@@ -474,6 +475,7 @@ impl Gossip {
     }
 
     /// The stored rumor for `key` as it arrived, if any.
+    #[cfg(feature = "test-util")]
     pub(crate) fn get(&self, key: &RumorKey) -> Option<SignedRumor> {
         self.store.get(key).map(Stored::received)
     }

@@ -10,7 +10,9 @@ use crate::identity::Fingerprint;
 use crate::paths::Route;
 use crate::routing::Member;
 use crate::scheduler::Time;
-use crate::wire::{Addr, Asn, ConnId, NodeId, RumorKey, SignedRumor};
+use crate::wire::{Addr, Asn, ConnId, NodeId};
+#[cfg(feature = "test-util")]
+use crate::wire::{RumorKey, SignedRumor};
 
 /// A direct peer as reported to the embedder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -187,7 +189,9 @@ impl Node {
         self.identity.fingerprint()
     }
 
-    /// The stored signed rumor of `origin`'s membership (advert or leave), if any.
+    /// The stored signed rumor of `origin`'s membership (advert or leave), if any (tests and
+    /// fault injection).
+    #[cfg(feature = "test-util")]
     pub fn advert_of(&self, origin: NodeId) -> Option<SignedRumor> {
         self.stored_rumor(&RumorKey {
             origin,
@@ -195,7 +199,9 @@ impl Node {
         })
     }
 
-    /// The stored signed rumor for any key (accusations included), if any.
+    /// The stored signed rumor for any key (accusations included), if any (tests and fault
+    /// injection).
+    #[cfg(feature = "test-util")]
     pub fn stored_rumor(&self, key: &RumorKey) -> Option<SignedRumor> {
         self.gossip.get(key)
     }

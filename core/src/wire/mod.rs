@@ -6,6 +6,10 @@
 //! [`LinkMessage`] (see `linkcrypto::LinkCipher`). Rumors carry their origin-signed body as raw
 //! JSON ([`SignedRumor::body`]) so that forwarding never re-serialises what was signed.
 
+// Public with `test-util` (fault injection, fuzzing, test vectors); otherwise only the
+// crate root's re-exports are.
+#![cfg_attr(not(feature = "test-util"), allow(unreachable_pub))]
+
 use std::fmt;
 use std::sync::Arc;
 

@@ -348,7 +348,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Cmd::Version => println!(
             "overlay-network {} (protocol {}){}",
             env!("CARGO_PKG_VERSION"),
-            overlay_core::wire::PROTOCOL_VERSION,
+            overlay_core::PROTOCOL_VERSION,
             if cfg!(feature = "chaos") {
                 " CHAOS BUILD: fault injection compiled in"
             } else {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use overlay_core::wire::PROTOCOL_VERSION;
+use overlay_core::PROTOCOL_VERSION;
 use overlay_core::{AsLink, Asn};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

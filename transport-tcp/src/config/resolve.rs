@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use overlay_core::wire::PROTOCOL_VERSION;
+use overlay_core::PROTOCOL_VERSION;
 use overlay_core::{Addr, Asn, ClusterKey, Config, ConfigError, NodeId, parse_cron};
 use tracing::level_filters::LevelFilter;
 
