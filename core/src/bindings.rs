@@ -27,8 +27,9 @@ pub(crate) struct Claim {
 /// key generations to find; the second of such a pair owns nothing here (its lookups are
 /// refused on the whole fingerprint), as if a key were reused.
 fn filed(key: &Fingerprint) -> u128 {
-    let (half, _) = key.0.split_at(16);
-    half.iter().fold(0, |acc, &b| (acc << 8) | u128::from(b))
+    key.0
+        .first_chunk()
+        .map_or(0, |half| u128::from_be_bytes(*half))
 }
 
 /// Key and AS bindings of live members.

@@ -252,6 +252,11 @@ impl Config {
             .unwrap_or_else(|| self.gossip_period.min(Duration::from_secs(5)))
     }
 
+    /// How long a link may stay silent before it is closed: three heartbeat intervals.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        self.heartbeat() * 3
+    }
+
     /// The clock-skew bound in effect.
     pub fn clock_skew(&self) -> Duration {
         self.max_clock_skew.unwrap_or(self.gossip_period)

@@ -122,8 +122,10 @@ fn peers_at_capacity_that_lose_their_links_get_them_back_and_keep_their_slots() 
             .collect::<Vec<_>>()
     };
     let before = (ring(&sim), seqs(&sim));
-    let timeout = sim.config(1).heartbeat() * 3;
-    sim.stall(0, timeout + Duration::from_millis(300));
+    sim.stall(
+        0,
+        sim.config(1).heartbeat_timeout() + Duration::from_millis(300),
+    );
     sim.run_for(PERIOD * 4);
     let downs: Vec<CloseReason> = (0..6).flat_map(|s| down_reasons(&sim, s)).collect();
     assert!(downs.contains(&CloseReason::HeartbeatTimeout), "{downs:?}");

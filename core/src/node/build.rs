@@ -141,6 +141,7 @@ impl Policies {
                 target_peers: config.target(),
                 max_frame_bytes: config.max_frame_bytes,
                 heartbeat: config.heartbeat(),
+                heartbeat_timeout: config.heartbeat_timeout(),
                 hello_window: config.clock_skew(),
             },
             gossip: GossipPolicy {

@@ -39,6 +39,8 @@ pub(crate) struct SwarmPolicy {
     pub max_frame_bytes: usize,
     /// Heartbeat interval.
     pub heartbeat: Duration,
+    /// Silence after which a link is closed.
+    pub heartbeat_timeout: Duration,
     /// How far a hello's issue time may be from this node's clock.
     pub hello_window: Duration,
 }
@@ -515,7 +517,7 @@ impl Swarm {
         }
     }
 
-    /// Sends heartbeats on idle links and closes links silent for three intervals.
+    /// Sends heartbeats on idle links and closes links silent for the heartbeat timeout.
     pub(crate) fn heartbeat(&mut self, now: Time, out: &mut Outbox) -> Vec<SwarmEvent> {
         let hb = self.policy.heartbeat;
         let mut events = Vec::new();
@@ -530,7 +532,7 @@ impl Swarm {
         for (conn, last_rx, last_tx, expired) in links {
             if expired {
                 events.extend(self.close(conn, CloseReason::CertificateExpired, out));
-            } else if now.since(last_rx) >= hb * 3 {
+            } else if now.since(last_rx) >= self.policy.heartbeat_timeout {
                 events.extend(self.close(conn, CloseReason::HeartbeatTimeout, out));
             } else if now.since(last_tx) >= hb {
                 self.send(now, conn, &LinkMessage::Heartbeat, out);

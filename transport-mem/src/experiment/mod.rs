@@ -569,7 +569,7 @@ fn report(
         steady_verifications_per_node_per_round: steady(|t| t.accepted),
         steady_adverts_per_node_per_round: steady(|t| t.originated),
         steady_handshakes_per_node_per_round: steady(|t| t.handshakes),
-        heartbeat_timeout_ms: millis(node_config.heartbeat() * 3),
+        heartbeat_timeout_ms: millis(node_config.heartbeat_timeout()),
         wall_us_per_copy: (phases.copies_before_scenario > 0).then(|| {
             (phases.boot_wall + phases.warmup_wall).as_secs_f64() * 1e6
                 / phases.copies_before_scenario as f64
