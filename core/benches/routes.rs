@@ -45,6 +45,7 @@ fn members(n: u32) -> Vec<Member> {
                 peers: None,
             }),
             reachable: true,
+            first_hop: None,
             state: MemberState::Alive,
         })
         .collect()

@@ -225,6 +225,7 @@ mod tests {
                 peers: None,
             }),
             reachable: true,
+            first_hop: None,
             state: MemberState::Alive,
         });
         routing

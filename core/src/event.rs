@@ -418,7 +418,8 @@ pub struct Metrics {
     pub rumors_out: u64,
     /// Rumor ids announced to lazy links.
     pub announcements_out: u64,
-    /// Rumor ids grafted from lazy links (tree repairs).
+    /// Rumor ids grafted from lazy links, or pulled from them when the origin's parent did
+    /// not push (tree repairs).
     pub grafts_out: u64,
     /// Prunes sent (duplicate pushes).
     pub prunes_out: u64,

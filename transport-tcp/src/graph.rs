@@ -311,6 +311,7 @@ mod tests {
                 peers: None,
             }),
             reachable: state == MemberState::Alive,
+            first_hop: None,
             state,
         }
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use rand_core::Rng;
 
 mod outbox;
+mod trees;
 
 pub(crate) use crate::config::{Dissemination, MAX_LINK_SLOTS};
 use crate::event::{Metrics, RejectReason};
@@ -19,6 +20,7 @@ use crate::gossip::Gossip;
 use crate::scheduler::Time;
 use crate::wire::{Announcement, ConnId, Digest, LinkMessage, NodeId, RumorId, RumorKey};
 use outbox::LinkQueue;
+pub(crate) use trees::ParentOf;
 
 /// Timing and limits of dissemination.
 #[derive(Clone, Debug)]
@@ -220,29 +222,6 @@ impl Broadcast {
         }
     }
 
-    /// A rumor of `origin`, which has no tree here yet (every link eager for it), is about
-    /// to go out on `links`: all but `eager_fanout` random ones become lazy for `origin`,
-    /// so that its first rumor does not flood. A node that none of its peers pushes to
-    /// grafts it from an announcer; duplicates and grafts shape the tree from then on.
-    fn plant<R: Rng + ?Sized>(&mut self, origin: NodeId, links: &[ConnId], rng: &mut R) {
-        let fanout = self.policy.eager_fanout;
-        if fanout == 0
-            || links.len() <= fanout
-            || origin == self.me
-            || self.lazy.contains_key(&origin)
-        {
-            return;
-        }
-        let mut lazy = links.to_vec();
-        for _ in 0..fanout {
-            let pick = (rng.next_u64() % lazy.len() as u64) as usize;
-            lazy.swap_remove(pick);
-        }
-        for conn in lazy {
-            self.set_lazy(conn, origin, true);
-        }
-    }
-
     /// Pushes a rumor on every link, lazy ones too (a leave: the links are about to close).
     pub(crate) fn push_everywhere(&mut self, now: Time, store: &Gossip, key: &RumorKey) {
         let Some(rumor) = store.outgoing(now, key) else {
@@ -266,30 +245,6 @@ impl Broadcast {
         }
     }
 
-    /// A push brought duplicates of these origins' rumors: the link closes a cycle of
-    /// their trees; prune it for them. A node's own rumors echoed back only stop coming:
-    /// the link stays the best way out for them.
-    pub(crate) fn duplicate_push(&mut self, conn: ConnId, origins: &BTreeSet<NodeId>) {
-        if self.policy.mode == Dissemination::Flood {
-            return;
-        }
-        for &origin in origins {
-            if origin != self.me {
-                self.set_lazy(conn, origin, true);
-            }
-            // Always tell the peer, even when this end was lazy already: its end may still
-            // be eager (a tree started from the shared one, a graft crossing a prune).
-            self.out(conn).prune.insert(origin);
-        }
-    }
-
-    /// The peer pruned this link for these origins: only announce their rumors to it.
-    pub(crate) fn pruned(&mut self, conn: ConnId, origins: &[NodeId]) {
-        for &origin in origins {
-            self.set_lazy(conn, origin, true);
-        }
-    }
-
     /// The peer announced rumors: wait for the missing ones, graft them if they are late;
     /// for ones already here, swap links if the announcer's path is much shorter.
     /// Announcements count against the link's request budget (each may cost a graft).
@@ -299,12 +254,13 @@ impl Broadcast {
         conn: ConnId,
         anns: &[Announcement],
         store: &Gossip,
+        parent_of: ParentOf<'_>,
     ) -> Result<(), RejectReason> {
         self.allow_requests(conn, anns.len())?;
         for ann in anns {
             let id = ann.id();
             if store.knows(&id.key(), id.seq()) {
-                self.optimise(conn, ann, store);
+                self.optimise(conn, ann, store, parent_of);
                 continue;
             }
             if !self.missing.contains_key(&id) && self.missing.len() >= self.policy.max_missing {
@@ -321,59 +277,6 @@ impl Broadcast {
         Ok(())
     }
 
-    /// Plumtree's optimisation, per origin: the lazy link `conn` would have delivered `ann`
-    /// at least `optimize_hops` hops sooner than the eager link that did; make `conn` eager
-    /// for that origin and prune the other.
-    fn optimise(&mut self, conn: ConnId, ann: &Announcement, store: &Gossip) {
-        let threshold = self.policy.optimize_hops;
-        let origin = ann.0;
-        let distrusted = self
-            .distrusted
-            .get(&origin)
-            .is_some_and(|mask| mask & self.bit(conn) != 0);
-        if threshold == 0 || !self.is_lazy(conn, origin) || distrusted {
-            return;
-        }
-        let Some((seq, hops, Some(parent))) = store.arrival(&ann.id().key()) else {
-            return;
-        };
-        if seq != ann.id().seq()
-            || parent == conn
-            || self.is_lazy(parent, origin)
-            || hops < ann.hops().saturating_add(threshold)
-        {
-            return;
-        }
-        self.set_lazy(conn, origin, false);
-        self.out(conn).graft_origins.insert(origin);
-        self.set_lazy(parent, origin, true);
-        self.out(parent).prune.insert(origin);
-        if self.promoted.len() < self.policy.max_missing {
-            self.promoted.insert(origin, conn);
-        }
-    }
-
-    /// A rumor of `origin` had to be grafted from `conn`: a link that tree optimisation
-    /// promoted for that origin on the strength of its announced (unsigned) hop count, and
-    /// that has not delivered since, goes back to lazy and is never promoted again for it.
-    /// Nobody is blamed: the hop count proves nothing either way.
-    fn broken_promise(&mut self, conn: ConnId, origin: NodeId) {
-        let Some(promoted) = self.promoted.get(&origin).copied() else {
-            return;
-        };
-        self.promoted.remove(&origin);
-        if promoted == conn {
-            return;
-        }
-        self.set_lazy(promoted, origin, true);
-        self.out(promoted).prune.insert(origin);
-        if self.distrusted.len() < self.policy.max_missing || self.distrusted.contains_key(&origin)
-        {
-            let bit = self.bit(promoted);
-            *self.distrusted.entry(origin).or_default() |= bit;
-        }
-    }
-
     /// When the next graft is due.
     pub(crate) fn next_graft(&self) -> Option<Time> {
         self.missing.values().map(|m| m.deadline).min()
@@ -381,8 +284,9 @@ impl Broadcast {
 
     /// Grafts every rumor still missing at its deadline from the next peer that announced
     /// it (that link becomes eager for the rumor's origin); gives up when no announcer is
-    /// left.
-    pub(crate) fn graft_due(&mut self, now: Time, store: &Gossip) {
+    /// left. Where the origin has a parent that is not that peer, the rumor is pulled
+    /// instead (the tree stays) and the parent grafted again for the origin.
+    pub(crate) fn graft_due(&mut self, now: Time, store: &Gossip, parent_of: ParentOf<'_>) {
         let due: Vec<RumorId> = self
             .missing
             .iter()
@@ -395,10 +299,18 @@ impl Broadcast {
                 m.deadline = now + self.policy.graft_timeout;
                 (!m.announcers.is_empty()).then(|| m.announcers.remove(0))
             });
+            let parent = parent_of(id.0);
             match next {
+                Some(conn) if !have && parent.is_some_and(|p| p != conn) => {
+                    // A repair all the same: counted with the grafts.
+                    self.metrics.grafts_out += 1;
+                    self.out(conn).pull.push(id);
+                    if let Some(parent) = parent {
+                        self.ask_graft(parent, id.0);
+                    }
+                }
                 Some(conn) if !have => {
                     self.broken_promise(conn, id.0);
-                    self.set_lazy(conn, id.0, false);
                     self.out(conn).graft.push(id);
                 }
                 _ => {
@@ -432,6 +344,7 @@ impl Broadcast {
     ) -> Result<(), RejectReason> {
         self.allow_requests(conn, ids.len() + origins.len())?;
         for &origin in origins.iter().chain(ids.iter().map(|id| &id.0)) {
+            self.plant_grafted(conn, origin);
             self.set_lazy(conn, origin, false);
         }
         self.answer(now, conn, ids, store);

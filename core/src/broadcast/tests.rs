@@ -84,8 +84,14 @@ fn rng() -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(1)
 }
 
-fn origins(ids: &[u32]) -> BTreeSet<NodeId> {
-    ids.iter().map(|&i| NodeId(i)).collect()
+fn no_parent(_: NodeId) -> Option<ConnId> {
+    None
+}
+
+/// A push on `conn` of rumors of these origins, all already here, without parents.
+fn duplicate_push(bc: &mut Broadcast, conn: ConnId, ids: &[u32]) {
+    let origins: BTreeMap<NodeId, bool> = ids.iter().map(|&i| (NodeId(i), true)).collect();
+    bc.pushed(conn, &origins, &no_parent);
 }
 
 #[test]
@@ -95,8 +101,8 @@ fn trees_are_per_origin_and_every_duplicate_prunes() {
     let mut bc = plumtree_with_links(&[a, b, c], &store);
     sent(&mut bc);
     // Duplicates of node 8's rumors came over c, then of node 9's over b.
-    bc.duplicate_push(c, &origins(&[8]));
-    bc.duplicate_push(b, &origins(&[9]));
+    duplicate_push(&mut bc, c, &[8]);
+    duplicate_push(&mut bc, b, &[9]);
     assert_eq!(
         sent(&mut bc),
         vec![
@@ -104,6 +110,10 @@ fn trees_are_per_origin_and_every_duplicate_prunes() {
             (c, r#"{"prune":{"origins":[8]}}"#.to_string()),
         ]
     );
+    // Trees are directed: what this node pushes is up to its peers' prunes.
+    assert_eq!(bc.links(), (3, 0));
+    bc.pruned(c, &[NodeId(8)]);
+    bc.pruned(b, &[NodeId(9)]);
     assert!(
         bc.is_lazy(c, NodeId(8)) && !bc.is_lazy(b, NodeId(8)),
         "8's own tree"
@@ -117,17 +127,19 @@ fn trees_are_per_origin_and_every_duplicate_prunes() {
         "a new origin's first rumor floods"
     );
     // Already lazy here, but the peer may still push: it is told again.
-    bc.duplicate_push(b, &origins(&[9]));
+    duplicate_push(&mut bc, b, &[9]);
     assert_eq!(
         sent(&mut bc),
         vec![(b, r#"{"prune":{"origins":[9]}}"#.to_string())]
     );
-    // Duplicates of our own rumors: the peer stops pushing them, we keep pushing ours.
-    bc.duplicate_push(c, &origins(&[1]));
+    // Duplicates of our own rumors: the peer stops pushing them; a peer's prune of them
+    // changes nothing, we keep pushing ours.
+    duplicate_push(&mut bc, c, &[1]);
     assert_eq!(
         sent(&mut bc),
         vec![(c, r#"{"prune":{"origins":[1]}}"#.to_string())]
     );
+    bc.pruned(c, &[NodeId(1)]);
     assert!(!bc.is_lazy(c, NodeId(1)));
     bc.spread(Time::ZERO, &store, &rumor.key(), Some(a), &mut rng());
     let out = sent(&mut bc);
@@ -151,15 +163,14 @@ fn a_much_shorter_lazy_path_swaps_with_the_eager_one() {
     let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
     let (store, rumor) = store_with_rumor(a, 6);
     let mut bc = plumtree_with_links(&[a, b, c], &store);
-    bc.duplicate_push(b, &origins(&[9]));
-    bc.duplicate_push(c, &origins(&[9]));
     sent(&mut bc);
-    assert_eq!(bc.links(), (3, 2));
     let ann = |hops| Announcement(rumor.origin, None, rumor.seq, hops);
     // Two hops shorter: below the threshold of three.
-    bc.announced(Time::ZERO, c, &[ann(4)], &store).unwrap();
+    bc.announced(Time::ZERO, c, &[ann(4)], &store, &no_parent)
+        .unwrap();
     assert!(sent(&mut bc).is_empty());
-    bc.announced(Time::ZERO, b, &[ann(2)], &store).unwrap();
+    bc.announced(Time::ZERO, b, &[ann(2)], &store, &no_parent)
+        .unwrap();
     let out = sent(&mut bc);
     assert!(
         out.contains(&(a, r#"{"prune":{"origins":[9]}}"#.to_string())),
@@ -169,7 +180,78 @@ fn a_much_shorter_lazy_path_swaps_with_the_eager_one() {
         out.contains(&(b, r#"{"graft":{"ids":[],"origins":[9]}}"#.to_string())),
         "{out:?}"
     );
-    assert!(!bc.is_lazy(b, NodeId(9)) && bc.is_lazy(a, NodeId(9)));
+    // One promotion at a time: an even shorter claim waits for b to deliver.
+    bc.announced(Time::ZERO, c, &[ann(0)], &store, &no_parent)
+        .unwrap();
+    assert!(sent(&mut bc).is_empty());
+}
+
+#[test]
+fn a_promoted_link_that_then_fails_to_deliver_is_never_promoted_again() {
+    let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
+    let (store, rumor) = store_with_rumor(a, 6);
+    let mut bc = plumtree_with_links(&[a, b, c], &store);
+    let ann = |seq, hops| Announcement(rumor.origin, None, seq, hops);
+    // b claims hop 0: promoted.
+    bc.announced(Time::ZERO, b, &[ann(rumor.seq, 0)], &store, &no_parent)
+        .unwrap();
+    let out = sent(&mut bc);
+    assert!(
+        out.contains(&(b, r#"{"graft":{"ids":[],"origins":[9]}}"#.to_string())),
+        "{out:?}"
+    );
+    // The next rumor only c announces; it is grafted from c: b broke its promise.
+    bc.announced(Time::ZERO, c, &[ann(rumor.seq + 1, 1)], &store, &no_parent)
+        .unwrap();
+    bc.graft_due(Time::from_millis(200), &store, &no_parent);
+    let out = sent(&mut bc);
+    assert!(
+        out.contains(&(b, r#"{"prune":{"origins":[9]}}"#.to_string())),
+        "{out:?}"
+    );
+    // The same claim again is not believed.
+    bc.announced(Time::ZERO, b, &[ann(rumor.seq, 0)], &store, &no_parent)
+        .unwrap();
+    assert!(sent(&mut bc).is_empty());
+}
+
+#[test]
+fn where_link_state_names_a_parent_other_pushers_are_pruned_and_the_parent_grafted() {
+    let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
+    let (store, rumor) = store_with_rumor(a, 6);
+    let mut bc = plumtree_with_links(&[a, b, c], &store);
+    let parent = |origin: NodeId| (origin == NodeId(9)).then_some(c);
+    // A first arrival from a, which is not the parent: a is pruned, c grafted.
+    let first: BTreeMap<NodeId, bool> = [(NodeId(9), false)].into();
+    bc.pushed(a, &first, &parent);
+    let out = sent(&mut bc);
+    assert!(
+        out.contains(&(a, r#"{"prune":{"origins":[9]}}"#.to_string())),
+        "{out:?}"
+    );
+    assert!(
+        out.contains(&(c, r#"{"graft":{"ids":[],"origins":[9]}}"#.to_string())),
+        "{out:?}"
+    );
+    // A duplicate from the parent prunes nothing, and no hop count moves the tree.
+    let duplicate: BTreeMap<NodeId, bool> = [(NodeId(9), true)].into();
+    bc.pushed(c, &duplicate, &parent);
+    let ann = Announcement(rumor.origin, None, rumor.seq, 0);
+    bc.announced(Time::ZERO, b, &[ann], &store, &parent)
+        .unwrap();
+    assert!(sent(&mut bc).is_empty());
+    // A new parent: grafted, every other link pruned.
+    bc.reparent(NodeId(9), b);
+    let mut out = sent(&mut bc);
+    out.sort();
+    assert_eq!(
+        out,
+        vec![
+            (a, r#"{"prune":{"origins":[9]}}"#.to_string()),
+            (b, r#"{"graft":{"ids":[],"origins":[9]}}"#.to_string()),
+            (c, r#"{"prune":{"origins":[9]}}"#.to_string()),
+        ]
+    );
 }
 
 #[test]
@@ -177,14 +259,16 @@ fn missing_rumors_are_grafted_from_announcers_in_turn_and_flooding_never_prunes(
     let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
     let (store, _) = store_with_rumor(a, 1);
     let mut bc = plumtree_with_links(&[a, b, c], &store);
-    bc.duplicate_push(b, &origins(&[7]));
-    bc.duplicate_push(c, &origins(&[7]));
+    duplicate_push(&mut bc, b, &[7]);
+    duplicate_push(&mut bc, c, &[7]);
     sent(&mut bc);
     let unknown = Announcement(NodeId(7), None, 3, 1);
-    bc.announced(Time::ZERO, b, &[unknown], &store).unwrap();
-    bc.announced(Time::ZERO, c, &[unknown], &store).unwrap();
+    bc.announced(Time::ZERO, b, &[unknown], &store, &no_parent)
+        .unwrap();
+    bc.announced(Time::ZERO, c, &[unknown], &store, &no_parent)
+        .unwrap();
     assert_eq!(bc.next_graft(), Some(Time::from_millis(200)));
-    bc.graft_due(Time::from_millis(200), &store);
+    bc.graft_due(Time::from_millis(200), &store, &no_parent);
     assert_eq!(
         sent(&mut bc),
         vec![(
@@ -193,7 +277,7 @@ fn missing_rumors_are_grafted_from_announcers_in_turn_and_flooding_never_prunes(
         )]
     );
     assert!(!bc.is_lazy(b, NodeId(7)));
-    bc.graft_due(Time::from_millis(400), &store);
+    bc.graft_due(Time::from_millis(400), &store, &no_parent);
     assert_eq!(
         sent(&mut bc),
         vec![(
@@ -201,12 +285,12 @@ fn missing_rumors_are_grafted_from_announcers_in_turn_and_flooding_never_prunes(
             r#"{"graft":{"ids":[[7,null,3]],"origins":[]}}"#.to_string()
         )]
     );
-    bc.graft_due(Time::from_millis(600), &store);
+    bc.graft_due(Time::from_millis(600), &store, &no_parent);
     assert_eq!(bc.missing(), 0, "no announcer left: give up");
 
     let mut flood = Broadcast::new(NodeId(1), policy(Dissemination::Flood));
     flood.link_up(a, &store);
-    flood.duplicate_push(a, &origins(&[7]));
+    duplicate_push(&mut flood, a, &[7]);
     assert_eq!(flood.links(), (1, 0));
 }
 

@@ -7,7 +7,7 @@ mod adverts;
 mod build;
 mod view;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -209,7 +209,10 @@ impl Node {
             Timer::RouteRecompute => self.recompute_routes(),
             Timer::LazyPush => self.flush(true),
             Timer::Graft => {
-                self.broadcast.graft_due(now, &self.gossip);
+                {
+                    let parent_of = parent_of(&self.routing, &self.swarm);
+                    self.broadcast.graft_due(now, &self.gossip, &parent_of);
+                }
                 self.schedule_graft();
             }
             Timer::AntiEntropy => {
@@ -287,6 +290,12 @@ impl Node {
                 SwarmEvent::PeerUp { conn, peer } => {
                     self.scheduler.cancel(Timer::HandshakeDeadline(conn));
                     self.broadcast.link_up(conn, &self.gossip);
+                    let parent_of = parent_of(&self.routing, &self.swarm);
+                    let parents: Vec<(NodeId, ConnId)> = (self.routing.members())
+                        .filter_map(|m| Some((m.node, parent_of(m.node)?)))
+                        .collect();
+                    drop(parent_of);
+                    self.broadcast.link_parents(conn, &parents);
                     self.out.notify(Notification::PeerUp {
                         conn,
                         node: peer.node,
@@ -333,7 +342,10 @@ impl Node {
                 Ok(())
             }
             LinkMessage::IHave { ids } => {
-                let announced = self.broadcast.announced(now, conn, &ids, &self.gossip);
+                let parent_of = parent_of(&self.routing, &self.swarm);
+                let announced = self
+                    .broadcast
+                    .announced(now, conn, &ids, &self.gossip, &parent_of);
                 if let Some(at) = self.broadcast.next_graft() {
                     self.scheduler.set_earliest(Timer::Graft, at);
                 }
@@ -356,26 +368,28 @@ impl Node {
         }
     }
 
-    /// Runs a batch of rumors through the pipeline; duplicates in an eager push prune the
-    /// link for their origins.
+    /// Runs a batch of rumors through the pipeline; a push shapes its origins' trees (see
+    /// [`Broadcast::pushed`]).
     fn rumors(&mut self, conn: ConnId, peer: &PeerInfo, rumors: Vec<SignedRumor>, pushed: bool) {
-        let mut duplicates = BTreeSet::new();
+        let mut origins = BTreeMap::new();
         for rumor in rumors {
             if self.swarm.link_to(&peer.fingerprint) != Some(conn) {
                 return;
             }
             let origin = rumor.origin;
-            if self.rumor(conn, peer, rumor) {
-                duplicates.insert(origin);
+            if let Some(duplicate) = self.rumor(conn, peer, rumor) {
+                *origins.entry(origin).or_insert(true) &= duplicate;
             }
         }
-        if pushed && !duplicates.is_empty() {
-            self.broadcast.duplicate_push(conn, &duplicates);
+        if pushed && !origins.is_empty() {
+            let parent_of = parent_of(&self.routing, &self.swarm);
+            self.broadcast.pushed(conn, &origins, &parent_of);
         }
     }
 
-    /// One rumor through the pipeline; returns whether it was a duplicate.
-    fn rumor(&mut self, conn: ConnId, peer: &PeerInfo, rumor: SignedRumor) -> bool {
+    /// One rumor through the pipeline; returns whether it was a duplicate, if it was
+    /// accepted or a duplicate.
+    fn rumor(&mut self, conn: ConnId, peer: &PeerInfo, rumor: SignedRumor) -> Option<bool> {
         let (age_ms, hops) = (rumor.age_ms, rumor.hops);
         let reputation = self.discipline.reputation();
         let routing = &self.routing;
@@ -401,8 +415,9 @@ impl Node {
                     hops,
                 });
                 self.apply(*accepted, Some(conn));
+                return Some(false);
             }
-            Outcome::Duplicate => return true,
+            Outcome::Duplicate => return Some(true),
             Outcome::OwnEcho(seq) => {
                 self.gossip.skip_past(seq);
                 self.advertise();
@@ -416,7 +431,7 @@ impl Node {
                 self.enforce(sanctions);
             }
         }
-        false
+        None
     }
 
     /// Hands a new rumor's change of membership to the components that react, then
@@ -565,6 +580,12 @@ impl Node {
 
     fn recompute_routes(&mut self) {
         let changes = self.routing.update(self.now);
+        for change in self.routing.take_hop_changes() {
+            let parent_of = parent_of(&self.routing, &self.swarm);
+            if let Some(parent) = parent_of(change.member) {
+                self.broadcast.reparent(change.member, parent);
+            }
+        }
         for (node, reached) in self.routing.take_reach_changes() {
             self.out.notify(if reached {
                 Notification::MemberReachable { node }
@@ -647,5 +668,14 @@ impl Node {
             content,
         )
         .envelope(0, 0)
+    }
+}
+
+/// The link to `origin`'s first hop, when this node's link state names one and the link is
+/// up: where its rumors should come from.
+fn parent_of<'a>(routing: &'a Routing, swarm: &'a Swarm) -> impl Fn(NodeId) -> Option<ConnId> + 'a {
+    |origin| {
+        let hop = routing.member(origin)?.first_hop?;
+        swarm.link_to(&routing.bound_key(hop)?)
     }
 }

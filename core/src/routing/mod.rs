@@ -49,6 +49,9 @@ pub struct Member {
     /// Whether this node reached it over two-way links at the last recomputation (only a
     /// reachable live member is routed through).
     pub reachable: bool,
+    /// The direct peer a shortest two-way path from this node toward it starts with, at
+    /// the last recomputation (its parent in this node's trees of its rumors).
+    pub first_hop: Option<NodeId>,
     /// Its state.
     pub state: MemberState,
 }
@@ -127,6 +130,19 @@ pub struct Routing {
     cut_off: BTreeSet<NodeId>,
     /// Reachability changes of the last recomputations, not yet taken: (member, reached).
     reach_changes: Vec<(NodeId, bool)>,
+    /// First-hop changes of the last recomputations, not yet taken.
+    hop_changes: Vec<HopChange>,
+}
+
+/// A member's first hop changed: rumors of it should now come from `now`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HopChange {
+    /// The member.
+    pub member: NodeId,
+    /// Its first hop before, if any.
+    pub before: Option<NodeId>,
+    /// Its first hop now, if any.
+    pub now: Option<NodeId>,
 }
 
 impl Routing {
@@ -145,6 +161,7 @@ impl Routing {
             route_changes: 0,
             cut_off: BTreeSet::new(),
             reach_changes: Vec::new(),
+            hop_changes: Vec::new(),
         }
     }
 
@@ -195,6 +212,7 @@ impl Routing {
         }
         // Reachability is the last recomputation's until the next one.
         member.reachable = was_alive && previous.is_some_and(|p| p.reachable);
+        member.first_hop = previous.and_then(|p| p.first_hop);
         self.members.insert(node, member);
         Some(if was_alive {
             Applied::Updated
@@ -215,6 +233,7 @@ impl Routing {
                 seq: body.seq,
                 profile: Arc::clone(profile),
                 reachable: false,
+                first_hop: None,
                 state: MemberState::Alive,
             };
             let joined = self.advertise(member) == Some(Applied::Joined);
@@ -357,6 +376,11 @@ impl Routing {
         std::mem::take(&mut self.reach_changes)
     }
 
+    /// The members whose first hop changed since the last call, in order.
+    pub(crate) fn take_hop_changes(&mut self) -> Vec<HopChange> {
+        std::mem::take(&mut self.hop_changes)
+    }
+
     /// Route changes so far (destinations changed, summed).
     pub(crate) fn route_changes(&self) -> u64 {
         self.route_changes
@@ -369,8 +393,17 @@ impl Routing {
         let reached = self.own.map(|own| reach::reachable(own, &self.members));
         for m in self.members.values_mut() {
             let was = m.reachable;
-            m.reachable = m.state == MemberState::Alive
-                && reached.as_ref().is_none_or(|r| r.contains(&m.node));
+            let hop = reached.as_ref().and_then(|r| r.get(&m.node));
+            m.reachable = m.state == MemberState::Alive && (reached.is_none() || hop.is_some());
+            let first_hop = hop.copied().flatten();
+            if first_hop != m.first_hop {
+                self.hop_changes.push(HopChange {
+                    member: m.node,
+                    before: m.first_hop,
+                    now: first_hop,
+                });
+                m.first_hop = first_hop;
+            }
             if m.state != MemberState::Alive {
                 self.cut_off.remove(&m.node);
             } else if was && !m.reachable && self.cut_off.insert(m.node) {

@@ -6,28 +6,61 @@
 //! list (a version before it) counts as listing every member that lists it, and such a
 //! member is reachable while its advert lives, as before.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use super::{Member, MemberState};
 use crate::wire::NodeId;
 
 /// The live members `own` reaches over two-way links (`own` included, when it is a live
-/// member).
-pub(super) fn reachable(own: NodeId, members: &BTreeMap<NodeId, Member>) -> BTreeSet<NodeId> {
-    let alive = |id: &NodeId| members.get(id).filter(|m| m.state == MemberState::Alive);
-    let lists =
-        |m: &Member, other: NodeId| m.profile.peers.as_ref().is_none_or(|p| p.contains(&other));
-    let mut seen: BTreeSet<NodeId> = members
-        .values()
-        .filter(|m| m.state == MemberState::Alive && m.profile.peers.is_none())
-        .map(|m| m.node)
-        .collect();
-    let mut queue: VecDeque<NodeId> = seen.iter().copied().collect();
-    if alive(&own).is_some() && seen.insert(own) {
+/// member), each with the direct peer a shortest such path from `own` starts with: its
+/// first hop, the overlay's next hop toward it. `own`, and members reached only from a
+/// legacy member that `own` does not reach, have none.
+pub(super) fn reachable(
+    own: NodeId,
+    members: &BTreeMap<NodeId, Member>,
+) -> BTreeMap<NodeId, Option<NodeId>> {
+    let mut seen = BTreeMap::new();
+    let mut queue = VecDeque::new();
+    if alive(members, own).is_some() {
+        seen.insert(own, None);
         queue.push_back(own);
     }
+    search(own, members, &mut seen, &mut queue);
+    // A legacy member is reachable while its advert lives, wherever it is.
+    for m in members.values() {
+        if m.state == MemberState::Alive && m.profile.peers.is_none() && !seen.contains_key(&m.node)
+        {
+            seen.insert(m.node, None);
+            queue.push_back(m.node);
+        }
+    }
+    search(own, members, &mut seen, &mut queue);
+    seen
+}
+
+fn alive(members: &BTreeMap<NodeId, Member>, id: NodeId) -> Option<&Member> {
+    members.get(&id).filter(|m| m.state == MemberState::Alive)
+}
+
+/// Breadth-first from what `queue` holds, over two-way links; a member found from `own`
+/// gets itself as first hop, one found from another member gets that member's.
+fn search(
+    own: NodeId,
+    members: &BTreeMap<NodeId, Member>,
+    seen: &mut BTreeMap<NodeId, Option<NodeId>>,
+    queue: &mut VecDeque<NodeId>,
+) {
+    let lists =
+        |m: &Member, other: NodeId| m.profile.peers.as_ref().is_none_or(|p| p.contains(&other));
     while let Some(u) = queue.pop_front() {
-        let Some(from) = alive(&u) else { continue };
+        let Some(from) = alive(members, u) else {
+            continue;
+        };
+        let hop = if u == own {
+            None
+        } else {
+            seen.get(&u).copied().flatten()
+        };
         let next: Vec<NodeId> = match &from.profile.peers {
             Some(listed) => listed.to_vec(),
             // A legacy member lists nobody: whoever lists it links to it.
@@ -38,13 +71,13 @@ pub(super) fn reachable(own: NodeId, members: &BTreeMap<NodeId, Member>) -> BTre
                 .collect(),
         };
         for v in next {
-            let two_way = alive(&v).is_some_and(|to| lists(to, u) && lists(from, v));
-            if two_way && seen.insert(v) {
+            let two_way = alive(members, v).is_some_and(|to| lists(to, u) && lists(from, v));
+            if two_way && !seen.contains_key(&v) {
+                seen.insert(v, if u == own { Some(v) } else { hop });
                 queue.push_back(v);
             }
         }
     }
-    seen
 }
 
 #[cfg(test)]
@@ -68,13 +101,14 @@ mod tests {
                 peers: peers.map(|p| p.iter().map(|&i| NodeId(i)).collect()),
             }),
             reachable: false,
+            first_hop: None,
             state,
         };
         (NodeId(node), m)
     }
 
-    fn ids(set: &BTreeSet<NodeId>) -> Vec<u32> {
-        set.iter().map(|n| n.0).collect()
+    fn ids(reached: &BTreeMap<NodeId, Option<NodeId>>) -> Vec<u32> {
+        reached.keys().map(|n| n.0).collect()
     }
 
     #[test]
@@ -91,6 +125,36 @@ mod tests {
         .into();
         assert_eq!(ids(&reachable(NodeId(1), &members)), [1, 2, 4]);
         assert_eq!(ids(&reachable(NodeId(5), &members)), [3, 5]);
+    }
+
+    #[test]
+    fn each_reached_member_has_the_first_hop_of_a_shortest_path() {
+        let alive = MemberState::Alive;
+        let members: BTreeMap<_, _> = [
+            member(1, Some(&[2, 3]), alive),
+            member(2, Some(&[1, 4]), alive),
+            member(3, Some(&[1, 4, 6]), alive),
+            member(4, Some(&[2, 3, 5]), alive),
+            member(5, Some(&[4]), alive),
+            // 6 lists 3, 3 lists 6, but 6 is far: two hops through 3.
+            member(6, Some(&[3]), alive),
+        ]
+        .into();
+        let hops: Vec<(u32, Option<u32>)> = reachable(NodeId(1), &members)
+            .into_iter()
+            .map(|(n, hop)| (n.0, hop.map(|h| h.0)))
+            .collect();
+        assert_eq!(
+            hops,
+            [
+                (1, None),
+                (2, Some(2)),
+                (3, Some(3)),
+                (4, Some(2)),
+                (5, Some(2)),
+                (6, Some(3))
+            ]
+        );
     }
 
     #[test]

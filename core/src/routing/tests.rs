@@ -71,6 +71,7 @@ fn the_table_rebuilds_every_path_best_paths_found() {
                     peers: None,
                 }),
                 reachable: true,
+                first_hop: None,
                 state: MemberState::Alive,
             });
         }
@@ -147,6 +148,7 @@ fn a_path_that_moves_upstream_is_reported_though_its_last_step_is_the_same() {
                 peers: None,
             }),
             reachable: true,
+            first_hop: None,
             state: MemberState::Alive,
         });
     };
@@ -225,6 +227,7 @@ impl Adverts {
                         peers: None,
                     }),
                     reachable: true,
+                    first_hop: None,
                     state: MemberState::Alive,
                 },
             );
@@ -412,6 +415,7 @@ fn member(node: u32, asn: u32, links: Vec<AsLink>) -> Member {
             peers: None,
         }),
         reachable: true,
+        first_hop: None,
         state: MemberState::Alive,
     }
 }

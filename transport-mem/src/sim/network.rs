@@ -145,6 +145,11 @@ impl Sim {
             }
             return;
         }
+        if c.end(side).state == EndState::Resetting {
+            // A reset is on its way: what is written after the loss never arrives, as
+            // nothing after a lost segment reaches a TCP reader before the connection dies.
+            return;
+        }
         if keep {
             c.last_frame[side.index()] = Some(bytes.clone());
         }
