@@ -1,6 +1,6 @@
-//! Broadcast owns dissemination over the direct links: Plumtree (eager push along a
-//! self-repairing spanning tree, lazy `IHave` announcements on the other links, graft on a
-//! rumor announced but not delivered in time, prune on a duplicate push), digest-based
+//! Broadcast owns dissemination over the direct links: Plumtree (eager push along each
+//! origin's tree, lazy `IHave` announcements on the other links, graft or pull of a rumor
+//! announced but not delivered in time; the trees' shape is `trees`), digest-based
 //! synchronisation of new links and periodic anti-entropy (each end pulls what the other's
 //! digest lists and it lacks, each rumor from one link at a time), per-link limits on what
 //! peers may ask for, and the per-link outbox batched into frames. Flooding is kept as a
@@ -20,7 +20,7 @@ use crate::gossip::Gossip;
 use crate::scheduler::Time;
 use crate::wire::{Announcement, ConnId, Digest, LinkMessage, NodeId, RumorId, RumorKey};
 use outbox::LinkQueue;
-pub(crate) use trees::ParentOf;
+pub(crate) use trees::{ParentOf, Previous};
 
 /// Timing and limits of dissemination.
 #[derive(Clone, Debug)]
@@ -65,10 +65,10 @@ struct Pending {
 
 /// Per-link dissemination state. Plumtree runs one tree per origin: for each origin, the
 /// links that only get announcements of its rumors (all links start eager), so a rumor
-/// travels along the first-arrival tree of its own origin, close to a shortest-path tree,
-/// instead of one tree shared by all origins. An origin's first rumor floods, and its
-/// duplicates prune the tree in one round. (Starting new origins from a tree shared by all
-/// origins was measured: slower to converge, with grafts for rounds.)
+/// travels along a tree of its own origin instead of one tree shared by all origins:
+/// where link state names each node's first hop toward the origin, a shortest-path tree
+/// (see `trees`). (Starting new origins from a tree shared by all origins was measured:
+/// slower to converge, with grafts for rounds.)
 #[derive(Debug, Clone)]
 pub(crate) struct Broadcast {
     me: NodeId,
@@ -187,13 +187,14 @@ impl Broadcast {
     }
 
     /// Spreads a rumor this node just accepted (`from` its sender) or originated (`from` is
-    /// `None`): pushed on the links eager for its origin, announced on the others.
+    /// `None`): pushed on the links eager for its origin, announced on the others and on
+    /// the origin's `parent` link (upstream: it has the rumor or gets it from its own).
     pub(crate) fn spread<R: Rng + ?Sized>(
         &mut self,
         now: Time,
         store: &Gossip,
         key: &RumorKey,
-        from: Option<ConnId>,
+        (from, parent): (Option<ConnId>, Option<ConnId>),
         rng: &mut R,
     ) {
         let Some(rumor) = store.outgoing(now, key) else {
@@ -210,9 +211,14 @@ impl Broadcast {
             .copied()
             .filter(|&c| Some(c) != from && !store.peer_has(c, key, id.seq()))
             .collect();
-        self.plant(key.origin, &links, rng);
+        let downstream: Vec<ConnId> = links
+            .iter()
+            .copied()
+            .filter(|&c| Some(c) != parent)
+            .collect();
+        self.plant(key.origin, &downstream, rng);
         for conn in links {
-            if self.is_lazy(conn, key.origin) {
+            if self.is_lazy(conn, key.origin) || Some(conn) == parent {
                 self.out(conn)
                     .ihave
                     .push(Announcement(id.0, id.1, id.2, rumor.hops));

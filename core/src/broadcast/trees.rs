@@ -17,6 +17,15 @@ use crate::wire::{Announcement, ConnId, NodeId};
 /// The link a rumor of an origin should come from, if this node's link state names one.
 pub(crate) type ParentOf<'a> = &'a dyn Fn(NodeId) -> Option<ConnId>;
 
+/// What an origin's parent replaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Previous {
+    /// Nothing: the member's first parent since it was new.
+    First,
+    /// An earlier first hop, and the link to it if that is up.
+    Was(Option<ConnId>),
+}
+
 impl Broadcast {
     /// Asks the peer on `conn` to only announce `origin`'s rumors to this node.
     fn ask_prune(&mut self, conn: ConnId, origin: NodeId) {
@@ -78,8 +87,7 @@ impl Broadcast {
     /// A push on `conn` brought rumors of these origins (`true`: all of them already
     /// here). A link that is not an origin's parent is pruned for it, and the parent
     /// grafted. Without a parent, a duplicate prunes the link, which closes a cycle of the
-    /// origin's tree (Plumtree). Trees are directed: what this node pushes on the link is
-    /// up to the peer's prunes and grafts.
+    /// origin's tree (Plumtree), in both directions.
     pub(crate) fn pushed(
         &mut self,
         conn: ConnId,
@@ -97,25 +105,33 @@ impl Broadcast {
                     self.ask_prune(conn, origin);
                     self.ask_graft(parent, origin);
                 }
-                None if duplicate => self.ask_prune(conn, origin),
+                None if duplicate => {
+                    // The link closes a cycle of the origin's tree: lazy both ways (a
+                    // child's graft makes it eager again; a child never pushes to its
+                    // parent, so no duplicate of its undoes that).
+                    self.set_lazy(conn, origin, true);
+                    self.ask_prune(conn, origin);
+                }
                 None => {}
             }
         }
     }
 
     /// This node's link state names a new parent for `origin` (`parent`: the link to its
-    /// first hop): graft its rumors from that link and prune them from every other.
-    pub(crate) fn reparent(&mut self, origin: NodeId, parent: ConnId) {
+    /// first hop): graft its rumors from that link. A member's first parent also prunes
+    /// every other link (strays of the boot's planted trees and grafts); a later one prunes
+    /// the link to the previous first hop if it is up, and leaves other strays to the
+    /// pushes they make (a burst of prunes on every link for every member that a lost link
+    /// made unreachable for a moment costs frames, and under loss frames cost links).
+    pub(crate) fn reparent(&mut self, origin: NodeId, parent: ConnId, previous: Previous) {
         if self.policy.mode == Dissemination::Flood || origin == self.me {
             return;
         }
-        let others: Vec<ConnId> = self
-            .slots
-            .keys()
-            .copied()
-            .filter(|&c| c != parent)
-            .collect();
-        for conn in others {
+        let others: Vec<ConnId> = match previous {
+            Previous::First => self.slots.keys().copied().collect(),
+            Previous::Was(old) => old.into_iter().collect(),
+        };
+        for conn in others.into_iter().filter(|&c| c != parent) {
             self.ask_prune(conn, origin);
         }
         self.ask_graft(parent, origin);

@@ -65,6 +65,6 @@ impl Node {
         self.routing.apply(&admitted);
         let key = admitted.body.id().key();
         self.broadcast
-            .spread(self.now, &self.gossip, &key, None, &mut self.rng);
+            .spread(self.now, &self.gossip, &key, (None, None), &mut self.rng);
     }
 }

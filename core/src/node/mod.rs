@@ -17,7 +17,7 @@ use rand_core::Rng;
 pub use view::{Peer, StateSizes, Status};
 
 use crate::advertising::Advertising;
-use crate::broadcast::Broadcast;
+use crate::broadcast::{Broadcast, Previous};
 use crate::cert::Trust;
 use crate::config::Config;
 use crate::discipline::{Discipline, Sanction, Sender};
@@ -475,8 +475,9 @@ impl Node {
             }
             Change::Nothing => {}
         }
+        let parent = parent_of(&self.routing, &self.swarm)(key.origin);
         self.broadcast
-            .spread(self.now, &self.gossip, &key, from, &mut self.rng);
+            .spread(self.now, &self.gossip, &key, (from, parent), &mut self.rng);
     }
 
     fn rejected(&mut self, conn: ConnId, peer: Option<&PeerInfo>, reason: RejectReason) {
@@ -537,7 +538,7 @@ impl Node {
             .id()
             .key();
         self.broadcast
-            .spread(self.now, &self.gossip, &key, None, &mut self.rng);
+            .spread(self.now, &self.gossip, &key, (None, None), &mut self.rng);
     }
 
     /// Sets the signing timer for when the pace next allows.
@@ -582,8 +583,17 @@ impl Node {
         let changes = self.routing.update(self.now);
         for change in self.routing.take_hop_changes() {
             let parent_of = parent_of(&self.routing, &self.swarm);
+            let link = |hop: Option<NodeId>| {
+                let key = self.routing.bound_key(hop?)?;
+                self.swarm.link_to(&key)
+            };
             if let Some(parent) = parent_of(change.member) {
-                self.broadcast.reparent(change.member, parent);
+                let previous = if change.first {
+                    Previous::First
+                } else {
+                    Previous::Was(link(change.before))
+                };
+                self.broadcast.reparent(change.member, parent, previous);
             }
         }
         for (node, reached) in self.routing.take_reach_changes() {

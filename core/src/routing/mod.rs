@@ -143,6 +143,8 @@ pub(crate) struct HopChange {
     pub before: Option<NodeId>,
     /// Its first hop now, if any.
     pub now: Option<NodeId>,
+    /// Whether it had none since it was last new (not one cut off and reached again).
+    pub first: bool,
 }
 
 impl Routing {
@@ -401,6 +403,7 @@ impl Routing {
                     member: m.node,
                     before: m.first_hop,
                     now: first_hop,
+                    first: m.first_hop.is_none() && !self.cut_off.contains(&m.node),
                 });
                 m.first_hop = first_hop;
             }

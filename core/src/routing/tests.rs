@@ -578,3 +578,45 @@ fn a_key_sharing_the_filed_half_of_another_owns_nothing() {
     r.withdraw(NodeId(2), MemberState::Left, None);
     assert_eq!(r.owner_of(&k1), None);
 }
+
+/// Member `node` (AS `node`) listing `peers` as its direct peers.
+fn peered(node: u32, peers: &[u32]) -> Member {
+    let mut m = member(node, node, Vec::new());
+    m.profile = Arc::new(Profile {
+        peers: Some(peers.iter().map(|&p| NodeId(p)).collect()),
+        ..(*m.profile).clone()
+    });
+    m
+}
+
+#[test]
+fn first_hop_changes_tell_a_new_member_from_one_reached_again() {
+    let mut r = Routing::for_node(NodeId(1), Asn(1), 16);
+    // A line 1 - 2 - 3.
+    for m in [peered(1, &[2]), peered(2, &[1, 3]), peered(3, &[2])] {
+        r.advertise(m);
+    }
+    r.recompute();
+    let hops: Vec<(u32, Option<u32>, bool)> = r
+        .take_hop_changes()
+        .iter()
+        .map(|c| (c.member.0, c.now.map(|h| h.0), c.first))
+        .collect();
+    assert_eq!(hops, [(2, Some(2), true), (3, Some(2), true)]);
+    // 2 drops 3, which is cut off, then lists it again: 3 is reached again, not new.
+    r.advertise(peered(2, &[1]));
+    r.recompute();
+    let gone = r.take_hop_changes();
+    assert_eq!((gone.len(), gone[0].now, gone[0].first), (1, None, false));
+    r.advertise(peered(2, &[1, 3]));
+    r.recompute();
+    let back = r.take_hop_changes();
+    assert_eq!(
+        (back.len(), back[0].now, back[0].first),
+        (1, Some(NodeId(2)), false)
+    );
+    assert_eq!(
+        r.member(NodeId(3)).and_then(|m| m.first_hop),
+        Some(NodeId(2))
+    );
+}
