@@ -5,6 +5,7 @@
 
 mod adverts;
 mod build;
+mod trees;
 mod view;
 
 use std::collections::BTreeMap;
@@ -17,7 +18,7 @@ use rand_core::Rng;
 pub use view::{Peer, StateSizes, Status};
 
 use crate::advertising::Advertising;
-use crate::broadcast::{Broadcast, Previous};
+use crate::broadcast::Broadcast;
 use crate::cert::Trust;
 use crate::config::Config;
 use crate::discipline::{Discipline, Sanction, Sender};
@@ -29,6 +30,7 @@ use crate::routing::{Change, MemberState, Routing};
 use crate::scheduler::{Scheduler, Time, Timer};
 use crate::swarm::{Swarm, SwarmEvent};
 use crate::wire::{CertificateText, ConnId, LinkMessage, NodeId, RumorContent, SignedRumor};
+use trees::parent_of;
 
 /// A route controller's protocol state machine. Feed it events with [`Node::handle`],
 /// execute the returned actions, and call it again at [`Node::next_wakeup`]. A clone is an
@@ -290,12 +292,7 @@ impl Node {
                 SwarmEvent::PeerUp { conn, peer } => {
                     self.scheduler.cancel(Timer::HandshakeDeadline(conn));
                     self.broadcast.link_up(conn, &self.gossip);
-                    let parent_of = parent_of(&self.routing, &self.swarm);
-                    let parents: Vec<(NodeId, ConnId)> = (self.routing.members())
-                        .filter_map(|m| Some((m.node, parent_of(m.node)?)))
-                        .collect();
-                    drop(parent_of);
-                    self.broadcast.link_parents(conn, &parents);
+                    self.link_parents(conn);
                     self.out.notify(Notification::PeerUp {
                         conn,
                         node: peer.node,
@@ -581,21 +578,7 @@ impl Node {
 
     fn recompute_routes(&mut self) {
         let changes = self.routing.update(self.now);
-        for change in self.routing.take_hop_changes() {
-            let parent_of = parent_of(&self.routing, &self.swarm);
-            let link = |hop: Option<NodeId>| {
-                let key = self.routing.bound_key(hop?)?;
-                self.swarm.link_to(&key)
-            };
-            if let Some(parent) = parent_of(change.member) {
-                let previous = if change.first {
-                    Previous::First
-                } else {
-                    Previous::Was(link(change.before))
-                };
-                self.broadcast.reparent(change.member, parent, previous);
-            }
-        }
+        self.reparent_changed();
         for (node, reached) in self.routing.take_reach_changes() {
             self.out.notify(if reached {
                 Notification::MemberReachable { node }
@@ -678,14 +661,5 @@ impl Node {
             content,
         )
         .envelope(0, 0)
-    }
-}
-
-/// The link to `origin`'s first hop, when this node's link state names one and the link is
-/// up: where its rumors should come from.
-fn parent_of<'a>(routing: &'a Routing, swarm: &'a Swarm) -> impl Fn(NodeId) -> Option<ConnId> + 'a {
-    |origin| {
-        let hop = routing.member(origin)?.first_hop?;
-        swarm.link_to(&routing.bound_key(hop)?)
     }
 }
