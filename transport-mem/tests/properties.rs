@@ -1,7 +1,8 @@
 //! The simulator's quickcheck properties of the protocol (issue 4): 1 convergence,
 //! 2 integrity, 3 admission, 4 eviction, 5 bounds, 6 leave, 7 determinism; and (issue 7)
 //! 8 delivery through Plumtree's lazy path when eager links fail; 10 nodes started one at
-//! a time, in any order, form one overlay (property 9 is in `honesty.rs`).
+//! a time, in any order, form one overlay (property 9 is in `honesty.rs`); (issue 21)
+//! 11 a settled overlay delivers each rumor once, along shortest paths.
 //!
 //! Every input carries the simulation seed; quickcheck prints the shrunk input (seed
 //! included) when a property fails, and the failure message repeats it. The default run
@@ -854,6 +855,60 @@ fn p10_nodes_started_one_at_a_time_in_any_order_form_one_overlay() {
     check_default(staggered as fn(Starts) -> TestResult);
 }
 
+// ---- 11. link-state trees ---------------------------------------------------------------
+
+/// Once link state has settled (no fault, four rounds), an origin's next rumor reaches every
+/// node once, each from its first hop toward the origin: along shortest paths of the
+/// overlay, with no duplicate anywhere.
+fn link_state_trees(l: LazyPath) -> TestResult {
+    let mut sim = cluster(l.seed, l.nodes, l.shape, params(l.seed), &|_, _| {});
+    sim.run_for(PERIOD * 4);
+    let duplicates = |sim: &Sim| -> u64 {
+        (0..l.nodes)
+            .filter_map(|s| sim.node(s))
+            .map(|n| n.metrics().rumors_duplicate)
+            .sum()
+    };
+    let before = duplicates(&sim);
+    let (origin, seq) = change_links(&mut sim, l.origin as usize % l.nodes, 0);
+    sim.run_for(PERIOD / 2);
+    let deliveries = sim.deliveries(origin, seq).to_vec();
+    let mut problems = Vec::new();
+    if deliveries.len() != l.nodes - 1 {
+        problems.push(format!(
+            "{} of {} nodes got it",
+            deliveries.len(),
+            l.nodes - 1
+        ));
+    }
+    for d in &deliveries {
+        let first_hop = sim
+            .node(d.slot)
+            .and_then(|n| n.member(origin))
+            .and_then(|m| m.first_hop);
+        if first_hop != Some(d.from) {
+            problems.push(format!(
+                "slot {} got it from {:?}, its first hop is {first_hop:?}",
+                d.slot, d.from
+            ));
+        }
+    }
+    let extra = duplicates(&sim) - before;
+    if extra > 0 {
+        problems.push(format!("{extra} duplicates"));
+    }
+    if problems.is_empty() {
+        TestResult::passed()
+    } else {
+        fail(&l, problems.join("; "))
+    }
+}
+
+#[test]
+fn p11_a_settled_overlay_delivers_each_rumor_once_along_shortest_paths() {
+    check_default(link_state_trees as fn(LazyPath) -> TestResult);
+}
+
 // ---- the larger run -------------------------------------------------------------------
 
 /// `prop` with `OVERLAY_QC_TESTS` (default 60) cases on up to `nodes` nodes.
@@ -885,4 +940,5 @@ larger_runs! {
     large_p7_determinism: determinism(Schedule) on 16;
     large_p8_lazy_path: lazy_path(LazyPath) on 24;
     large_p10_staggered: staggered(Starts) on 24;
+    large_p11_link_state_trees: link_state_trees(LazyPath) on 24;
 }
