@@ -194,6 +194,7 @@ impl Routing {
                 .find(|(_, m)| m.state != MemberState::Alive)
                 .map(|(&id, _)| id)?;
             self.members.remove(&gone);
+            self.cut_off.remove(&gone);
         }
         let previous = self.members.get(&node);
         let was_alive = previous.is_some_and(|m| m.state == MemberState::Alive);
@@ -287,6 +288,7 @@ impl Routing {
 
     /// Forgets a member entirely.
     pub(crate) fn forget(&mut self, node: NodeId) {
+        self.cut_off.remove(&node);
         if let Some(m) = self.members.remove(&node)
             && m.state == MemberState::Alive
         {
