@@ -619,4 +619,17 @@ fn first_hop_changes_tell_a_new_member_from_one_reached_again() {
         r.member(NodeId(3)).and_then(|m| m.first_hop),
         Some(NodeId(2))
     );
+    // Cut off, then forgotten: when it comes back it is new again.
+    r.advertise(peered(2, &[1]));
+    r.recompute();
+    r.forget(NodeId(3));
+    r.take_hop_changes();
+    r.advertise(peered(2, &[1, 3]));
+    r.advertise(peered(3, &[2]));
+    r.recompute();
+    let new = r.take_hop_changes();
+    assert_eq!(
+        (new.len(), new[0].now, new[0].first),
+        (1, Some(NodeId(2)), true)
+    );
 }
