@@ -108,8 +108,11 @@ impl Broadcast {
                 None if duplicate => {
                     // The link closes a cycle of the origin's tree: lazy both ways (a
                     // child's graft makes it eager again; a child never pushes to its
-                    // parent, so no duplicate of its undoes that).
-                    self.set_lazy(conn, origin, true);
+                    // parent, so no duplicate of its undoes that). This node's own
+                    // rumors echoed back only stop coming.
+                    if origin != self.me {
+                        self.set_lazy(conn, origin, true);
+                    }
                     self.ask_prune(conn, origin);
                 }
                 None => {}
