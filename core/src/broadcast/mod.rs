@@ -350,7 +350,6 @@ impl Broadcast {
     ) -> Result<(), RejectReason> {
         self.allow_requests(conn, ids.len() + origins.len())?;
         for &origin in origins.iter().chain(ids.iter().map(|id| &id.0)) {
-            self.plant_grafted(conn, origin);
             self.set_lazy(conn, origin, false);
         }
         self.answer(now, conn, ids, store);

@@ -65,25 +65,6 @@ impl Broadcast {
         }
     }
 
-    /// The peer on `conn` grafted `origin`, which has no tree here yet: the tree is planted
-    /// with every link lazy, so that its first rumor goes to the peers that asked for it
-    /// (and is announced to the others) instead of to a random one.
-    pub(super) fn plant_grafted(&mut self, conn: ConnId, origin: NodeId) {
-        if self.policy.mode == Dissemination::Flood
-            || origin == self.me
-            || self.lazy.contains_key(&origin)
-            || self.lazy.len() >= self.policy.max_missing
-            || !self.slots.contains_key(&conn)
-        {
-            return;
-        }
-        let all = self
-            .slots
-            .values()
-            .fold(0u128, |mask, &slot| mask | 1u128 << slot);
-        self.lazy.insert(origin, all);
-    }
-
     /// A push on `conn` brought rumors of these origins (`true`: all of them already
     /// here). A link that is not an origin's parent is pruned for it, and the parent
     /// grafted. Without a parent, a duplicate prunes the link, which closes a cycle of the
