@@ -400,4 +400,22 @@ fn a_new_origin_is_pushed_on_the_eager_fanout_and_announced_on_the_other_links()
         &mut rng(),
     );
     assert_eq!(pushed_and_announced(&sent(&mut flood)), (5, 0));
+    // The origin's parent here is upstream: announced to, never pushed to, even when
+    // the rumor came from elsewhere and the link is eager.
+    let mut flood = plumtree_with_links(&links, &store);
+    sent(&mut flood);
+    let key = rumor.key();
+    flood.spread(
+        Time::ZERO,
+        &store,
+        &key,
+        (Some(links[0]), Some(links[1])),
+        &mut rng(),
+    );
+    let out = sent(&mut flood);
+    assert_eq!(pushed_and_announced(&out), (4, 1), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|(c, m)| *c == links[1] && m.starts_with(r#"{"ihave""#))
+    );
 }
