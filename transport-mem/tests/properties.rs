@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::time::Duration;
 
-use overlay_core::{AsLink, Asn, ClusterKey, Config, MemberState, NodeId};
+use overlay_core::{AsLink, Asn, ClusterKey, Config, MemberState, Metrics, NodeId};
 use overlay_transport_mem::experiment::addr;
 use overlay_transport_mem::{LossMode, MemberEvent, Misbehavior, Sim, SlotId, SlotState};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult, Testable};
@@ -726,12 +726,7 @@ fn lazy_path(l: LazyPath) -> TestResult {
         // Every node is a direct peer of the origin: there is no inner tree link.
         return TestResult::discard();
     }
-    let grafts = |sim: &Sim| -> u64 {
-        (0..l.nodes)
-            .filter_map(|s| sim.node(s))
-            .map(|n| n.metrics().grafts_out)
-            .sum()
-    };
+    let grafts = |sim: &Sim| summed(sim, |m| m.grafts_out);
     let grafts_before = grafts(&sim);
     for &(parent, child) in &tree {
         sim.cut(parent, child);
@@ -760,6 +755,14 @@ fn lazy_path(l: LazyPath) -> TestResult {
             ),
         )
     }
+}
+
+/// One metric summed over the running nodes.
+fn summed(sim: &Sim, metric: fn(&Metrics) -> u64) -> u64 {
+    (0..sim.len())
+        .filter_map(|s| sim.node(s))
+        .map(|n| metric(&n.metrics()))
+        .sum()
 }
 
 /// How long property 8 stalls the tree links.
@@ -863,12 +866,7 @@ fn p10_nodes_started_one_at_a_time_in_any_order_form_one_overlay() {
 fn link_state_trees(l: LazyPath) -> TestResult {
     let mut sim = cluster(l.seed, l.nodes, l.shape, params(l.seed), &|_, _| {});
     sim.run_for(PERIOD * 4);
-    let duplicates = |sim: &Sim| -> u64 {
-        (0..l.nodes)
-            .filter_map(|s| sim.node(s))
-            .map(|n| n.metrics().rumors_duplicate)
-            .sum()
-    };
+    let duplicates = |sim: &Sim| summed(sim, |m| m.rumors_duplicate);
     let before = duplicates(&sim);
     let (origin, seq) = change_links(&mut sim, l.origin as usize % l.nodes, 0);
     sim.run_for(PERIOD / 2);
