@@ -305,17 +305,14 @@ impl Broadcast {
                 m.deadline = now + self.policy.graft_timeout;
                 (!m.announcers.is_empty()).then(|| m.announcers.remove(0))
             });
-            let parent = parent_of(id.0);
-            match next {
-                Some(conn) if !have && parent.is_some_and(|p| p != conn) => {
+            match (next, parent_of(id.0)) {
+                (Some(conn), Some(parent)) if !have && parent != conn => {
                     // A repair all the same: counted with the grafts.
                     self.metrics.grafts_out += 1;
                     self.out(conn).pull.push(id);
-                    if let Some(parent) = parent {
-                        self.ask_graft(parent, id.0);
-                    }
+                    self.ask_graft(parent, id.0);
                 }
-                Some(conn) if !have => {
+                (Some(conn), _) if !have => {
                     self.broken_promise(conn, id.0);
                     self.out(conn).graft.push(id);
                 }

@@ -104,9 +104,9 @@ impl Broadcast {
     /// This node's link state names a new parent for `origin` (`parent`: the link to its
     /// first hop): graft its rumors from that link. A member's first parent also prunes
     /// every other link (strays of the boot's planted trees and grafts); a later one prunes
-    /// the link to the previous first hop if it is up, and leaves other strays to the
-    /// pushes they make (a burst of prunes on every link for every member that a lost link
-    /// made unreachable for a moment costs frames, and under loss frames cost links).
+    /// the link to the previous first hop if it is up, and leaves other strays to be
+    /// pruned when they push (every link was pruned once already, and new links are
+    /// pruned when they come up).
     pub(crate) fn reparent(&mut self, origin: NodeId, parent: ConnId, previous: Previous) {
         if self.policy.mode == Dissemination::Flood || origin == self.me {
             return;

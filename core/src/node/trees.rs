@@ -9,18 +9,14 @@ impl Node {
     /// Hands broadcast the members whose first hop changed at the last recomputation.
     pub(super) fn reparent_changed(&mut self) {
         for change in self.routing.take_hop_changes() {
-            let parent_of = parent_of(&self.routing, &self.swarm);
-            let Some(parent) = parent_of(change.member) else {
+            let link = |hop| link_to_node(&self.routing, &self.swarm, hop);
+            let Some(parent) = change.now.and_then(link) else {
                 continue;
             };
             let previous = if change.first {
                 Previous::First
             } else {
-                Previous::Was(
-                    change
-                        .before
-                        .and_then(|hop| link_to_node(&self.routing, &self.swarm, hop)),
-                )
+                Previous::Was(change.before.and_then(link))
             };
             self.broadcast.reparent(change.member, parent, previous);
         }

@@ -56,11 +56,8 @@ fn search(
         let Some(from) = alive(members, u) else {
             continue;
         };
-        let hop = if u == own {
-            None
-        } else {
-            seen.get(&u).copied().flatten()
-        };
+        // `own` is filed without a first hop: what it finds gets itself below.
+        let hop = seen.get(&u).copied().flatten();
         let next: Vec<NodeId> = match &from.profile.peers {
             Some(listed) => listed.to_vec(),
             // A legacy member lists nobody: whoever lists it links to it.
