@@ -80,6 +80,15 @@ fn plumtree_with_links(links: &[ConnId], store: &Gossip) -> Broadcast {
     bc
 }
 
+/// Node 1's Plumtree with links 1, 2 and 3 up, over a store holding node 9's rumor that
+/// arrived on link 1 after `hops` hops.
+fn three_links(hops: u32) -> ([ConnId; 3], Gossip, SignedRumor, Broadcast) {
+    let links = [ConnId(1), ConnId(2), ConnId(3)];
+    let (store, rumor) = store_with_rumor(links[0], hops);
+    let bc = plumtree_with_links(&links, &store);
+    (links, store, rumor, bc)
+}
+
 fn rng() -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(1)
 }
@@ -104,9 +113,7 @@ fn duplicate_push(bc: &mut Broadcast, conn: ConnId, ids: &[u32]) {
 
 #[test]
 fn trees_are_per_origin_and_every_duplicate_prunes() {
-    let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
-    let (store, rumor) = store_with_rumor(a, 1);
-    let mut bc = plumtree_with_links(&[a, b, c], &store);
+    let ([a, b, c], store, rumor, mut bc) = three_links(1);
     sent(&mut bc);
     // Duplicates of node 8's rumors came over c, then of node 9's over b.
     duplicate_push(&mut bc, c, &[8]);
@@ -170,9 +177,7 @@ fn trees_are_per_origin_and_every_duplicate_prunes() {
 
 #[test]
 fn a_much_shorter_lazy_path_swaps_with_the_eager_one() {
-    let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
-    let (store, rumor) = store_with_rumor(a, 6);
-    let mut bc = plumtree_with_links(&[a, b, c], &store);
+    let ([a, b, c], store, rumor, mut bc) = three_links(6);
     sent(&mut bc);
     let ann = |hops| Announcement(rumor.origin, None, rumor.seq, hops);
     // Two hops shorter: below the threshold of three.
@@ -192,9 +197,7 @@ fn a_much_shorter_lazy_path_swaps_with_the_eager_one() {
 
 #[test]
 fn a_promoted_link_that_then_fails_to_deliver_is_never_promoted_again() {
-    let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
-    let (store, rumor) = store_with_rumor(a, 6);
-    let mut bc = plumtree_with_links(&[a, b, c], &store);
+    let ([_, b, c], store, rumor, mut bc) = three_links(6);
     let ann = |seq, hops| Announcement(rumor.origin, None, seq, hops);
     // b claims hop 0: promoted.
     bc.announced(Time::ZERO, b, &[ann(rumor.seq, 0)], &store, &no_parent)
@@ -215,9 +218,7 @@ fn a_promoted_link_that_then_fails_to_deliver_is_never_promoted_again() {
 
 #[test]
 fn where_link_state_names_a_parent_other_pushers_are_pruned_and_the_parent_grafted() {
-    let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
-    let (store, rumor) = store_with_rumor(a, 6);
-    let mut bc = plumtree_with_links(&[a, b, c], &store);
+    let ([a, b, c], store, rumor, mut bc) = three_links(6);
     let parent = |origin: NodeId| (origin == NodeId(9)).then_some(c);
     // A first arrival from a, which is not the parent: a is pruned, c grafted.
     let first: BTreeMap<NodeId, bool> = [(NodeId(9), false)].into();
@@ -259,9 +260,7 @@ fn where_link_state_names_a_parent_other_pushers_are_pruned_and_the_parent_graft
 
 #[test]
 fn missing_rumors_are_grafted_from_announcers_in_turn_and_flooding_never_prunes() {
-    let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
-    let (store, _) = store_with_rumor(a, 1);
-    let mut bc = plumtree_with_links(&[a, b, c], &store);
+    let ([a, b, c], store, _, mut bc) = three_links(1);
     duplicate_push(&mut bc, b, &[7]);
     duplicate_push(&mut bc, c, &[7]);
     sent(&mut bc);
@@ -360,17 +359,16 @@ fn pushed_and_announced(out: &[(ConnId, String)]) -> (usize, usize) {
 fn a_new_origin_is_pushed_on_the_eager_fanout_and_announced_on_the_other_links() {
     let links: Vec<ConnId> = (1..=6).map(ConnId).collect();
     let (store, rumor) = store_with_rumor(links[0], 1);
+    // What `bc` sends when it spreads node 9's rumor, which came on the first link.
+    let spread = |bc: &mut Broadcast, parent: Option<ConnId>| {
+        let from = (Some(links[0]), parent);
+        bc.spread(Time::ZERO, &store, &rumor.key(), from, &mut rng());
+        sent(bc)
+    };
     let mut bc = plumtree_with_links(&links, &store);
     bc.policy.eager_fanout = 2;
     sent(&mut bc);
-    bc.spread(
-        Time::ZERO,
-        &store,
-        &rumor.key(),
-        (Some(links[0]), None),
-        &mut rng(),
-    );
-    let out = sent(&mut bc);
+    let out = spread(&mut bc, None);
     assert_eq!(pushed_and_announced(&out), (2, 3), "{out:?}");
     // A graft makes a lazy link eager, and the tree is not planted again.
     let lazy = links[1..]
@@ -381,38 +379,16 @@ fn a_new_origin_is_pushed_on_the_eager_fanout_and_announced_on_the_other_links()
     bc.grafted(Time::ZERO, lazy, &[], &[NodeId(9)], &store)
         .expect("within the budget");
     sent(&mut bc);
-    bc.spread(
-        Time::ZERO,
-        &store,
-        &rumor.key(),
-        (Some(links[0]), None),
-        &mut rng(),
-    );
-    assert_eq!(pushed_and_announced(&sent(&mut bc)), (3, 2));
+    assert_eq!(pushed_and_announced(&spread(&mut bc, None)), (3, 2));
     // Fanout 0: the first rumor of an origin floods.
     let mut flood = plumtree_with_links(&links, &store);
     sent(&mut flood);
-    flood.spread(
-        Time::ZERO,
-        &store,
-        &rumor.key(),
-        (Some(links[0]), None),
-        &mut rng(),
-    );
-    assert_eq!(pushed_and_announced(&sent(&mut flood)), (5, 0));
+    assert_eq!(pushed_and_announced(&spread(&mut flood, None)), (5, 0));
     // The origin's parent here is upstream: announced to, never pushed to, even when
     // the rumor came from elsewhere and the link is eager.
     let mut flood = plumtree_with_links(&links, &store);
     sent(&mut flood);
-    let key = rumor.key();
-    flood.spread(
-        Time::ZERO,
-        &store,
-        &key,
-        (Some(links[0]), Some(links[1])),
-        &mut rng(),
-    );
-    let out = sent(&mut flood);
+    let out = spread(&mut flood, Some(links[1]));
     assert_eq!(pushed_and_announced(&out), (4, 1), "{out:?}");
     assert!(
         out.iter()
