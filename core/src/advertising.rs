@@ -1,4 +1,6 @@
-//! When this node signs a fresh advertisement: at once when its links change; after a
+//! When this node signs a fresh advertisement: first a gain hold-down after it starts, so
+//! that its first advert lists the links it made meanwhile (one advert per booting node,
+//! not one empty and one with its links); at once when its links change; after a
 //! hold-down when it lost a direct peer (OSPF-style throttling: the hold doubles while
 //! changes keep coming, up to one gossip period, and falls back once they stop, so that a
 //! flapping link costs a few adverts, not one per flap); after a longer one (a quarter
@@ -38,8 +40,8 @@ pub(crate) struct Advertising {
     policy: AdvertPolicy,
     /// Gossip rounds since the last advert.
     rounds: u32,
-    /// The direct peers the last advert listed.
-    advertised: Arc<[NodeId]>,
+    /// The direct peers the last advert listed (`None`: nothing signed yet).
+    advertised: Option<Arc<[NodeId]>>,
     /// The current hold-down between adverts for peer changes.
     hold: Duration,
     /// When the last advert for a peer change was signed.
@@ -55,7 +57,7 @@ impl Advertising {
         Advertising {
             policy,
             rounds: 0,
-            advertised: Arc::from(Vec::new()),
+            advertised: None,
             hold: policy.hold_min,
             last_change: None,
             expected: BTreeMap::new(),
@@ -69,7 +71,7 @@ impl Advertising {
 
     /// An advert listing `peers` was signed at `now`.
     pub(crate) fn signed(&mut self, now: Time, peers: Arc<[NodeId]>) {
-        if peers != self.advertised {
+        if *peers != *self.listed() {
             let recent = self
                 .last_change
                 .is_some_and(|t| now.since(t) < self.policy.hold_max * 2);
@@ -81,7 +83,18 @@ impl Advertising {
             self.last_change = Some(now);
         }
         self.rounds = 0;
-        self.advertised = peers;
+        self.advertised = Some(peers);
+    }
+
+    /// The direct peers the last advert listed (none before the first).
+    fn listed(&self) -> &[NodeId] {
+        self.advertised.as_deref().unwrap_or_default()
+    }
+
+    /// When a node started at `now` signs its first advert: after the gain hold-down, so
+    /// that the links it makes as it boots go out in that one advert.
+    pub(crate) fn first_due(&self, now: Time) -> Time {
+        now + self.policy.hold_gain
     }
 
     /// A gossip round began: whether the refresh is due.
@@ -90,9 +103,9 @@ impl Advertising {
         self.rounds >= self.policy.refresh
     }
 
-    /// Whether `peers` differ from what the last advert listed.
+    /// Whether `peers` differ from what the last advert listed (always, before the first).
     pub(crate) fn differs(&self, peers: &[NodeId]) -> bool {
-        *peers != *self.advertised
+        self.advertised.as_deref() != Some(peers)
     }
 
     /// `peer`, listening at `addr`, was lost to a transport failure and is being redialed:
@@ -131,15 +144,15 @@ impl Advertising {
     /// due).
     pub(crate) fn changed(&mut self, now: Time, peers: &[NodeId]) -> Option<Time> {
         self.expected.retain(|_, (_, until)| *until > now);
-        if !self.differs(peers) {
+        if self.advertised.is_none() || !self.differs(peers) {
             return None;
         }
         let lost: Vec<&NodeId> = self
-            .advertised
+            .listed()
             .iter()
             .filter(|p| !peers.contains(p))
             .collect();
-        let gained = peers.iter().any(|p| !self.advertised.contains(p));
+        let gained = peers.iter().any(|p| !self.listed().contains(p));
         let unexpected = lost.iter().any(|p| !self.expected.contains_key(p));
         let back_by = lost
             .iter()
@@ -209,6 +222,23 @@ mod tests {
         assert_eq!(a.changed(at(70_000), &peers(&[])), Some(at(70_100)));
         // Past its time, an expected peer is lost like any other.
         assert_eq!(a.changed(at(71_000), &peers(&[3])), Some(at(71_100)));
+    }
+
+    #[test]
+    fn the_first_advert_waits_the_gain_hold_down_and_lists_the_links_made_meanwhile() {
+        let at = Time::from_millis;
+        let mut a = Advertising::new(policy());
+        assert_eq!(a.first_due(at(40)), at(2_540));
+        // Links made before it change nothing: the first advert will list them.
+        assert_eq!(a.changed(at(100), &peers(&[2])), None);
+        assert!(
+            a.differs(&peers(&[])),
+            "before the first advert, always due"
+        );
+        a.signed(at(2_540), peers(&[2, 3]));
+        assert!(!a.differs(&peers(&[2, 3])));
+        // A later gain waits its hold-down from then.
+        assert_eq!(a.changed(at(3_000), &peers(&[2, 3, 4])), Some(at(5_500)));
     }
 
     #[test]

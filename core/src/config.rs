@@ -186,10 +186,11 @@ pub struct Config {
     pub anti_entropy_period: Option<Duration>,
     /// Plumtree tree optimisation threshold in hops (0 disables; default 1).
     pub optimize_hops: u32,
-    /// Links a node pushes a rumor on when its origin has no tree here yet (every link is
-    /// eager for it): this many random ones; the others get announcements and are lazy
-    /// for that origin from then on (0: push on every link, the first rumor of each origin
-    /// floods; default 1).
+    /// Random links a node also pushes a rumor on when its origin has no tree here yet (no
+    /// peer grafted or pruned it); the others get announcements and are lazy for that
+    /// origin from then on. Default 0: peers that know this node is the origin's parent
+    /// have grafted it, and the rest pull the rumor at its first announcement. At
+    /// `max_peers` or more, every link is pushed on and the origin's first rumor floods.
     pub eager_fanout: u32,
     /// Public keys of the certificate authorities this node trusts (several, so that they
     /// can rotate). Empty: open membership, where any holder of the cluster key may join.
@@ -234,7 +235,7 @@ impl Config {
             graft_timeout: None,
             anti_entropy_period: None,
             optimize_hops: 1,
-            eager_fanout: 1,
+            eager_fanout: 0,
             trusted_cas: Vec::new(),
             certificate: None,
         }

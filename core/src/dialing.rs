@@ -180,6 +180,24 @@ impl DialTable {
         self.candidates.get(addr).is_some_and(|c| c.next_try <= now)
     }
 
+    /// Up to `n` candidates picked at random, none of them `skip`ped: what a handshake
+    /// passes on besides the direct peers, so that addresses spread beyond each node's
+    /// neighbourhood before any advertisement has (peer sampling, as Cyclon's shuffle).
+    pub(crate) fn sample<R: CryptoRng + ?Sized>(
+        &self,
+        n: usize,
+        skip: impl Fn(&Addr) -> bool,
+        rng: &mut R,
+    ) -> Vec<Addr> {
+        let mut pool: Vec<&Addr> = self.candidates.keys().filter(|a| !skip(a)).collect();
+        let mut picked = Vec::new();
+        while picked.len() < n && !pool.is_empty() {
+            let i = (rng.next_u64() % pool.len() as u64) as usize;
+            picked.push(pool.swap_remove(i).clone());
+        }
+        picked
+    }
+
     /// Candidates due at `now`, not being dialed and not `connected`, in address order.
     pub(crate) fn eligible(&self, now: Time, connected: impl Fn(&Addr) -> bool) -> Vec<Addr> {
         self.due(now, connected, |_| true)

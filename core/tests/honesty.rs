@@ -478,7 +478,9 @@ fn small_budget() -> Cluster {
     let mut configs = vec![config(0, 100, vec![], &[]), config(1, 200, vec![], &[0])];
     configs[0].max_members = 4;
     let mut c = Cluster::new(configs);
-    c.drive_for(100);
+    // Past both nodes' first advertisements (a quarter period after start), before the
+    // first gossip round renews the budgets.
+    c.drive_for(400);
     c
 }
 
@@ -602,13 +604,14 @@ fn change_links(c: &mut Cluster, cost: u64) -> u64 {
 fn a_peer_lying_about_its_hop_count_is_not_believed_where_link_state_names_a_parent() {
     // A line 0 - 1 - 2, and node 3 linked to node 2 only: it never has node 1's rumors
     // before node 2 does, but claims to be next to node 1.
-    let mut c = Cluster::new(vec![
+    let configs = vec![
         config(0, 100, vec![], &[]),
         config(1, 200, vec![], &[0]),
         config(2, 300, vec![], &[1]),
         config(3, 400, vec![], &[2]),
-    ]);
-    c.blocked = vec![(0, 2), (0, 3), (1, 3)];
+    ];
+    // Blocked from the start: handshakes pass on other addresses than direct peers'.
+    let mut c = Cluster::with_blocked(configs, vec![(0, 2), (0, 3), (1, 3)]);
     c.drive_for(3_000);
     let seq = change_links(&mut c, 1);
     assert!(

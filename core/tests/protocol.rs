@@ -45,9 +45,10 @@ fn handshake_accepts_and_both_sides_see_the_peer() {
     c.drive_for(10);
     assert!(c.linked(0, 1) && c.linked(1, 0));
     assert!(has_peer_up(&c, 0, 2) && has_peer_up(&c, 1, 1));
-    // A member counts once both adverts list the link (after the gain's hold-down: a
-    // quarter period).
-    assert_eq!(c.node(0).status().members, 1);
+    // Nothing is advertised yet: a node's first advert waits the gain's hold-down (a
+    // quarter period) so that it lists the links made meanwhile, and a member counts once
+    // both adverts list the link.
+    assert_eq!(c.node(0).status().members, 0);
     c.drive_for(400);
     assert_eq!(c.node(0).status().members, 2);
     assert_eq!(c.node(1).status().members, 2);
@@ -205,7 +206,8 @@ fn tampered_frame_is_rejected_without_blame_and_the_link_recovers() {
         config(0, 100, vec![link(200, 1, 1)], &[]),
         config(1, 200, vec![link(100, 1, 1)], &[0]),
     ]);
-    c.drive_for(100);
+    // Past the first adverts (a quarter period).
+    c.drive_for(400);
     assert!(c.linked(0, 1));
     let mut flipped = 0;
     c.tap = Some(Box::new(move |from, _, bytes| {
@@ -739,8 +741,7 @@ fn lazy_announcements_and_grafts_repair_the_tree_when_a_node_crashes() {
             cfg
         })
         .collect();
-    let mut c = Cluster::new(configs);
-    c.blocked = vec![(0, 3), (0, 4)];
+    let mut c = Cluster::with_blocked(configs, vec![(0, 3), (0, 4)]);
     c.drive_for(10_000);
     let lazy: usize = (0..5).map(|i| c.node(i).sizes().lazy_pairs).sum();
     assert!(lazy > 0, "duplicates pruned some links");

@@ -42,7 +42,7 @@ pub(crate) struct BroadcastPolicy {
     /// many hops sooner than through the eager link that delivered it, the two swap roles
     /// (0 disables).
     pub optimize_hops: u32,
-    /// Links pushed to when a rumor's origin has no tree here yet (0: all of them).
+    /// Random links also pushed to when a rumor's origin has no tree here yet.
     pub eager_fanout: usize,
 }
 
@@ -135,24 +135,44 @@ impl Broadcast {
             .is_some_and(|mask| mask & self.bit(conn) != 0)
     }
 
-    /// Makes `conn` lazy (or eager) for `origin`.
+    /// Makes `conn` lazy (or eager) for `origin`. The first graft or prune of an origin not
+    /// planted here plants its tree with every other link lazy: its first rumor is then
+    /// pushed only where a peer asked for it (a child that already knows this node is its
+    /// parent) and announced elsewhere, not pushed on a random link as well.
     fn set_lazy(&mut self, conn: ConnId, origin: NodeId, lazy: bool) {
-        if self.policy.mode == Dissemination::Flood || self.is_lazy(conn, origin) == lazy {
+        if self.is_lazy(conn, origin) == lazy && self.lazy.contains_key(&origin) {
             return;
         }
-        if lazy && !self.lazy.contains_key(&origin) && self.lazy.len() >= self.policy.max_missing {
-            // Too many origins tracked: this one keeps flooding.
+        let all = self.slots.keys().fold(0, |m, &c| m | self.bit(c));
+        if !self.start_tree(origin, all) {
             return;
         }
         let bit = self.bit(conn);
-        // An origin's entry stays when its mask empties: it records that the origin's
-        // tree was planted here (see `plant`).
-        let mask = self.lazy.entry(origin).or_default();
-        if lazy {
-            *mask |= bit;
-        } else {
-            *mask &= !bit;
+        if let Some(mask) = self.lazy.get_mut(&origin) {
+            if lazy {
+                *mask |= bit;
+            } else {
+                *mask &= !bit;
+            }
         }
+    }
+
+    /// Records `origin`'s tree as planted here with `lazy` links, unless it is, or is
+    /// this node, or the dissemination floods, or too many origins are tracked (that one
+    /// keeps flooding). Whether the origin has a tree here now. An origin's entry stays
+    /// when its mask empties: its tree is planted once.
+    fn start_tree(&mut self, origin: NodeId, lazy: u128) -> bool {
+        if self.policy.mode == Dissemination::Flood || origin == self.me {
+            return false;
+        }
+        if self.lazy.contains_key(&origin) {
+            return true;
+        }
+        if self.lazy.len() >= self.policy.max_missing {
+            return false;
+        }
+        self.lazy.insert(origin, lazy);
+        true
     }
 
     /// A link came up: it is eager for every origin, and both ends send their digests so
@@ -272,9 +292,17 @@ impl Broadcast {
             if !self.missing.contains_key(&id) && self.missing.len() >= self.policy.max_missing {
                 continue;
             }
+            // The first rumor of an origin without a parent here has no tree to come
+            // along yet: grafted from its first announcer at once.
+            let unheard = !store.knows(&id.key(), 0) && parent_of(id.0).is_none();
+            let wait = if unheard {
+                Duration::ZERO
+            } else {
+                self.policy.graft_timeout
+            };
             let m = self.missing.entry(id).or_insert(Missing {
                 announcers: Vec::new(),
-                deadline: now + self.policy.graft_timeout,
+                deadline: now + wait,
             });
             if !m.announcers.contains(&conn) && m.announcers.len() < MAX_ANNOUNCERS {
                 m.announcers.push(conn);

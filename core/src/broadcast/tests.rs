@@ -18,7 +18,8 @@ fn policy(mode: Dissemination) -> BroadcastPolicy {
         max_requests_per_round: 64,
         pull_timeout: Duration::from_secs(1),
         optimize_hops: 3,
-        eager_fanout: 0,
+        // An origin's first rumor floods (Plumtree's own start) unless a test says otherwise.
+        eager_fanout: MAX_LINK_SLOTS,
     }
 }
 
@@ -115,6 +116,10 @@ fn duplicate_push(bc: &mut Broadcast, conn: ConnId, ids: &[u32]) {
 fn trees_are_per_origin_and_every_duplicate_prunes() {
     let ([a, b, c], store, rumor, mut bc) = three_links(1);
     sent(&mut bc);
+    // Node 8's and node 9's first rumors went out on every link.
+    for origin in [8, 9] {
+        bc.plant(NodeId(origin), &[], &mut rng());
+    }
     // Duplicates of node 8's rumors came over c, then of node 9's over b.
     duplicate_push(&mut bc, c, &[8]);
     duplicate_push(&mut bc, b, &[9]);
@@ -261,10 +266,11 @@ fn where_link_state_names_a_parent_other_pushers_are_pruned_and_the_parent_graft
 #[test]
 fn missing_rumors_are_grafted_from_announcers_in_turn_and_flooding_never_prunes() {
     let ([a, b, c], store, _, mut bc) = three_links(1);
-    duplicate_push(&mut bc, b, &[7]);
-    duplicate_push(&mut bc, c, &[7]);
+    duplicate_push(&mut bc, b, &[9]);
+    duplicate_push(&mut bc, c, &[9]);
     sent(&mut bc);
-    let unknown = Announcement(NodeId(7), None, 3, 1);
+    // Newer than the rumor of node 9 stored here: waited for, then grafted.
+    let unknown = Announcement(NodeId(9), None, 3, 1);
     bc.announced(Time::ZERO, b, &[unknown], &store, &no_parent)
         .unwrap();
     bc.announced(Time::ZERO, c, &[unknown], &store, &no_parent)
@@ -275,7 +281,7 @@ fn missing_rumors_are_grafted_from_announcers_in_turn_and_flooding_never_prunes(
         sent(&mut bc),
         vec![(
             b,
-            r#"{"graft":{"ids":[[7,null,3]],"origins":[]}}"#.to_string()
+            r#"{"graft":{"ids":[[9,null,3]],"origins":[]}}"#.to_string()
         )]
     );
     bc.graft_due(Time::from_millis(400), &store, &no_parent);
@@ -283,7 +289,7 @@ fn missing_rumors_are_grafted_from_announcers_in_turn_and_flooding_never_prunes(
         sent(&mut bc),
         vec![(
             c,
-            r#"{"graft":{"ids":[[7,null,3]],"origins":[]}}"#.to_string()
+            r#"{"graft":{"ids":[[9,null,3]],"origins":[]}}"#.to_string()
         )]
     );
     bc.graft_due(Time::from_millis(600), &store, &no_parent);
@@ -293,6 +299,55 @@ fn missing_rumors_are_grafted_from_announcers_in_turn_and_flooding_never_prunes(
     flood.link_up(a, &store);
     duplicate_push(&mut flood, a, &[7]);
     assert_eq!(flood.links(), (1, 0));
+}
+
+#[test]
+fn a_graft_or_prune_before_the_first_rumor_plants_the_tree_and_unheard_origins_are_grafted_at_once()
+{
+    // A child grafted node 9 from us before its first rumor came: only it gets the push.
+    let ([a, b, c], store, rumor, mut bc) = three_links(1);
+    bc.grafted(Time::ZERO, b, &[], &[NodeId(9)], &store)
+        .expect("within the budget");
+    assert!(bc.is_lazy(c, NodeId(9)) && !bc.is_lazy(b, NodeId(9)));
+    bc.spread(
+        Time::ZERO,
+        &store,
+        &rumor.key(),
+        (Some(a), None),
+        &mut rng(),
+    );
+    let out = sent(&mut bc);
+    assert_eq!(pushed_and_announced(&out), (1, 1), "{out:?}");
+    assert!(has_push(&out, b));
+    // A prune first: every link lazy, the rumor announced on both.
+    let ([a, b, _], store, rumor, mut bc) = three_links(1);
+    bc.pruned(b, &[NodeId(9)]);
+    bc.spread(
+        Time::ZERO,
+        &store,
+        &rumor.key(),
+        (Some(a), None),
+        &mut rng(),
+    );
+    assert_eq!(pushed_and_announced(&sent(&mut bc)), (0, 2));
+    // A rumor of an origin never heard of, without a parent here: grafted at once; with a
+    // parent, waited for from it first.
+    let ([a, b, _], store, _, mut bc) = three_links(1);
+    let unheard = Announcement(NodeId(7), None, 1, 1);
+    bc.announced(Time::ZERO, b, &[unheard], &store, &no_parent)
+        .unwrap();
+    assert_eq!(bc.next_graft(), Some(Time::ZERO));
+    let mut bc = plumtree_with_links(&[a, b], &store);
+    let parent = |_: NodeId| Some(a);
+    bc.announced(Time::ZERO, b, &[unheard], &store, &parent)
+        .unwrap();
+    assert_eq!(bc.next_graft(), Some(Time::from_millis(200)));
+}
+
+/// Whether `out` pushes rumors on `conn`.
+fn has_push(out: &[(ConnId, String)], conn: ConnId) -> bool {
+    out.iter()
+        .any(|(c, m)| *c == conn && m.starts_with(r#"{"rumors""#))
 }
 
 #[test]
@@ -380,10 +435,15 @@ fn a_new_origin_is_pushed_on_the_eager_fanout_and_announced_on_the_other_links()
         .expect("within the budget");
     sent(&mut bc);
     assert_eq!(pushed_and_announced(&spread(&mut bc, None)), (3, 2));
-    // Fanout 0: the first rumor of an origin floods.
+    // A fanout of every link: the first rumor of an origin floods.
     let mut flood = plumtree_with_links(&links, &store);
     sent(&mut flood);
     assert_eq!(pushed_and_announced(&spread(&mut flood, None)), (5, 0));
+    // Fanout 0 (the default): announced on every link.
+    let mut lazy = plumtree_with_links(&links, &store);
+    lazy.policy.eager_fanout = 0;
+    sent(&mut lazy);
+    assert_eq!(pushed_and_announced(&spread(&mut lazy, None)), (0, 5));
     // The origin's parent here is upstream: announced to, never pushed to, even when
     // the rumor came from elsewhere and the link is eager.
     let mut flood = plumtree_with_links(&links, &store);

@@ -41,28 +41,22 @@ impl Broadcast {
         out.graft_origins.insert(origin);
     }
 
-    /// A rumor of `origin`, which has no tree here yet (every link eager for it), is about
-    /// to go out on `links`: all but `eager_fanout` random ones become lazy for `origin`,
-    /// so that its first rumor does not flood. A node that none of its peers pushes to
-    /// grafts it from an announcer; parents, duplicates and grafts shape the tree from
-    /// then on.
+    /// A rumor of `origin`, which has no tree here yet (no peer grafted or pruned it), is
+    /// about to go out on `links`: all but `eager_fanout` random ones (by default all)
+    /// become lazy for `origin`, so that its first rumor does not flood. Peers that know
+    /// this node is the origin's parent grafted it already; the others pull it when it is
+    /// announced. Parents, duplicates and grafts shape the tree from then on.
     pub(super) fn plant<R: Rng + ?Sized>(&mut self, origin: NodeId, links: &[ConnId], rng: &mut R) {
-        let fanout = self.policy.eager_fanout;
-        if fanout == 0
-            || links.len() <= fanout
-            || origin == self.me
-            || self.lazy.contains_key(&origin)
-        {
+        if self.lazy.contains_key(&origin) {
             return;
         }
         let mut lazy = links.to_vec();
-        for _ in 0..fanout {
+        for _ in 0..self.policy.eager_fanout.min(lazy.len()) {
             let pick = (rng.next_u64() % lazy.len() as u64) as usize;
             lazy.swap_remove(pick);
         }
-        for conn in lazy {
-            self.set_lazy(conn, origin, true);
-        }
+        let mask = lazy.iter().fold(0, |m, &c| m | self.bit(c));
+        self.start_tree(origin, mask);
     }
 
     /// A push on `conn` brought rumors of these origins (`true`: all of them already

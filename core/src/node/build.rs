@@ -66,7 +66,8 @@ impl Node {
             out: Outbox::default(),
             config,
         };
-        node.advertise();
+        let first = node.adverts.first_due(now);
+        node.scheduler.set(Timer::Advertise, first);
         node.scheduler.set(Timer::Dial, now);
         node.scheduler
             .set(Timer::Heartbeat, now + node.config.heartbeat());

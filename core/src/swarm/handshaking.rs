@@ -2,12 +2,17 @@
 //! is the next step (the checks themselves are in `handshake`), and a link that comes into
 //! being passes the last checks (one link per node, the key still welcome, room left).
 
+use rand_core::CryptoRng;
+
 use super::{Conn, Swarm, SwarmEvent};
 use crate::event::{CloseReason, Direction, Outbox, RejectReason};
 use crate::handshake::{Io, Me, PeerInfo, Phase, Step, on_finish, on_hello, on_welcome};
 use crate::identity::TAG_LEN;
 use crate::scheduler::Time;
 use crate::wire::{Addr, ConnId, Handshake, MAX_HELLO_PEERS, Refuse, check_peer_list, from_json};
+
+/// Known addresses besides the direct peers that a handshake step passes on.
+const HELLO_SAMPLE: usize = 8;
 
 impl Swarm {
     /// A plain frame of a connection still handshaking: the next step of its handshake.
@@ -74,7 +79,7 @@ impl Swarm {
             .filter(|(id, c)| **id != conn && !matches!(c.phase, Phase::AwaitHello))
             .count()
             + self.table.in_flight();
-        let peers = self.peer_addrs(conn);
+        let peers = self.peer_addrs(conn, io.rng);
         match (phase, msg) {
             (Phase::AwaitWelcome { .. }, Handshake::Refuse(refusal)) if refusal.at_capacity => {
                 check_peer_list(&refusal.peers)
@@ -230,12 +235,26 @@ impl Swarm {
         })
     }
 
-    fn peer_addrs(&self, except: ConnId) -> Vec<Addr> {
-        self.conns
+    /// The addresses a handshake step on `except` passes on: the direct peers, then up to
+    /// [`HELLO_SAMPLE`] other known addresses at random (never the one `except` was
+    /// dialed at: it leads to the peer itself).
+    fn peer_addrs<R: CryptoRng + ?Sized>(&self, except: ConnId, rng: &mut R) -> Vec<Addr> {
+        let mut addrs: Vec<Addr> = self
+            .conns
             .iter()
             .filter(|(id, _)| **id != except)
             .filter_map(|(_, c)| c.peer().map(|p| p.listen.clone()))
             .take(MAX_HELLO_PEERS)
-            .collect()
+            .collect();
+        let dialed = self
+            .conns
+            .get(&except)
+            .filter(|c| c.direction == Direction::Outbound)
+            .map(|c| &c.remote);
+        let room = HELLO_SAMPLE.min(MAX_HELLO_PEERS - addrs.len());
+        let skip = |a: &Addr| addrs.contains(a) || Some(a) == dialed;
+        let sample = self.table.sample(room, skip, rng);
+        addrs.extend(sample);
+        addrs
     }
 }

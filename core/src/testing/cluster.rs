@@ -102,8 +102,23 @@ impl Cluster {
         Self::with_identities(configs, identities)
     }
 
+    /// Like [`Cluster::new`], with the pairs `blocked` (by index) unable to connect or
+    /// exchange frames from the start.
+    pub fn with_blocked(configs: Vec<Config>, blocked: Vec<(usize, usize)>) -> Self {
+        let identities = (0..configs.len()).map(identity).collect();
+        Self::start(configs, identities, blocked)
+    }
+
     /// Like [`Cluster::new`] with the given identities.
     pub fn with_identities(configs: Vec<Config>, identities: Vec<Identity>) -> Self {
+        Self::start(configs, identities, Vec::new())
+    }
+
+    fn start(
+        configs: Vec<Config>,
+        identities: Vec<Identity>,
+        blocked: Vec<(usize, usize)>,
+    ) -> Self {
         let mut cluster = Cluster {
             nodes: Vec::new(),
             now: Time::from_millis(1_000),
@@ -116,7 +131,7 @@ impl Cluster {
             tap: None,
             coalesce: false,
             partition: None,
-            blocked: Vec::new(),
+            blocked,
             dials: Vec::new(),
             closes: Vec::new(),
             configs: configs.clone(),

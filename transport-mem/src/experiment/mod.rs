@@ -390,6 +390,8 @@ pub fn run_with_progress(
     let booted = json!({
         "boot_ms": boot.map(|t| t.as_millis()),
         "boot_copies_per_pair": phases.boot_copies_per_pair,
+        "boot_adverts_per_node": boot_totals.originated as f64 / n.max(1) as f64,
+        "boot_duplicates_per_pair": boot_totals.duplicates as f64 / (n * n.saturating_sub(1)).max(1) as f64,
     });
     say(&sim, "booted", booted);
     if exp.loss_after_boot {
