@@ -90,6 +90,23 @@ fn three_links(hops: u32) -> ([ConnId; 3], Gossip, SignedRumor, Broadcast) {
     (links, store, rumor, bc)
 }
 
+/// What `bc` sends when it spreads `rumor`, which came on `from`, without a parent.
+fn spread_from(
+    bc: &mut Broadcast,
+    store: &Gossip,
+    rumor: &SignedRumor,
+    from: ConnId,
+) -> Vec<(ConnId, String)> {
+    bc.spread(
+        Time::ZERO,
+        store,
+        &rumor.key(),
+        (Some(from), None),
+        &mut rng(),
+    );
+    sent(bc)
+}
+
 fn rng() -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(1)
 }
@@ -157,14 +174,7 @@ fn trees_are_per_origin_and_every_duplicate_prunes() {
     );
     bc.pruned(c, &[NodeId(1)]);
     assert!(!bc.is_lazy(c, NodeId(1)));
-    bc.spread(
-        Time::ZERO,
-        &store,
-        &rumor.key(),
-        (Some(a), None),
-        &mut rng(),
-    );
-    let out = sent(&mut bc);
+    let out = spread_from(&mut bc, &store, &rumor, a);
     assert!(
         out.contains(&(b, r#"{"ihave":{"ids":[[9,null,1,2]]}}"#.to_string())),
         "{out:?}"
@@ -309,27 +319,14 @@ fn a_graft_or_prune_before_the_first_rumor_plants_the_tree_and_unheard_origins_a
     bc.grafted(Time::ZERO, b, &[], &[NodeId(9)], &store)
         .expect("within the budget");
     assert!(bc.is_lazy(c, NodeId(9)) && !bc.is_lazy(b, NodeId(9)));
-    bc.spread(
-        Time::ZERO,
-        &store,
-        &rumor.key(),
-        (Some(a), None),
-        &mut rng(),
-    );
-    let out = sent(&mut bc);
+    let out = spread_from(&mut bc, &store, &rumor, a);
     assert_eq!(pushed_and_announced(&out), (1, 1), "{out:?}");
     assert!(has_push(&out, b));
     // A prune first: every link lazy, the rumor announced on both.
     let ([a, b, _], store, rumor, mut bc) = three_links(1);
     bc.pruned(b, &[NodeId(9)]);
-    bc.spread(
-        Time::ZERO,
-        &store,
-        &rumor.key(),
-        (Some(a), None),
-        &mut rng(),
-    );
-    assert_eq!(pushed_and_announced(&sent(&mut bc)), (0, 2));
+    let out = spread_from(&mut bc, &store, &rumor, a);
+    assert_eq!(pushed_and_announced(&out), (0, 2));
     // A rumor of an origin never heard of, without a parent here: grafted at once; with a
     // parent, waited for from it first.
     let ([a, b, _], store, _, mut bc) = three_links(1);

@@ -58,16 +58,20 @@ fn search(
         };
         // `own` is filed without a first hop: what it finds gets itself below.
         let hop = seen.get(&u).copied().flatten();
-        let next: Vec<NodeId> = match &from.profile.peers {
-            Some(listed) => listed.to_vec(),
+        let legacy: Vec<NodeId>;
+        let next: &[NodeId] = match &from.profile.peers {
+            Some(listed) => listed,
             // A legacy member lists nobody: whoever lists it links to it.
-            None => members
-                .values()
-                .filter(|m| m.profile.peers.as_ref().is_some_and(|p| p.contains(&u)))
-                .map(|m| m.node)
-                .collect(),
+            None => {
+                legacy = members
+                    .values()
+                    .filter(|m| m.profile.peers.as_ref().is_some_and(|p| p.contains(&u)))
+                    .map(|m| m.node)
+                    .collect();
+                &legacy
+            }
         };
-        for v in next {
+        for &v in next {
             let two_way = alive(members, v).is_some_and(|to| lists(to, u) && lists(from, v));
             if two_way && !seen.contains_key(&v) {
                 seen.insert(v, if u == own { Some(v) } else { hop });

@@ -68,7 +68,7 @@ pub struct Welcome {
     /// Who the listener is.
     #[serde(flatten)]
     pub identity: HelloIdentity,
-    /// Addresses of the listener's direct peers.
+    /// Addresses of the listener's direct peers, then a few others it knows (a random sample).
     pub peers: Vec<Addr>,
     /// HMAC of the transcript with the cluster key.
     #[serde(with = "b64::array32")]
@@ -81,7 +81,7 @@ pub struct Welcome {
 /// Dialer's closing handshake message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finish {
-    /// Addresses of the dialer's direct peers.
+    /// Addresses of the dialer's direct peers, then a few others it knows (a random sample).
     pub peers: Vec<Addr>,
     /// HMAC of the transcript with the cluster key.
     #[serde(with = "b64::array32")]
@@ -99,7 +99,8 @@ pub struct Refuse {
     /// The listener is at `max_peers`; `peers` are its direct peers, to try instead.
     #[serde(default)]
     pub at_capacity: bool,
-    /// Addresses of the refusing node's direct peers (with `at_capacity`).
+    /// Addresses of the refusing node's direct peers and a random sample of others it knows
+    /// (with `at_capacity`).
     #[serde(default)]
     pub peers: Vec<Addr>,
 }
