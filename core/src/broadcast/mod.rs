@@ -124,6 +124,11 @@ impl Broadcast {
         self.slots.get(&conn).map_or(0, |&slot| 1u128 << slot)
     }
 
+    /// The bits of `links`.
+    fn mask(&self, links: impl Iterator<Item = ConnId>) -> u128 {
+        links.fold(0, |m, c| m | self.bit(c))
+    }
+
     /// Whether `conn` only gets announcements of `origin`'s rumors. A node is the root of
     /// its own rumors' tree: it pushes them on every link.
     fn is_lazy(&self, conn: ConnId, origin: NodeId) -> bool {
@@ -143,8 +148,7 @@ impl Broadcast {
         if self.is_lazy(conn, origin) == lazy && self.lazy.contains_key(&origin) {
             return;
         }
-        let all = self.slots.keys().fold(0, |m, &c| m | self.bit(c));
-        if !self.start_tree(origin, all) {
+        if !self.start_tree(origin, None) {
             return;
         }
         let bit = self.bit(conn);
@@ -157,11 +161,11 @@ impl Broadcast {
         }
     }
 
-    /// Records `origin`'s tree as planted here with `lazy` links, unless it is, or is
-    /// this node, or the dissemination floods, or too many origins are tracked (that one
-    /// keeps flooding). Whether the origin has a tree here now. An origin's entry stays
-    /// when its mask empties: its tree is planted once.
-    fn start_tree(&mut self, origin: NodeId, lazy: u128) -> bool {
+    /// Records `origin`'s tree as planted here with the `lazy` links lazy (`None`: every
+    /// link), unless it is, or is this node, or the dissemination floods, or too many
+    /// origins are tracked (that one keeps flooding). Whether the origin has a tree here
+    /// now. An origin's entry stays when its mask empties: its tree is planted once.
+    fn start_tree(&mut self, origin: NodeId, lazy: Option<&[ConnId]>) -> bool {
         if self.policy.mode == Dissemination::Flood || origin == self.me {
             return false;
         }
@@ -171,7 +175,11 @@ impl Broadcast {
         if self.lazy.len() >= self.policy.max_missing {
             return false;
         }
-        self.lazy.insert(origin, lazy);
+        let mask = match lazy {
+            Some(links) => self.mask(links.iter().copied()),
+            None => self.mask(self.slots.keys().copied()),
+        };
+        self.lazy.insert(origin, mask);
         true
     }
 
@@ -231,12 +239,7 @@ impl Broadcast {
             .copied()
             .filter(|&c| Some(c) != from && !store.peer_has(c, key, id.seq()))
             .collect();
-        let downstream: Vec<ConnId> = links
-            .iter()
-            .copied()
-            .filter(|&c| Some(c) != parent)
-            .collect();
-        self.plant(key.origin, &downstream, rng);
+        self.plant(key.origin, &links, parent, rng);
         for conn in links {
             if self.is_lazy(conn, key.origin) || Some(conn) == parent {
                 self.out(conn)

@@ -135,7 +135,7 @@ fn trees_are_per_origin_and_every_duplicate_prunes() {
     sent(&mut bc);
     // Node 8's and node 9's first rumors went out on every link.
     for origin in [8, 9] {
-        bc.plant(NodeId(origin), &[], &mut rng());
+        bc.plant(NodeId(origin), &[], None, &mut rng());
     }
     // Duplicates of node 8's rumors came over c, then of node 9's over b.
     duplicate_push(&mut bc, c, &[8]);

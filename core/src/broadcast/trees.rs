@@ -43,20 +43,30 @@ impl Broadcast {
 
     /// A rumor of `origin`, which has no tree here yet (no peer grafted or pruned it), is
     /// about to go out on `links`: all but `eager_fanout` random ones (by default all)
-    /// become lazy for `origin`, so that its first rumor does not flood. Peers that know
+    /// other than its `parent` become lazy for `origin`, so that its first rumor does not
+    /// flood. Peers that know
     /// this node is the origin's parent grafted it already; the others pull it when it is
     /// announced. Parents, duplicates and grafts shape the tree from then on.
-    pub(super) fn plant<R: Rng + ?Sized>(&mut self, origin: NodeId, links: &[ConnId], rng: &mut R) {
+    pub(super) fn plant<R: Rng + ?Sized>(
+        &mut self,
+        origin: NodeId,
+        links: &[ConnId],
+        parent: Option<ConnId>,
+        rng: &mut R,
+    ) {
         if self.lazy.contains_key(&origin) {
             return;
         }
-        let mut lazy = links.to_vec();
+        let mut lazy: Vec<ConnId> = links
+            .iter()
+            .copied()
+            .filter(|&c| Some(c) != parent)
+            .collect();
         for _ in 0..self.policy.eager_fanout.min(lazy.len()) {
             let pick = (rng.next_u64() % lazy.len() as u64) as usize;
             lazy.swap_remove(pick);
         }
-        let mask = lazy.iter().fold(0, |m, &c| m | self.bit(c));
-        self.start_tree(origin, mask);
+        self.start_tree(origin, Some(&lazy));
     }
 
     /// A push on `conn` brought rumors of these origins (`true`: all of them already

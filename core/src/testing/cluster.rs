@@ -98,8 +98,7 @@ impl Cluster {
     /// A node per config (slot `i` with pool identity `i` and RNG seed `[i; 32]`), started
     /// at 1 s and driven until quiet.
     pub fn new(configs: Vec<Config>) -> Self {
-        let identities = (0..configs.len()).map(identity).collect();
-        Self::with_identities(configs, identities)
+        Self::with_blocked(configs, Vec::new())
     }
 
     /// Like [`Cluster::new`], with the pairs `blocked` (by index) unable to connect or

@@ -376,10 +376,11 @@ pub fn run_with_progress(
     sim.run_for((period / 4).min(Duration::from_secs(2)));
     let boot_wall = started.elapsed();
     let boot_totals = dissemination_totals(&sim, &honest);
+    let per_pair = |count: u64| count as f64 / (n * n.saturating_sub(1)).max(1) as f64;
     let mut phases = Phases {
         started,
         boot,
-        boot_copies_per_pair: boot_totals.copies as f64 / (n * n.saturating_sub(1)).max(1) as f64,
+        boot_copies_per_pair: per_pair(boot_totals.copies),
         boot_wall,
         warmup_wall: Duration::ZERO,
         steady: None,
@@ -391,7 +392,7 @@ pub fn run_with_progress(
         "boot_ms": boot.map(|t| t.as_millis()),
         "boot_copies_per_pair": phases.boot_copies_per_pair,
         "boot_adverts_per_node": boot_totals.originated as f64 / n.max(1) as f64,
-        "boot_duplicates_per_pair": boot_totals.duplicates as f64 / (n * n.saturating_sub(1)).max(1) as f64,
+        "boot_duplicates_per_pair": per_pair(boot_totals.duplicates),
     });
     say(&sim, "booted", booted);
     if exp.loss_after_boot {
